@@ -22,7 +22,8 @@ def pareto_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
         points["cost"] = points[cost].clip(lower=1)
     else:
         points["cost"] = points[cost] / 2**20
-    points["score_pct"] = points["score_mean"] * 100
+    # percent for fractions; rsum and MT-Bench ratings as reported
+    points["score_pct"] = points["score_mean"] * points["primary"].map(aggregate.display_scale)
     points["on_front"] = aggregate.pareto_front(points, cost, "score_mean")
     points["label"] = points["adapter"] + " · " + points["configuration"]
     return points

@@ -29,8 +29,8 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
         "model": table["model"],
         "preset": table["preset"],
         "metric": table["primary"],
-        "score %": table["score_mean"] * 100,
-        "± std": table["score_std"] * 100,
+        "score %": table["score_mean"] * _scales(table),
+        "± std": table["score_std"] * _scales(table),
         "seeds": table["n_seeds"],
         "failed": table["n_failed"],
         "diverged": table["n_diverged"],
@@ -43,6 +43,11 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
         "train s": table["train_seconds"],
         "step ms": table["mean_step_seconds"] * 1000,
     }).reset_index(drop=True)
+
+
+def _scales(table: pd.DataFrame) -> pd.Series:
+    # fractions are shown in percent; COCO's rsum and MT-Bench's rating are shown as the suites report them
+    return table["primary"].map(aggregate.display_scale)
 
 
 NUMBER_FORMATS = {
@@ -94,7 +99,7 @@ def render_leaderboard(table: pd.DataFrame, reference: pd.DataFrame) -> None:
             pd.DataFrame({
                 "adapter": averages["adapter"], "configuration": averages["configuration"],
                 "model": averages["model"], "preset": averages["preset"], "limited": averages["limited"],
-                "average %": averages["score_avg"] * 100,
+                "average %": averages["score_avg"] * aggregate.display_scale(suite_table["primary"].iloc[0]),
                 "tasks": averages["n_tasks"].astype(str) + " / " + averages["n_suite_tasks"].astype(str),
                 "complete": averages["complete"], "adapter params": averages["params_adapter"],
                 "failed runs": averages["n_failed_runs"],
@@ -119,6 +124,8 @@ def render_leaderboard(table: pd.DataFrame, reference: pd.DataFrame) -> None:
                          column_config={"score %": st.column_config.NumberColumn(format="%.2f"),
                                         "params": st.column_config.NumberColumn(format="localized")},
                          key=f"reported-{suite}")
+    st.caption("Scores are in percent, except COCO's rsum (the sum of six recalls, 0-600) and MT-Bench's "
+               "1-10 rating, shown as the suites report them.")
     if table["memory_estimated"].fillna(False).astype(bool).any():
         st.caption("Peak memory marked *CPU estimate* is the harness's estimate (parameters, gradients, "
                    "optimizer state and saved activations), not a measurement; *GPU measured* is CUDA's "
@@ -168,7 +175,7 @@ def render_run_detail(records: list[dict[str, Any]]) -> None:
     flat = aggregate.flatten_record(record)
     cols = st.columns(4)
     cols[0].metric("status", flat["status"])
-    cols[1].metric(flat["primary"] or "score", "–" if flat["score"] is None else f"{flat['score'] * 100:.2f}")
+    cols[1].metric(flat["primary"] or "score", "–" if flat["score"] is None else f"{flat['score'] * aggregate.display_scale(flat['primary']):.2f}")
     cols[2].metric("adapter params", aggregate.format_count(flat["params_adapter"]))
     cols[3].metric("peak memory" + (" (CPU estimate)" if flat["memory_estimated"] else ""),
                    aggregate.format_bytes(flat["peak_bytes"]))

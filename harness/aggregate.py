@@ -49,6 +49,10 @@ REFERENCE_COLUMNS = (
     "params", "source", "note",
 )
 REFERENCE_SCALES = {"percent": 100.0, "fraction": 1.0}
+# Scores are shown in percent like the papers' tables, except metrics that suites already report on their
+# own scale: COCO's recall sum (a sum of six percentages, 0-600) and MT-Bench's 1-10 rating. Named here
+# because this module reads only records (it never imports the suites).
+UNSCALED_METRICS = frozenset({"rsum", "overall"})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -442,6 +446,11 @@ def format_score(mean: float, std: float, scale: float = 100.0, digits: int = 2)
     return text if std is None or pd.isna(std) else f"{text}±{std * scale:.{digits}f}"
 
 
+def display_scale(metric: Any, scale: float = 100.0) -> float:
+    """The factor a score of ``metric`` is multiplied by for display: ``scale`` for fractions, 1 otherwise."""
+    return 1.0 if metric in UNSCALED_METRICS else scale
+
+
 def format_count(value: Any) -> str:
     """Parameter counts as the papers print them: 0.30M, 73.7K, 512."""
     if value is None or pd.isna(value):
@@ -471,7 +480,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "adapter": table["adapter"],
         "configuration": table["configuration"],
         "metric": table["primary"].fillna("–"),
-        "score": [format_score(m, s) for m, s in zip(table["score_mean"], table["score_std"])],
+        "score": [format_score(m, s, display_scale(p))
+                  for m, s, p in zip(table["score_mean"], table["score_std"], table["primary"])],
         "seeds": table["n_seeds"].astype(int),
         "params": table["params_adapter"].map(format_count),
         "head": table["params_head"].map(format_count),
@@ -515,10 +525,11 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
         means = []
         for task in tasks:
             r = by_task.get(task)
-            row[task] = "–" if r is None else format_score(r["score_mean"], r["score_std"], scale)
+            cell_scale = display_scale(None if r is None else r["primary"], scale)
+            row[task] = "–" if r is None else format_score(r["score_mean"], r["score_std"], cell_scale)
             if r is not None and not pd.isna(r["score_mean"]):
-                means.append(r["score_mean"])
-        row["Avg."] = f"{sum(means) / len(means) * scale:.2f}" if means and len(means) == len(tasks) else "–"
+                means.append(r["score_mean"] * cell_scale)
+        row["Avg."] = f"{sum(means) / len(means):.2f}" if means and len(means) == len(tasks) else "–"
         rows.append(row)
     return pd.DataFrame(rows, columns=[*columns, *tasks, "Avg."])
 

@@ -19,3 +19,5 @@ run --suite glue --adapters all                                  # the rest of t
 run --suite coco-retrieval --adapters all
 run --suite instructeval --adapters zero-shot,lora,msplora,sera
 run --suite mt-bench --adapters zero-shot,lora,msplora,sera
+run --suite instructeval --adapters all                          # every adapter that applies to a causal LM
+run --suite mt-bench --adapters all

@@ -258,3 +258,15 @@ def test_final_ranks_carried_by_components_become_a_layer_by_module_matrix():
     ranks = matrices["final rank per layer and module"]
     assert len(ranks) == 4
     assert ranks[(ranks["row"] == "1") & (ranks["col"] == "query")]["value"].item() == 0
+
+
+def test_rsum_and_mt_bench_ratings_are_not_shown_as_percent():
+    # a COCO rsum (already a sum of percentages) and an MT-Bench 1-10 rating must print as reported,
+    # while a GLUE accuracy fraction prints in percent
+    frame = pd.DataFrame({
+        "suite": ["coco-retrieval", "mt-bench", "glue"], "task": ["coco", "alpaca", "rte"],
+        "primary": ["rsum", "overall", "accuracy"], "score_mean": [209.18, 5.03, 0.64], "score_std": [None] * 3,
+    })
+    shown = [aggregate.format_score(m, s, aggregate.display_scale(p))
+             for m, s, p in zip(frame["score_mean"], frame["score_std"], frame["primary"])]
+    assert shown == ["209.18", "5.03", "64.00"]
