@@ -261,12 +261,15 @@ def test_final_ranks_carried_by_components_become_a_layer_by_module_matrix():
 
 
 def test_rsum_and_mt_bench_ratings_are_not_shown_as_percent():
-    # a COCO rsum (already a sum of percentages) and an MT-Bench 1-10 rating must print as reported,
-    # while a GLUE accuracy fraction prints in percent
-    frame = pd.DataFrame({
-        "suite": ["coco-retrieval", "mt-bench", "glue"], "task": ["coco", "alpaca", "rte"],
-        "primary": ["rsum", "overall", "accuracy"], "score_mean": [209.18, 5.03, 0.64], "score_std": [None] * 3,
-    })
-    shown = [aggregate.format_score(m, s, aggregate.display_scale(p))
-             for m, s, p in zip(frame["score_mean"], frame["score_std"], frame["primary"])]
-    assert shown == ["209.18", "5.03", "64.00"]
+    # a COCO rsum (already a sum of percentages) and an MT-Bench 1-10 rating print as reported, in the
+    # leaderboard and in the papers' layout, while a GLUE accuracy fraction prints in percent
+    records = [
+        make_record(suite="coco-retrieval", task="coco", score=209.18, primary="rsum"),
+        make_record(suite="mt-bench", task="alpaca", score=5.03, primary="overall"),
+        make_record(suite="glue", task="rte", score=0.64, primary="accuracy"),
+    ]
+    table = aggregate.leaderboard(_frame(records))
+    shown = aggregate.display_table(table).set_index("suite")["score"].to_dict()
+    assert shown == {"coco-retrieval": "209.18", "mt-bench": "5.03", "glue": "64.00"}
+    coco = aggregate.paper_table(table[table["suite"] == "coco-retrieval"]).iloc[0]
+    assert coco["coco"] == "209.18" and coco["Avg."] == "209.18"
