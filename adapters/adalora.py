@@ -33,6 +33,7 @@ from adapters._peft_common import (
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     import torch
@@ -117,10 +118,7 @@ class AdaLoRA(Adapter):
             "delta_t": 100,
         },
         "mt-bench": {"rank": 64, "init_rank": 96, "alpha": 128, "targets": "q_proj,v_proj", "delta_t": 100},
-        # SeRA's instruction-tuning setting (LLaMA3-8B) adapts all linear layers: the per-model entry wins
-        # over the suite entry's q,v (Adapter.preset_options); ranks and the rest come from the suite entry.
-        "instructeval/llama3-8b": {"targets": "all-linear"},
-        "mt-bench/llama3-8b": {"targets": "all-linear"},
+        **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "init_rank": 12, "delta_t": 10}}
 

@@ -20,6 +20,7 @@ from adapters._peft_common import inject
 from harness.adapter import Adapter, ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,10 +88,7 @@ class Lily(Adapter):
         "glue": {"rank": 16, "stride_a": 4, "num_b": 3, "targets": "query,value"},
         "instructeval": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": "q_proj,v_proj"},
         "mt-bench": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": "q_proj,v_proj"},
-        # SeRA's instruction-tuning setting (LLaMA3-8B) adapts all linear layers: the per-model entry wins
-        # over the suite entry's q,v (Adapter.preset_options); ranks and the rest come from the suite entry.
-        "instructeval/llama3-8b": {"targets": "all-linear"},
-        "mt-bench/llama3-8b": {"targets": "all-linear"},
+        **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 16, "stride_a": 2, "num_b": 3}}
 

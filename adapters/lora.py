@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from adapters._peft_common import inject, lora_delta_components, merge_all, target_regex, unmerge_all
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.registry import register_adapter
+from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,10 +28,7 @@ class LoRA(Adapter):
         "glue": {"rank": 8, "alpha": 8},  # targets come from the suite (query,value / query_proj,value_proj)
         "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
         "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        # SeRA's instruction-tuning setting (LLaMA3-8B) adapts all linear layers: the per-model entry wins
-        # over the suite entry's q,v (Adapter.preset_options); ranks and the rest come from the suite entry.
-        "instructeval/llama3-8b": {"targets": "all-linear"},
-        "mt-bench/llama3-8b": {"targets": "all-linear"},
+        **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}
 

@@ -52,6 +52,7 @@ from adapters._linear_wrap import (
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
 
 LEVELS = ("global", "mid", "layer")
 
@@ -189,10 +190,7 @@ class MSPLoRA(WrappingAdapter):
         "glue/deberta-v3-base": {"targets": "query_proj,value_proj"},
         "instructeval": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": "q_proj,v_proj"},
         "mt-bench": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": "q_proj,v_proj"},
-        # SeRA's instruction-tuning setting (LLaMA3-8B) adapts all linear layers: the per-model entry wins
-        # over the suite entry's q,v (Adapter.preset_options); ranks and the rest come from the suite entry.
-        "instructeval/llama3-8b": {"targets": "all-linear"},
-        "mt-bench/llama3-8b": {"targets": "all-linear"},
+        **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}
 

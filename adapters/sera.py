@@ -33,6 +33,7 @@ from adapters._linear_wrap import AdaptedLinear, WrappingAdapter, kaiming_unifor
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,10 @@ class SeRA(WrappingAdapter):
         "glue/roberta-large": {"rank": 8, "alpha": 16, "targets": "query,value"},
         "glue/deberta-v3-base": {"targets": "query_proj,value_proj"},
         # Instruction tuning at LoRA's rank there (r = 64, alpha 128; split = r): MSPLoRA's protocol adapts q,v
-        # of LLaMA2-7B; SeRA's own (LLaMA3-8B, 4-bit base) adapts all linear layers, so the per-model entry
-        # wins over the suite entry (Adapter.preset_options).
+        # of LLaMA2-7B; SeRA's own (LLaMA3-8B, 4-bit base) adapts all linear layers.
         "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
         "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        "instructeval/llama3-8b": {"targets": "all-linear"},
-        "mt-bench/llama3-8b": {"targets": "all-linear"},
+        **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from torch import nn
 
 ALL_LINEAR = "all-linear"
+# SeRA's instruction-tuning protocol (LLaMA3-8B) adapts every linear layer. Adapters spread these per-model
+# entries into their paper_options; the per-model entry wins over the suite entry's q,v
+# (Adapter.preset_options), and ranks and the rest still come from the suite entry.
+LLAMA3_INSTRUCTION_ALL_LINEAR = {f"{suite}/llama3-8b": {"targets": ALL_LINEAR} for suite in ("instructeval", "mt-bench")}
 
 
 def block_stacks(model: nn.Module) -> list[str]:
