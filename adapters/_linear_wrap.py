@@ -97,11 +97,20 @@ class AdaptedLinear(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.base.bias
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the method's own tensors, read at call time so that it follows
+        ``model.to(dtype)`` after wrapping (the factory dtype is only what they were created in)."""
+        for name, p in self.named_parameters():
+            if not name.startswith("base."):
+                return p.dtype
+        return self.factory["dtype"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         if self.merged:
             return out
-        dtype = self.factory["dtype"]
+        dtype = self.compute_dtype
         h = self.dropout(x)
         update = self.update(h if h.dtype == dtype else h.to(dtype))
         return out + (update if update.dtype == out.dtype else update.to(out.dtype))
@@ -159,13 +168,17 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
 def wrap_sites(
     model: nn.Module, sites: tuple[TargetSite, ...], build: Callable[[nn.Linear, TargetSite], AdaptedLinear]
 ) -> list[AdaptedLinear]:
-    """Freeze the model, then replace every site's Linear by ``build(linear, site)``."""
+    """Freeze the model, then replace every site's Linear by ``build(linear, site)``. The wrapper takes
+    the replaced module's train/eval mode (a new module starts in train mode: dropout would be live in
+    a model wrapped while in eval mode)."""
     if not sites:
         raise HarnessError("no target modules to adapt")
     freeze_all(model)
     wrappers = []
     for site in sites:
-        wrapper = build(target_linear(model, site), site)
+        linear = target_linear(model, site)
+        wrapper = build(linear, site)
+        wrapper.train(linear.training)
         replace_module(model, site.name, wrapper)
         wrappers.append(wrapper)
     return wrappers

@@ -6,8 +6,9 @@
   their per-module ``total``, SeRA's ``sera``, LoRA²'s ``lora2``): the top singular values of dW,
   the effective-rank shares M_eff-k = (sum of the top k singular values) / (sum of all) (MSPLoRA eq. 8),
   the numerical rank and, where the adapter prunes, the final rank;
-- ``inter_layer_kl``: for each module type and component, the layer x layer matrix of KL divergences
-  KL(p_i || p_j) between normalised singular spectra p_l = σ_l / Σσ_l (MSPLoRA eq. 9-10);
+- ``inter_layer_kl``: for each module type and component (per tower in a dual encoder, named
+  "tower kind component"), the layer x layer matrix of KL divergences KL(p_i || p_j) between
+  normalised singular spectra p_l = σ_l / Σσ_l (MSPLoRA eq. 9-10);
 - ``m_eff_mean``: M_eff-k averaged over the modules, per component.
 
 ``subspace_similarity`` is SeRA's eq. 4 between two runs' updates of one module,
@@ -135,6 +136,20 @@ def _describe(c: DeltaComponent, values: list[float], approximate: bool, top: in
     return out
 
 
+def tower_of(c: DeltaComponent) -> str:
+    """The block stack a component's module sits in (``vision_model.encoder.layers`` of
+    ``vision_model.encoder.layers.3.self_attn.q_proj``): the module name before its layer index. ""
+    for a component without a layer."""
+    if c.layer is None:
+        return ""
+    parts = c.module.split(".")
+    index = str(c.layer)
+    for i, part in enumerate(parts):
+        if part == index:
+            return ".".join(parts[:i])
+    return ""
+
+
 def module_totals(components: list[DeltaComponent]) -> list[DeltaComponent]:
     """dW summed over the components of each module that has more than one (MSPLoRA's levels)."""
     by_module: dict[str, list[DeltaComponent]] = defaultdict(list)
@@ -165,14 +180,18 @@ def analyze_components(components: list[DeltaComponent], top: int = TOP_SINGULAR
         described.append(_describe(c, values, approximate, top))
 
     full_spectra = {id(c): cache[id(c.delta)][1] for c in everything}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for c, d in zip(everything, described):
-        groups[(c.kind, c.component)].append({**d, "singular_values": full_spectra[id(c)]})
+        groups[(tower_of(c), c.kind, c.component)].append({**d, "singular_values": full_spectra[id(c)]})
+    # A dual encoder's towers have the same module types and layer indices: each tower is its own
+    # group, named by its stack; a single-stack model keeps the plain "kind component" names.
+    several_towers = len({tower for tower, _, _ in groups}) > 1
     kl: dict[str, Any] = {}
-    for (kind, component), entries in groups.items():
+    for (tower, kind, component), entries in groups.items():
         matrix = inter_layer_kl(entries)
         if matrix is not None:
-            kl[f"{kind} {component}"] = matrix
+            name = f"{kind} {component}"
+            kl[f"{tower} {name}" if several_towers else name] = matrix
 
     m_eff_mean: dict[str, dict[str, float]] = {}
     by_component: dict[str, list[dict[str, Any]]] = defaultdict(list)
