@@ -342,7 +342,7 @@ def test_dropout_is_live_in_train_mode_on_the_adapter_input_only_and_off_in_eval
         assert torch.allclose(w(x), expected, atol=TOL, rtol=0), f"{case} {name}: dropout in eval mode"
         w.train()
         seen: list[torch.Tensor] = []
-        hook = w.dropout.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+        hook = w.dropout.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(out.detach()))
         first, second = w(x), w(x)
         hook.remove()
         assert not torch.allclose(first, second, atol=1e-3, rtol=0), f"{case} {name}: no dropout in train mode"

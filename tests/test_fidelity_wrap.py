@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from adapter_testkit import HEAD, apply_adapter, tiny_bert, token_batch
+from adapter_testkit import HEAD, tiny_bert, token_batch
 
 from harness.adapter import ApplyContext
 from harness.config import build
