@@ -29,6 +29,9 @@ Choices where the paper is silent, following the authors' code (introversi0n/DRS
   which costs one matmul pair instead of three and keeps the shared tensors single: the concatenation
   is differentiable, so the gradients of all layers accumulate in the one shared tensor.
 - ``levels=layer`` keeps only the layer-specific level, which is exactly LoRA (tested).
+- Dropout (``dropout``, on the adapter's input only, as LoRA) draws one mask per call that all three
+  levels share: they run as the one concatenated LoRA above (the paper is silent; tested in
+  tests/test_fidelity_lowrank.py).
 """
 
 from __future__ import annotations
