@@ -101,7 +101,10 @@ class AdaptedLinear(nn.Module):
     def compute_dtype(self) -> torch.dtype:
         """The dtype of the method's own tensors, read at call time so that it follows
         ``model.to(dtype)`` after wrapping (the factory dtype is only what they were created in)."""
-        for name, p in self.named_parameters():
+        for p in self._parameters.values():  # SeRA's and LoRA²'s own tensors: no module walk per call
+            if p is not None:
+                return p.dtype
+        for name, p in self.named_parameters():  # MSPLoRA's live in its (shared) level modules
             if not name.startswith("base."):
                 return p.dtype
         return self.factory["dtype"]
