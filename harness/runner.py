@@ -604,11 +604,37 @@ def _train_and_evaluate(
     train_t0 = time.perf_counter()
     bar = tqdm(total=total_steps, desc=f"{spec.adapter} {spec.task} s{spec.seed}", disable=not options.progress,
                leave=False, file=sys.stderr, dynamic_ncols=True)
+    trained_params = [p for g in groups for p in g["params"]]
+
+    def optimizer_step(micro: int, accumulated: float) -> None:
+        # Each micro-batch's loss was divided by grad_accum; the last accumulation of an epoch may hold
+        # fewer micro-batches, so its gradients (and logged loss) are rescaled to the mean over those it
+        # has. Gradients never carry into the next epoch, and an epoch shorter than grad_accum still steps.
+        nonlocal step
+        if micro < train.grad_accum:
+            scale = train.grad_accum / micro
+            for p in trained_params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+            accumulated *= scale
+        if train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trained_params, train.grad_clip)
+        optimizer.step()
+        adapter.on_step_end(model, step)
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        timer.end()
+        losses.append(accumulated)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
     try:
         while step < total_steps:
             model.train()
             micro = 0
             accumulated = 0.0
+            step_at_epoch_start = step
             for batch in suite.train_batches(data, train, epoch, ctx):
                 n = int(batch.pop("num_samples"))
                 if micro == 0:
@@ -631,21 +657,15 @@ def _train_and_evaluate(
                 micro += 1
                 if micro < train.grad_accum:
                     continue
-                if train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], train.grad_clip)
-                optimizer.step()
-                adapter.on_step_end(model, step)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                timer.end()
-                losses.append(accumulated)
+                optimizer_step(micro, accumulated)
                 micro = 0
                 accumulated = 0.0
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if step >= total_steps:
                     break
+            if micro:  # the epoch's last, partial accumulation
+                optimizer_step(micro, accumulated)
+            if step == step_at_epoch_start:  # no batch at all: looping on would never end
+                raise RuntimeError(f"suite '{spec.suite}' gave no training batch in epoch {epoch}")
             epoch += 1
             last = step >= total_steps
             if train.eval_each_epoch or last:
