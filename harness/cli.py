@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -124,7 +125,7 @@ def _alpha(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         raise HarnessError(f"--alpha must be a positive number, got {text!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # nan <= 0 is False
         raise HarnessError(f"--alpha must be a positive number, got {text!r}")
     return value
 

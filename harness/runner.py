@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.adapter import Adapter, ApplyContext, LowRankConfig
+from harness.adapter import Adapter, ApplyContext, LowRankConfig, check_rank_fits
 from harness.config import build, field_types, to_jsonable
 from harness.errors import HarnessError, UnknownNameError, closest
 from harness.measure import (
@@ -260,6 +260,7 @@ def count_on_skeleton(adapter: Adapter, model: Any, head: tuple[str, ...], famil
 
     head_ids = module_param_ids(model, head)
     sites = tuple(find_sites(model, adapter.config.targets, exclude=head)) if isinstance(adapter.config, LowRankConfig) else ()
+    check_rank_fits(adapter, sites)
     adapter.check_sites(sites)
     model = adapter.apply(model, ApplyContext(family=family, sites=sites, head_modules=head, total_steps=1000))
     return count_parameters(model, head_ids).adapter_trainable

@@ -125,6 +125,31 @@ CASES = [
     Case("address-without-ray", (*GLUE, "--adapters", "lora", "--address", "auto"), "--address applies to --executor ray"),
     Case("workers-with-ray", (*GLUE, "--adapters", "lora", "--executor", "ray", "--workers", "2"),
          "--workers applies to --executor local"),
+    # non-finite numbers (nan <= 0 is False, so they used to pass every range check)
+    Case("lr-nan", (*GLUE, "--adapters", "lora", "--lr", "nan"), "option 'lr' must be a finite number, got 'nan'"),
+    Case("lr-inf", (*GLUE, "--adapters", "lora", "--lr", "inf"), "option 'lr' must be a finite number, got 'inf'"),
+    Case("epochs-nan", (*GLUE, "--adapters", "lora", "--epochs", "nan"), "option 'epochs' must be a finite number"),
+    Case("epochs-inf", (*GLUE, "--adapters", "lora", "--epochs", "inf"), "option 'epochs' must be a finite number"),
+    Case("head-lr-minus-inf", (*GLUE, "--adapters", "lora", "--head-lr=-inf"), "option 'head_lr' must be a finite"),
+    Case("alpha-nan", (*GLUE, "--adapters", "lora", "--alpha", "nan"), "--alpha must be a positive number, got 'nan'"),
+    Case("alpha-inf", (*GLUE, "--adapters", "lora", "--alpha", "inf"), "--alpha must be a positive number, got 'inf'"),
+    Case("opt-alpha-nan", (*GLUE, "--adapters", "lora", "--opt", "alpha=NaN"), "option 'alpha' must be a finite number"),
+    Case("opt-dropout-inf", (*GLUE, "--adapters", "lora", "--opt", "dropout=infinity"),
+         "option 'dropout' must be a finite number"),
+    Case("judge-timeout-nan", ("run", "--suite", "mt-bench", "--adapters", "lora", "--data-dir", "{data}",
+                               "--results-dir", "{tmp}/results", "--suite-opt", "judge_timeout=nan"),
+         "option 'judge_timeout' must be a finite number"),
+    Case("sandbox-timeout-inf", ("run", "--suite", "instructeval", "--adapters", "lora", "--data-dir", "{data}",
+                                 "--results-dir", "{tmp}/results", "--suite-opt", "sandbox_timeout=inf"),
+         "option 'sandbox_timeout' must be a finite number"),
+    Case("config-lr-nan", (*GLUE, "--config", "{tmp}/config.json"), "option 'lr' must be a finite number",
+         setup=_config('{"adapters": "lora", "lr": "nan"}')),
+    Case("config-epochs-json-infinity", (*GLUE, "--config", "{tmp}/config.json"), "must be a finite number",
+         setup=_config('{"adapters": "lora", "epochs": Infinity}')),
+    Case("rank-above-layer-width", (*GLUE, "--adapters", "lora", "--rank", "512"),
+         "rank 512 of adapter 'lora' is larger than min(in, out) = 384 of target module"),
+    Case("rank-above-layer-width-pissa", (*GLUE, "--adapters", "pissa", "--rank", "385"),
+         "is larger than min(in, out) = 384"),
 ]
 SUBPROCESS_CASES = ("hub-offline", "data-wrong-header")
 
@@ -230,3 +255,102 @@ def test_report_and_app_skip_corrupt_records_with_a_warning(tmp_path: Path, caps
 
     records, skipped = load_store(str(tmp_path))
     assert len(records) == 1 and sorted(Path(p).name for p, _ in skipped) == ["bad-status.json", "foreign.json", "torn.json"]
+
+
+# ---- non-finite numbers, as a class: every float option of every adapter, TrainConfig and suite ----------
+NON_FINITE = ("nan", "inf", "-inf", "Infinity", float("nan"), float("inf"))
+
+
+def _float_fields(cls: type) -> list[str]:
+    import typing
+
+    from harness.config import _strip_optional, field_types
+
+    out = []
+    for name, tp in field_types(cls).items():
+        inner, _ = _strip_optional(tp)
+        if inner is float or (typing.get_origin(inner) is tuple and float in typing.get_args(inner)):
+            out.append(name)
+    return out
+
+
+def test_every_float_option_of_every_adapter_rejects_non_finite_values():
+    from harness.errors import HarnessError
+    from harness.registry import ADAPTERS
+    from harness.runner import build_adapter
+
+    tried = 0
+    for adapter in ADAPTERS.names():
+        for name in _float_fields(ADAPTERS.get(adapter).config_cls):
+            for value in NON_FINITE:
+                with pytest.raises(HarnessError, match=f"option '{name}' must be a finite number"):
+                    build_adapter(adapter, {name: value})
+                tried += 1
+    assert tried >= 15 * len(NON_FINITE)  # alpha and dropout of the low-rank family at least
+
+
+def test_every_float_field_of_train_config_rejects_non_finite_values():
+    from harness.config import build
+    from harness.errors import HarnessError
+    from harness.spec import TrainConfig
+
+    names = _float_fields(TrainConfig)
+    assert {"epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "grad_clip"} <= set(names)
+    for name in names:
+        for value in NON_FINITE:
+            with pytest.raises(HarnessError, match="finite number"):
+                build(TrainConfig, {name: value}, "training")
+            if isinstance(value, float):  # built directly (a suite's preset), not through coerce
+                with pytest.raises(HarnessError, match=f"{name} must be a finite number"):
+                    TrainConfig(**{name: value})
+
+
+def test_direct_low_rank_config_rejects_non_finite_alpha():
+    from harness.adapter import LowRankConfig
+    from harness.errors import HarnessError
+
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(HarnessError, match="alpha must be a finite positive number"):
+            LowRankConfig(alpha=value)
+    with pytest.raises(HarnessError, match="dropout must be in"):
+        LowRankConfig(dropout=float("nan"))
+
+
+def _suite_option_types() -> dict[str, dict[str, type]]:
+    """Each suite's options and their types, from the dataclass that parses them."""
+    from harness.config import _strip_optional, field_types
+    from suites._instruct import InstructionTuningSuite
+    from suites.coco_retrieval import CocoOptions
+    from suites.instructeval import EvalOptions
+    from suites.mtbench import MTBenchOptions
+    from suites.rscd import RscdOptions
+
+    strings = {n: str for n in InstructionTuningSuite().option_names()}  # alpaca_path, alpaca_dataset, load_in_4bit
+
+    def typed(cls: type) -> dict[str, type]:
+        return {n: _strip_optional(tp)[0] for n, tp in field_types(cls).items()}
+
+    return {"glue": {}, "coco-retrieval": typed(CocoOptions), "rscd": typed(RscdOptions),
+            "instructeval": {**strings, **typed(EvalOptions)}, "mt-bench": {**strings, **typed(MTBenchOptions)}}
+
+
+def test_every_numeric_suite_option_rejects_non_finite_values_at_preflight():
+    """Over the registry: a suite (or an option) the table does not know fails this test, so a new
+    numeric option cannot slip past the finite check."""
+    from harness.errors import HarnessError
+    from harness.registry import SUITES
+
+    table = _suite_option_types()
+    assert sorted(table) == sorted(SUITES.names())
+    tried = 0
+    for suite_name in SUITES.names():
+        suite = SUITES.get(suite_name)()
+        assert set(suite.option_names()) == set(table[suite_name]), suite_name
+        for option, tp in table[suite_name].items():
+            if tp not in (int, float):
+                continue
+            for value in ("nan", "inf", "-inf"):
+                with pytest.raises(HarnessError, match=f"option '{option}' must be"):
+                    suite.preflight({option: value}, "cpu", suite.default_model("cpu"))
+                tried += 1
+    assert tried >= 3 * 9  # margin, train_fraction, sample_seed, humaneval_max_tokens, sandbox_timeout, judge_*
