@@ -234,7 +234,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     outcome = run_with_executor(executor, specs, store, options, force=args.force,
                                 echo=lambda line: print(line, flush=True))
     print(outcome.totals_line())
-    return 1 if outcome.lost else 0
+    return 1 if outcome.unfinished else 0  # failed, cancelled or lost runs: see GridOutcome.unfinished
 
 
 def _check_writable(root: Path) -> None:

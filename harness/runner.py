@@ -777,7 +777,18 @@ class GridOutcome:
         line = f"planned {self.planned}, already done {self.skipped}, ran {self.ran} ({statuses})"
         if self.lost:
             line += f", lost {self.lost} (no record: rerun the same command to resume them)"
+        if self.unfinished:
+            line += f"; {self.unfinished} of them not done: exit code 1 (the same command reruns them)"
         return line
+
+    @property
+    def unfinished(self) -> int:
+        """Runs of this invocation that did not end in a done status (failed, cancelled, lost): the
+        exit code is 1 when there is any. diverged and oom are results about the method, recorded as
+        done, and do not count."""
+        from harness.store import DONE_STATUSES
+
+        return self.lost + sum(n for status, n in self.by_status.items() if status not in DONE_STATUSES)
 
 
 @dataclass(frozen=True)
