@@ -150,6 +150,41 @@ CASES = [
          "rank 512 of adapter 'lora' is larger than min(in, out) = 384 of target module"),
     Case("rank-above-layer-width-pissa", (*GLUE, "--adapters", "pissa", "--rank", "385"),
          "is larger than min(in, out) = 384"),
+    # config files: values by their JSON type, one line naming the file and the key
+    Case("config-force-string-false", (*GLUE, "--config", "{tmp}/config.json"),
+         "key 'force' must be true or false (a JSON boolean), got \"false\"",
+         setup=_config('{"adapters": "lora", "force": "false"}')),
+    Case("config-force-zero", (*GLUE, "--config", "{tmp}/config.json"), "key 'force' must be true or false",
+         setup=_config('{"adapters": "lora", "force": 0}')),
+    Case("config-dry-run-string", (*GLUE, "--config", "{tmp}/config.json"), "key 'dry_run' must be true or false",
+         setup=_config('{"adapters": "lora", "dry_run": "false"}')),
+    Case("config-no-cache-null-string", (*GLUE, "--config", "{tmp}/config.json"), "key 'no-cache' must be true",
+         setup=_config('{"adapters": "lora", "no-cache": "yes"}')),
+    Case("config-binary", (*GLUE, "--config", "{tmp}/config.json"), "not UTF-8 text",
+         setup=lambda t, s: (t / "config.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 50)),
+    Case("config-deeply-nested", (*GLUE, "--config", "{tmp}/config.json"), "JSON nested too deeply",
+         setup=_config("[" * 200000 + "]" * 200000)),
+    Case("config-deeply-nested-value", (*GLUE, "--config", "{tmp}/config.json"), "JSON nested too deeply",
+         setup=_config('{"opt": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}")),
+    Case("config-a-folder", (*GLUE, "--config", "{tmp}"), "cannot read config file"),
+    Case("config-rank-float", (*GLUE, "--config", "{tmp}/config.json"), "key 'rank' must be an integer, got 2.5",
+         setup=_config('{"adapters": "lora", "rank": 2.5}')),
+    Case("config-workers-bool", (*GLUE, "--config", "{tmp}/config.json"), "key 'workers' must be an integer",
+         setup=_config('{"adapters": "lora", "workers": true}')),
+    Case("config-lr-bool", (*GLUE, "--config", "{tmp}/config.json"), "key 'lr' must be a number, got true",
+         setup=_config('{"adapters": "lora", "lr": true}')),
+    Case("config-batch-size-float", (*GLUE, "--config", "{tmp}/config.json"), "key 'batch_size' must be an integer",
+         setup=_config('{"adapters": "lora", "batch_size": 8.5}')),
+    Case("config-adapters-number", (*GLUE, "--config", "{tmp}/config.json"), "key 'adapters' must be a comma-list",
+         setup=_config('{"adapters": 5}')),
+    Case("config-seeds-mixed", (*GLUE, "--config", "{tmp}/config.json"), "key 'seeds' must be a non-empty list",
+         setup=_config('{"adapters": "lora", "seeds": [1, "x"]}')),
+    Case("config-model-object", (*GLUE, "--config", "{tmp}/config.json"), "key 'model' must be a string",
+         setup=_config('{"adapters": "lora", "model": {"name": "x"}}')),
+    Case("config-opt-nested", (*GLUE, "--config", "{tmp}/config.json"), "key 'opt' must be an object of KEY: scalar",
+         setup=_config('{"adapters": "lora", "opt": {"split": [1, 2]}}')),
+    Case("config-suite-opt-number", (*GLUE, "--config", "{tmp}/config.json"), "key 'suite_opt' must be a list",
+         setup=_config('{"adapters": "lora", "suite_opt": 3}')),
 ]
 SUBPROCESS_CASES = ("hub-offline", "data-wrong-header")
 
@@ -354,3 +389,28 @@ def test_every_numeric_suite_option_rejects_non_finite_values_at_preflight():
                     suite.preflight({option: value}, "cpu", suite.default_model("cpu"))
                 tried += 1
     assert tried >= 3 * 9  # margin, train_fraction, sample_seed, humaneval_max_tokens, sandbox_timeout, judge_*
+
+
+def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, shared_data: Path, capsys):
+    """The good side of the typed config: JSON booleans switch, numbers and lists become the flags'
+    text, an --opt object becomes KEY=VALUE items, null leaves a key unset, the command line wins."""
+    import argparse
+
+    from harness.cli import _load_config_file, build_parser
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"dry_run": True, "force": False, "adapters": ["lora", "dora"], "seeds": [1, 2],
+                                  "rank": 4, "lr": 1e-4, "epochs": 2, "opt": {"dropout": 0.1, "use_rslora": True},
+                                  "suite-opt": ["a=b"], "max_steps": None, "model": "minilm-l6"}))
+    parser = build_parser()
+    args = parser.parse_args(["run", "--suite", "glue", "--rank", "8"])
+    _load_config_file(str(config), parser, args)
+    assert isinstance(args, argparse.Namespace)
+    assert args.dry_run is True and args.force is False
+    assert (args.adapters, args.seeds, args.rank, args.lr, args.epochs) == ("lora,dora", "1,2", "8", "0.0001", "2")
+    assert args.opt == ["dropout=0.1", "use_rslora=true"] and args.suite_opt == ["a=b"] and args.max_steps is None
+    # end to end: a dry run from the file, exit 0
+    config.write_text(json.dumps({"dry_run": True, "adapters": ["lora"], "tasks": ["rte"], "seeds": [1],
+                                  "data_dir": str(shared_data), "results_dir": str(tmp_path / "r")}))
+    assert main(["run", "--suite", "glue", "--config", str(config)]) == 0
+    assert "1 runs planned" in capsys.readouterr().out
