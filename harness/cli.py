@@ -270,6 +270,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.config:
         _load_config_file(args.config, parser, args)
+    check_device(args.device)
     # validated before anything is planned; a config file gives strings, the command line ints
     args.workers, args.threads = _int_flag(args.workers, "--workers"), _int_flag(args.threads, "--threads")
     executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
@@ -332,6 +333,23 @@ def _check_writable(root: Path) -> None:
                            f"{exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_device(text: str) -> None:
+    """--device: auto, cpu, cuda or cuda:N, and a CUDA device that exists; before anything loads."""
+    import re
+
+    if not isinstance(text, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise HarnessError(f"--device must be auto, cpu, cuda or cuda:N, got {text!r}")
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HarnessError(f"--device {text} was requested but no CUDA device is available (use cpu or auto)")
+        index = int(text.split(":")[1]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise HarnessError(f"--device {text}: there are {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                               f"cuda:{torch.cuda.device_count() - 1})")
 
 
 def _cuda_available() -> bool:

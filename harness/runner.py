@@ -203,7 +203,10 @@ def check_model_reachable(model: str) -> None:
     anything else fails here with the closest catalogue name, before a download is tried."""
     from harness.models import find_model_entry, get_model_entry, hub_offline
 
-    if find_model_entry(model) is not None or Path(model).expanduser().is_dir():
+    if find_model_entry(model) is not None:
+        return
+    if Path(model).expanduser().is_dir():
+        check_model_folder(Path(model).expanduser())
         return
     try:
         get_model_entry(model)
@@ -217,6 +220,27 @@ def check_model_reachable(model: str) -> None:
         if "/" not in model:  # hub ids are org/name; a bare unknown name is a typo, not a download
             raise
     # an org/name hub id while online: the download itself reports an unreachable hub
+
+
+MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json")
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local --model folder must be a Hugging Face model (as save_pretrained writes it): a config.json
+    that transformers can read, and weights; else one line now instead of a traceback at load time."""
+    if not (folder / "config.json").is_file():
+        raise HarnessError(f"model folder {folder} is not a model: it has no config.json (give a folder written by "
+                           "save_pretrained, a catalogue name or a hub id)")
+    if not any((folder / name).is_file() for name in MODEL_WEIGHT_FILES):
+        raise HarnessError(f"model folder {folder} has no weights ({', '.join(MODEL_WEIGHT_FILES)})")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(str(folder))
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, JSONDecodeError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"model folder {folder}: transformers cannot read its config.json ({first[:200]})") from None
 
 
 def preflight(specs: list[RunSpec]) -> None:

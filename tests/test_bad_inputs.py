@@ -185,8 +185,38 @@ CASES = [
          setup=_config('{"adapters": "lora", "opt": {"split": [1, 2]}}')),
     Case("config-suite-opt-number", (*GLUE, "--config", "{tmp}/config.json"), "key 'suite_opt' must be a list",
          setup=_config('{"adapters": "lora", "suite_opt": 3}')),
+    # --device and --model folders that are not models
+    Case("device-gpu", (*GLUE, "--adapters", "lora", "--device", "gpu"),
+         "--device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    Case("device-cuda-word", (*GLUE, "--adapters", "lora", "--device", "cuda:first"), "--device must be auto, cpu"),
+    Case("device-empty", (*GLUE, "--adapters", "lora", "--device", ""), "--device must be auto, cpu"),
+    Case("device-mps", (*GLUE, "--adapters", "lora", "--device", "mps"), "--device must be auto, cpu, cuda"),
+    Case("config-device-gpu", (*GLUE, "--config", "{tmp}/config.json"), "--device must be auto, cpu",
+         setup=_config('{"adapters": "lora", "device": "gpu"}')),
+    Case("model-empty-folder", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "is not a model: it has no config.json", setup=lambda t, s: _model_folder(t)),
+    Case("model-folder-without-weights", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"), "has no weights",
+         setup=lambda t, s: _model_folder(t, config='{"model_type": "bert"}', weights=False)),
+    Case("model-folder-torn-config", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config='{"model_type": "be')),
+    Case("model-folder-unknown-type", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config='{"hello": 1}')),
+    Case("model-folder-binary-config", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config=b"\xff\xfe\x00bin")),
+    Case("model-folder-is-the-data", (*GLUE, "--adapters", "lora", "--model", "{data}/glue"), "is not a model"),
 ]
 SUBPROCESS_CASES = ("hub-offline", "data-wrong-header")
+
+
+def _model_folder(tmp: Path, config: str | bytes | None = None, weights: bool = True) -> None:
+    folder = tmp / "m"
+    folder.mkdir()
+    if config is None:
+        (folder / "notes.txt").write_text("not a model")
+        return
+    (folder / "config.json").write_bytes(config.encode() if isinstance(config, str) else config)
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"\0" * 16)
 
 
 def _argv(case: Case, tmp: Path, shared: Path) -> list[str]:
@@ -414,3 +444,92 @@ def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, share
                                   "data_dir": str(shared_data), "results_dir": str(tmp_path / "r")}))
     assert main(["run", "--suite", "glue", "--config", str(config)]) == 0
     assert "1 runs planned" in capsys.readouterr().out
+
+
+def test_device_cuda_is_checked_against_the_devices_there_are(monkeypatch, capsys):
+    import torch
+
+    from harness.cli import check_device
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for text in ("cuda", "cuda:0"):
+        with pytest.raises(HarnessError, match="no CUDA device is available"):
+            check_device(text)
+    check_device("cpu")
+    check_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda")
+    check_device("cuda:1")
+    with pytest.raises(HarnessError, match=r"--device cuda:2: there are 2 CUDA device\(s\) \(cuda:0 .. cuda:1\)"):
+        check_device("cuda:2")
+
+
+# ---- `harness analyze` on corrupt adapter files and records: one line, exit 2 ----------------------------
+
+
+def _torn(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _retensor(path: Path, change: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    name = next(iter(state))
+    if change == "shape":
+        state[name] = torch.zeros(3, 5)
+    else:
+        state["nowhere.weight"] = torch.zeros(2)
+    save_file(state, str(path))
+
+
+def _respec(path: Path, **changes) -> None:
+    record = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is ...:
+            record["spec"].pop(key)
+        else:
+            record["spec"][key] = value
+    path.write_text(json.dumps(record))
+
+
+ADAPTER_FILE, RECORD = "a.adapter.safetensors", "a.json"
+ANALYZE_CASES = {
+    "adapter-random-bytes": (ADAPTER_FILE, lambda p: p.write_bytes(os.urandom(4096)), "cannot read adapter file"),
+    "adapter-empty": (ADAPTER_FILE, lambda p: p.write_bytes(b""), "cannot read adapter file"),
+    "adapter-truncated": (ADAPTER_FILE, _torn, "cannot read adapter file"),
+    "adapter-text": (ADAPTER_FILE, lambda p: p.write_text('{"not": "tensors"}'), "cannot read adapter file"),
+    "adapter-wrong-shape": (ADAPTER_FILE, lambda p: _retensor(p, "shape"), "has shape (3, 5), the run's model needs"),
+    "adapter-foreign-tensor": (ADAPTER_FILE, lambda p: _retensor(p, "name"), "tensors this model lacks"),
+    "record-torn": (RECORD, _torn, "cannot read run record"),
+    "record-binary": (RECORD, lambda p: p.write_bytes(b"\xff\xfe\x00\x01" * 100), "not UTF-8 JSON"),
+    "record-deeply-nested": (RECORD, lambda p: p.write_text("[" * 100000 + "]" * 100000), "nested too deeply"),
+    "record-a-list": (RECORD, lambda p: p.write_text("[1, 2]"), "is not a run record (no 'spec')"),
+    "record-suite-a-list": (RECORD, lambda p: _respec(p, suite=["glue"]), "spec.suite must be a name"),
+    "record-no-model": (RECORD, lambda p: _respec(p, model=...), "spec.model must be a name"),
+    "record-adapter-null": (RECORD, lambda p: _respec(p, adapter=None), "spec.adapter must be a name"),
+    "record-options-a-list": (RECORD, lambda p: _respec(p, adapter_options=[1]), "adapter_options must be an object"),
+    "record-options-bad-rank": (RECORD, lambda p: _respec(p, adapter_options={"rank": "x"}), "option 'rank' must be int"),
+    "record-unknown-suite": (RECORD, lambda p: _respec(p, suite="glu"), "unknown suite 'glu'"),
+    "record-unknown-adapter": (RECORD, lambda p: _respec(p, adapter="lroa"), "unknown adapter 'lroa'"),
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(ANALYZE_CASES))
+def test_analyze_on_a_corrupt_adapter_file_or_record_is_one_line(case_id: str, tmp_path: Path, capsys):
+    from test_analysis import write_run
+
+    which, corrupt, message = ANALYZE_CASES[case_id]
+    first = write_run(tmp_path, "a", "lora", {"rank": 2}, seed=1)
+    other = write_run(tmp_path, "b", "lora", {"rank": 2}, seed=2)
+    assert main(["analyze", str(first), str(other), "--max-rank", "2", "--json"]) == 0  # the good pair works
+    capsys.readouterr()
+    corrupt(tmp_path / which)
+    code = main(["analyze", str(first), str(other), "--max-rank", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
+from harness import models
 from harness.cli import main
+from harness.models import ModelEntry, register_model
 from harness.registry import SUITES
 from harness.runner import GridOutcome
 from harness.spec import TrainConfig
 from harness.suite import LoadedModel, Suite, TaskData
 
-SUITE = "test-exit-code"
+SUITE, MODEL = "test-exit-code", "exit-code-tiny"
 
 
 class Tiny(nn.Module):
@@ -79,13 +81,14 @@ def exit_suite(monkeypatch):
 
     monkeypatch.setattr(ExitSuite, "load_model", load_model)
     SUITES.register(SUITE)(ExitSuite)
+    register_model(ModelEntry(name=MODEL, family="encoder", description="a 4-4-2 MLP for the exit-code tests"))
     yield
     SUITES.unregister(SUITE)
+    models._CATALOGUE.pop(MODEL, None)
 
 
 def _run(tmp_path: Path, tasks: str) -> list[str]:
-    (tmp_path / "model").mkdir(exist_ok=True)  # a local folder: this suite's loader ignores it
-    return ["run", "--suite", SUITE, "--tasks", tasks, "--adapters", "head", "--model", str(tmp_path / "model"),
+    return ["run", "--suite", SUITE, "--tasks", tasks, "--adapters", "head", "--model", MODEL,
             "--preset", "cpu", "--seeds", "1", "--device", "cpu", "--no-progress", "--results-dir",
             str(tmp_path / "results")]
 
