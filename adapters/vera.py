@@ -63,6 +63,7 @@ class VeraOptions(LowRankConfig):
 class VeRA(Adapter):
     description = "VeRA via peft: frozen shared random projections, trained scaling vectors per module"
     config_cls = VeraOptions
+    rank_bounded_by_shape = False  # r is the shared projections' width, routinely above the hidden size
     # VeRA's own GLUE setting: r=1024 for RoBERTa-base and r=256 for RoBERTa-large, on query,value
     # (Kopiczko et al. 2024, Sec. 4.1). SeRA compares against VeRA r=1024 on CLIP-base (coco-retrieval)
     # and r=256 on RoBERTa-large GLUE (SeRA, Table 3 for the latter). No seed table runs VeRA on the

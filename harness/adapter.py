@@ -18,6 +18,7 @@ all layers accumulate in it and ``adapter_state_dict`` stores it once.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,6 +57,9 @@ class LowRankConfig(AdapterConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise HarnessError(f"rank must be a positive integer, got {self.rank!r}")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
+                                       or not math.isfinite(self.alpha)):
+            raise HarnessError(f"alpha must be a finite positive number, got {self.alpha!r}")
         if self.alpha is not None and self.alpha <= 0:
             raise HarnessError(f"alpha must be positive, got {self.alpha!r}")
         if not self.targets or any(not t for t in self.targets):
@@ -112,6 +116,10 @@ class Adapter:
     description: ClassVar[str] = ""
     # Model families this method applies to; the runner refuses other combinations up front.
     families: ClassVar[tuple[str, ...]] = MODEL_FAMILIES
+    # Whether ``rank`` (of a LowRankConfig) must not exceed min(in, out) of every target module: true
+    # of a factorised update B @ A, where a larger rank adds parameters but no capacity; False for
+    # methods whose "rank" is something else (VeRA's shared random projections are wider than the layer).
+    rank_bounded_by_shape: ClassVar[bool] = True
     # Whether the harness should train the task head next to this adapter.
     trains_head: ClassVar[bool] = True
     # False for a method that is only evaluated (zero-shot): the runner skips training altogether.
@@ -218,3 +226,17 @@ class Adapter:
         out.update(table.get(suite, {}))
         out.update(table.get(f"{suite}/{model}", {}))
         return out
+
+
+def check_rank_fits(adapter: Adapter, sites: tuple[TargetSite, ...]) -> None:
+    """A low-rank adapter's rank larger than min(in, out) of a target module is a plan-time error."""
+    config = adapter.config
+    if not isinstance(config, LowRankConfig) or not type(adapter).rank_bounded_by_shape:
+        return
+    for site in sites:
+        limit = min(site.in_features, site.out_features)
+        if config.rank > limit:
+            raise HarnessError(
+                f"rank {config.rank} of adapter '{adapter.name}' is larger than min(in, out) = {limit} of target "
+                f"module {site.name} ({site.out_features} x {site.in_features}); use --rank {limit} or less"
+            )

@@ -247,11 +247,22 @@ def _resolve_run(path_text: str) -> tuple[dict[str, Any], Path]:
             f"no adapter tensors at {adapter_file}; rerun that run with `harness run ... --save-adapters --force`"
         )
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads(record_path.read_bytes().decode("utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise HarnessError(f"cannot read run record {record_path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise HarnessError(f"cannot read run record {record_path}: not UTF-8 JSON") from None
+    except RecursionError:
+        raise HarnessError(f"cannot read run record {record_path}: JSON nested too deeply") from None
     if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
         raise HarnessError(f"{record_path} is not a run record (no 'spec')")
+    spec = record["spec"]
+    for key in ("suite", "task", "adapter", "model"):  # what run_deltas rebuilds the run from
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise HarnessError(f"{record_path} is not a usable run record: spec.{key} must be a name, "
+                               f"got {json.dumps(spec.get(key))[:60]}")
+    if not isinstance(spec.get("adapter_options", {}), dict):
+        raise HarnessError(f"{record_path} is not a usable run record: spec.adapter_options must be an object")
     return record, adapter_file
 
 
@@ -272,6 +283,9 @@ def _materialise(model: Any, state: dict[str, torch.Tensor]) -> None:
             if param is not None and id(param) in wanted:
                 if id(param) not in replaced:
                     value = wanted[id(param)].to(torch.float32)
+                    if tuple(value.shape) != tuple(param.shape):  # a file from another run or model
+                        raise HarnessError(f"the saved adapter tensor for {pname} has shape {tuple(value.shape)}, "
+                                           f"the run's model needs {tuple(param.shape)}")
                     replaced[id(param)] = torch.nn.Parameter(value.clone(), requires_grad=False)
                 module._parameters[pname] = replaced[id(param)]
 
@@ -296,7 +310,12 @@ def run_deltas(record: dict[str, Any], adapter_file: Path) -> dict[tuple[str, st
     sites = tuple(find_sites(model, adapter.config.targets, exclude=head)) if isinstance(adapter.config, LowRankConfig) else ()
     adapter.check_sites(sites)
     model = adapter.apply(model, ApplyContext(family=suite.family, sites=sites, head_modules=head, total_steps=1))
-    _materialise(model, load_file(str(adapter_file)))
+    try:
+        state = load_file(str(adapter_file))
+    except Exception as exc:  # safetensors raises its own SafetensorsError, OSError, ValueError...
+        raise HarnessError(f"cannot read adapter file {adapter_file}: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}") from None
+    _materialise(model, state)
     try:
         components = adapter.delta_components(model)
     except (NotImplementedError, RuntimeError) as exc:

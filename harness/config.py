@@ -7,6 +7,7 @@ coerced by the dataclass field's annotation, and an unknown key is an error that
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -43,7 +44,10 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
         if origin is tuple:
             args = typing.get_args(inner)
             item_tp = args[0] if args else str
-            items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+            if isinstance(value, str):
+                items = [v.strip() for v in value.split(",") if v.strip()]
+            else:  # a JSON list, or one JSON number for a one-item tuple
+                items = list(value) if isinstance(value, (list, tuple)) else [value]
             return tuple(coerce(name, v, item_tp) for v in items)
         if inner is bool:
             if isinstance(value, bool):
@@ -66,7 +70,10 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
         if inner is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan/inf pass every range check (nan <= 0 is False)
+                raise HarnessError(f"option '{name}' must be a finite number, got {value!r}")
+            return number
         if inner is str:
             return str(value)
     except (TypeError, ValueError):

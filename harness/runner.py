@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.adapter import Adapter, ApplyContext, LowRankConfig
+from harness.adapter import Adapter, ApplyContext, LowRankConfig, check_rank_fits
 from harness.config import build, field_types, to_jsonable
 from harness.errors import HarnessError, UnknownNameError, closest
 from harness.measure import (
@@ -203,7 +203,10 @@ def check_model_reachable(model: str) -> None:
     anything else fails here with the closest catalogue name, before a download is tried."""
     from harness.models import find_model_entry, get_model_entry, hub_offline
 
-    if find_model_entry(model) is not None or Path(model).expanduser().is_dir():
+    if find_model_entry(model) is not None:
+        return
+    if Path(model).expanduser().is_dir():
+        check_model_folder(Path(model).expanduser())
         return
     try:
         get_model_entry(model)
@@ -217,6 +220,27 @@ def check_model_reachable(model: str) -> None:
         if "/" not in model:  # hub ids are org/name; a bare unknown name is a typo, not a download
             raise
     # an org/name hub id while online: the download itself reports an unreachable hub
+
+
+MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json")
+
+
+def check_model_folder(folder: Path) -> None:
+    """A local --model folder must be a Hugging Face model (as save_pretrained writes it): a config.json
+    that transformers can read, and weights; else one line now instead of a traceback at load time."""
+    if not (folder / "config.json").is_file():
+        raise HarnessError(f"model folder {folder} is not a model: it has no config.json (give a folder written by "
+                           "save_pretrained, a catalogue name or a hub id)")
+    if not any((folder / name).is_file() for name in MODEL_WEIGHT_FILES):
+        raise HarnessError(f"model folder {folder} has no weights ({', '.join(MODEL_WEIGHT_FILES)})")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(str(folder))
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, JSONDecodeError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"model folder {folder}: transformers cannot read its config.json ({first[:200]})") from None
 
 
 def preflight(specs: list[RunSpec]) -> None:
@@ -260,6 +284,7 @@ def count_on_skeleton(adapter: Adapter, model: Any, head: tuple[str, ...], famil
 
     head_ids = module_param_ids(model, head)
     sites = tuple(find_sites(model, adapter.config.targets, exclude=head)) if isinstance(adapter.config, LowRankConfig) else ()
+    check_rank_fits(adapter, sites)
     adapter.check_sites(sites)
     model = adapter.apply(model, ApplyContext(family=family, sites=sites, head_modules=head, total_steps=1000))
     return count_parameters(model, head_ids).adapter_trainable
@@ -604,11 +629,37 @@ def _train_and_evaluate(
     train_t0 = time.perf_counter()
     bar = tqdm(total=total_steps, desc=f"{spec.adapter} {spec.task} s{spec.seed}", disable=not options.progress,
                leave=False, file=sys.stderr, dynamic_ncols=True)
+    trained_params = [p for g in groups for p in g["params"]]
+
+    def optimizer_step(micro: int, accumulated: float) -> None:
+        # Each micro-batch's loss was divided by grad_accum; the last accumulation of an epoch may hold
+        # fewer micro-batches, so its gradients (and logged loss) are rescaled to the mean over those it
+        # has. Gradients never carry into the next epoch, and an epoch shorter than grad_accum still steps.
+        nonlocal step
+        if micro < train.grad_accum:
+            scale = train.grad_accum / micro
+            for p in trained_params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+            accumulated *= scale
+        if train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trained_params, train.grad_clip)
+        optimizer.step()
+        adapter.on_step_end(model, step)
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        timer.end()
+        losses.append(accumulated)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
     try:
         while step < total_steps:
             model.train()
             micro = 0
             accumulated = 0.0
+            step_at_epoch_start = step
             for batch in suite.train_batches(data, train, epoch, ctx):
                 n = int(batch.pop("num_samples"))
                 if micro == 0:
@@ -631,21 +682,15 @@ def _train_and_evaluate(
                 micro += 1
                 if micro < train.grad_accum:
                     continue
-                if train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], train.grad_clip)
-                optimizer.step()
-                adapter.on_step_end(model, step)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                timer.end()
-                losses.append(accumulated)
+                optimizer_step(micro, accumulated)
                 micro = 0
                 accumulated = 0.0
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 if step >= total_steps:
                     break
+            if micro:  # the epoch's last, partial accumulation
+                optimizer_step(micro, accumulated)
+            if step == step_at_epoch_start:  # no batch at all: looping on would never end
+                raise RuntimeError(f"suite '{spec.suite}' gave no training batch in epoch {epoch}")
             epoch += 1
             last = step >= total_steps
             if train.eval_each_epoch or last:
@@ -756,7 +801,18 @@ class GridOutcome:
         line = f"planned {self.planned}, already done {self.skipped}, ran {self.ran} ({statuses})"
         if self.lost:
             line += f", lost {self.lost} (no record: rerun the same command to resume them)"
+        if self.unfinished:
+            line += f"; {self.unfinished} of them not done: exit code 1 (the same command reruns them)"
         return line
+
+    @property
+    def unfinished(self) -> int:
+        """Runs of this invocation that did not end in a done status (failed, cancelled, lost): the
+        exit code is 1 when there is any. diverged and oom are results about the method, recorded as
+        done, and do not count."""
+        from harness.store import DONE_STATUSES
+
+        return self.lost + sum(n for status, n in self.by_status.items() if status not in DONE_STATUSES)
 
 
 @dataclass(frozen=True)

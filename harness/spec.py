@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +36,22 @@ class TrainConfig:
     limit: int | None = None  # per-task evaluation limit for smoke runs (instruction suites)
 
     def __post_init__(self) -> None:
+        # nan and inf pass the comparisons below (nan <= 0 is False): reject them first, by name
+        for name in ("epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if value is None and name in ("head_lr", "grad_clip"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise HarnessError(f"{name} must be a finite number, got {value!r}")
+        for name in ("batch_size", "eval_batch_size", "max_length", "grad_accum", "max_train_samples",
+                     "max_eval_samples", "max_steps", "limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise HarnessError(f"{name} must be an integer, got {value!r}")
+        if self.weight_decay < 0:
+            raise HarnessError(f"weight_decay must not be negative, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip < 0:
+            raise HarnessError(f"grad_clip must not be negative (0 or none: no clipping), got {self.grad_clip}")
         if self.epochs <= 0:
             raise HarnessError(f"epochs must be positive, got {self.epochs}")
         if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):

@@ -338,6 +338,9 @@ class CocoRetrieval(Suite):
     def options(self, ctx: RunContext) -> CocoOptions:
         return build(CocoOptions, ctx.options, "suite 'coco-retrieval'")
 
+    def preflight(self, options: dict[str, Any], preset: str, model: str) -> None:
+        build(CocoOptions, options, "suite 'coco-retrieval'")  # bad values (margin=nan, ...) fail before any load
+
     def primary_metric(self, task: str) -> str:
         return "rsum"
 

@@ -8,10 +8,12 @@ The papers report the best dev epoch; we record that (``selection: best-dev-epoc
 
 from __future__ import annotations
 
+import codecs
 import csv
-import itertools
+import io
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -95,13 +97,64 @@ class Example:
 # ------------------------------------------------------------------------------------------------------
 
 
-def read_tsv(path: Path, *, header: bool = True, max_rows: int | None = None) -> tuple[list[str], list[list[str]]]:
-    """GLUE TSVs: no quoting (quotes are literal text), MRPC's BOM stripped. ``max_rows`` reads only
-    the first rows (header included), for the plan-time format check."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = list(itertools.islice(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), max_rows))
-    rows = [r for r in rows if r]
+# (text_a, text_b or None, label) column names of the tasks whose TSVs have a header (CoLA has none)
+COLUMNS: dict[str, tuple[str, str | None, str]] = {
+    "sst2": ("sentence", None, "label"),
+    "mrpc": ("#1 String", "#2 String", "Quality"),
+    "qqp": ("question1", "question2", "is_duplicate"),
+    "qnli": ("question", "sentence", "label"),
+    "stsb": ("sentence1", "sentence2", "score"),
+    "mnli": ("sentence1", "sentence2", "gold_label"),
+    "rte": ("sentence1", "sentence2", "label"),
+}
+STSB_RANGE = (0.0, 5.0)  # STS-B similarity scores
+COLA_FIELDS = 4  # source, label, original label, sentence
+# Parsed and validated splits, keyed by file identity (path, size, mtime): the plan-time check reads each
+# file once and every run of the process reuses the result.
+_SPLIT_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+SPLIT_CACHE_ENTRIES = 16
+
+
+def _at(path: Path, line: int, what: str) -> HarnessError:
+    return HarnessError(f"{path}, line {line}: {what}")
+
+
+def read_tsv_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """The rows of a GLUE TSV with their 1-based line numbers, blank lines dropped. GLUE TSVs use no
+    quoting (quotes are literal text); MRPC's BOM is stripped. A file that is not UTF-8 text (Latin-1,
+    binary) is a one-line error naming the line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _at(path, raw.count(b"\n", 0, exc.start) + 1,
+                  f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); GLUE TSVs are UTF-8: re-encode the file "
+                  "(e.g. iconv -f latin1 -t utf-8)") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise _at(path, text.count("\n", 0, nul) + 1, "a NUL byte: this is a binary file, not a TSV")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if row:
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise _at(path, reader.line_num, f"unreadable row ({exc})") from None
+    return rows
+
+
+def read_tsv(path: Path, *, header: bool = True) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a GLUE TSV, without line numbers (see read_tsv_lines)."""
+    rows = [r for _, r in read_tsv_lines(path)]
     if header:
+        if not rows:
+            raise HarnessError(f"{path} is empty (expected a header line)")
         return rows[0], rows[1:]
     return [], rows
 
@@ -113,40 +166,75 @@ def _column(header: list[str], name: str, path: Path) -> int:
         raise HarnessError(f"{path}: expected a column '{name}' in the header, found {header}") from None
 
 
-def _label(task: GlueTask, raw: str, path: Path) -> float | int:
+def parse_label(task: GlueTask, raw: str, path: Path, line: int) -> float | int:
+    """A label of the task's label set, or a one-line error naming the file and line: class ids are the
+    exact strings 0..n-1 (not 2, -1 or 1.0), STS-B scores finite numbers in 0-5."""
     if task.num_labels == 1:
-        return float(raw)
-    if task.label_names:
         try:
-            return task.label_names.index(raw)
+            value = float(raw)
         except ValueError:
-            raise HarnessError(f"{path}: unknown label {raw!r} (expected one of {task.label_names})") from None
-    return int(raw)
+            raise _at(path, line, f"score {raw!r} is not a number (STS-B scores are {STSB_RANGE[0]:g}-{STSB_RANGE[1]:g})") from None
+        if not (math.isfinite(value) and STSB_RANGE[0] <= value <= STSB_RANGE[1]):
+            raise _at(path, line, f"score {raw!r} is outside {STSB_RANGE[0]:g}-{STSB_RANGE[1]:g}")
+        return value
+    names = task.label_names or tuple(str(i) for i in range(task.num_labels))
+    if raw not in names:
+        raise _at(path, line, f"label {raw!r} is not one of {', '.join(names)} ({task.name})")
+    return names.index(raw)
 
 
-def read_split(task: GlueTask, path: Path, max_rows: int | None = None) -> list[Example]:
+def read_split(task: GlueTask, path: Path) -> list[Example]:
+    """Every row of a split, validated: column count, label in the task's label set. The first bad row
+    is a one-line HarnessError with the file and line number. QQP alone keeps its historical leniency:
+    rows of the wrong width are skipped (the GLUE release has a few torn QQP rows)."""
+    rows = read_tsv_lines(path)
+    if not rows:
+        raise HarnessError(f"{path} is empty (expected the {task.name} split in the GLUE TSV layout)")
     if task.name == "cola":  # no header: source, label, original label, sentence
-        _, rows = read_tsv(path, header=False, max_rows=max_rows)
-        return [Example(r[3], None, int(r[1])) for r in rows]
-    header, rows = read_tsv(path, max_rows=max_rows)
-    if task.name == "sst2":
-        s, lab = _column(header, "sentence", path), _column(header, "label", path)
-        return [Example(r[s], None, int(r[lab])) for r in rows]
-    if task.name == "mrpc":
-        a, b, lab = _column(header, "#1 String", path), _column(header, "#2 String", path), _column(header, "Quality", path)
-        return [Example(r[a], r[b], int(r[lab])) for r in rows]
-    if task.name == "qqp":
-        a, b, lab = _column(header, "question1", path), _column(header, "question2", path), _column(header, "is_duplicate", path)
-        return [Example(r[a], r[b], int(r[lab])) for r in rows if len(r) == len(header)]
-    if task.name == "qnli":
-        a, b, lab = _column(header, "question", path), _column(header, "sentence", path), _column(header, "label", path)
-    elif task.name == "stsb":
-        a, b, lab = _column(header, "sentence1", path), _column(header, "sentence2", path), _column(header, "score", path)
-    elif task.name == "mnli":
-        a, b, lab = _column(header, "sentence1", path), _column(header, "sentence2", path), _column(header, "gold_label", path)
-    else:  # rte
-        a, b, lab = _column(header, "sentence1", path), _column(header, "sentence2", path), _column(header, "label", path)
-    return [Example(r[a], r[b], _label(task, r[lab], path)) for r in rows]
+        out = []
+        for line, r in rows:
+            if len(r) != COLA_FIELDS:
+                raise _at(path, line, f"{len(r)} tab-separated field(s), CoLA rows have {COLA_FIELDS} "
+                                      "(source, label, original label, sentence)")
+            out.append(Example(r[3], None, parse_label(task, r[1], path, line)))
+        return out
+    (_, header), body = rows[0], rows[1:]
+    names = COLUMNS[task.name]
+    a, lab = _column(header, names[0], path), _column(header, names[2], path)
+    b = _column(header, names[1], path) if names[1] is not None else None
+    if not body:
+        raise HarnessError(f"{path} has a header but no examples")
+    out = []
+    for line, r in body:
+        if len(r) != len(header):
+            if task.name == "qqp":
+                continue
+            raise _at(path, line, f"{len(r)} tab-separated field(s), the header has {len(header)} (a short or torn row)")
+        out.append(Example(r[a], r[b] if b is not None else None, parse_label(task, r[lab], path, line)))
+    if not out:
+        raise HarnessError(f"{path} has no well-formed examples")
+    return out
+
+
+def _cached(key_paths: tuple[Path, ...], tag: str, read: Any) -> Any:
+    """``read()`` once per file identity (path, size, mtime) in this process."""
+    key: list[Any] = [tag]
+    for path in key_paths:
+        st = path.stat()
+        key.append((str(path.resolve()), st.st_size, st.st_mtime_ns))
+    ident = tuple(key)
+    if ident in _SPLIT_CACHE:
+        _SPLIT_CACHE.move_to_end(ident)
+        return _SPLIT_CACHE[ident]
+    value = read()
+    _SPLIT_CACHE[ident] = value
+    while len(_SPLIT_CACHE) > SPLIT_CACHE_ENTRIES:
+        _SPLIT_CACHE.popitem(last=False)
+    return value
+
+
+def cached_split(task: GlueTask, path: Path) -> list[Example]:
+    return _cached((path,), task.name, lambda: read_split(task, path))
 
 
 def read_mrpc_canonical_train(folder: Path) -> list[Example] | None:
@@ -155,12 +243,30 @@ def read_mrpc_canonical_train(folder: Path) -> list[Example] | None:
     msr, dev_ids = folder / "msr_paraphrase_train.txt", folder / "dev_ids.tsv"
     if not (msr.is_file() and dev_ids.is_file()):
         return None
-    _, id_rows = read_tsv(dev_ids, header=False)
-    dev = {(r[0], r[1]) for r in id_rows}
-    header, rows = read_tsv(msr)
+    return _cached((msr, dev_ids), "mrpc-canonical", lambda: _read_mrpc_canonical(msr, dev_ids))
+
+
+def _read_mrpc_canonical(msr: Path, dev_ids: Path) -> list[Example]:
+    dev = set()
+    for line, r in read_tsv_lines(dev_ids):
+        if len(r) != 2:
+            raise _at(dev_ids, line, f"{len(r)} tab-separated field(s), expected 2 (#1 ID, #2 ID)")
+        dev.add((r[0], r[1]))
+    rows = read_tsv_lines(msr)
+    if not rows:
+        raise HarnessError(f"{msr} is empty")
+    (_, header), body = rows[0], rows[1:]
     q, i1, i2 = _column(header, "Quality", msr), _column(header, "#1 ID", msr), _column(header, "#2 ID", msr)
     a, b = _column(header, "#1 String", msr), _column(header, "#2 String", msr)
-    return [Example(r[a], r[b], int(r[q])) for r in rows if (r[i1], r[i2]) not in dev]
+    out = []
+    for line, r in body:
+        if len(r) != len(header):
+            raise _at(msr, line, f"{len(r)} tab-separated field(s), the header has {len(header)} (a short or torn row)")
+        if (r[i1], r[i2]) not in dev:
+            out.append(Example(r[a], r[b], parse_label(TASKS["mrpc"], r[q], msr, line)))
+    if not out:
+        raise HarnessError(f"{msr} has no training examples once the dev ids are removed")
+    return out
 
 
 def offline_splits(task: GlueTask, root: Path) -> tuple[list[Example], list[Example], dict[str, Any]]:
@@ -170,15 +276,18 @@ def offline_splits(task: GlueTask, root: Path) -> tuple[list[Example], list[Exam
     dev_path = folder / task.dev_file
     if not dev_path.is_file():
         raise HarnessError(f"{dev_path} is missing (the dev split of {task.name}); {HOW_TO_GET_GLUE}")
-    dev = read_split(task, dev_path)
+    dev = cached_split(task, dev_path)
     info: dict[str, Any] = {"source": str(folder)}
     train_path = folder / "train.tsv"
     if task.name == "mrpc" and (rebuilt := read_mrpc_canonical_train(folder)) is not None:
         info["train_source"] = "msr_paraphrase_train.txt minus dev_ids.tsv (canonical split)"
         return rebuilt, dev, info
     if train_path.is_file():
-        return read_split(task, train_path), dev, info
+        return cached_split(task, train_path), dev, info
     if task.name == "qnli":
+        if len(dev) <= QNLI_HELDOUT:
+            raise HarnessError(f"{dev_path} has {len(dev)} examples: too few to hold out {QNLI_HELDOUT} for "
+                               f"evaluation and train on the rest (train.tsv is missing); {HOW_TO_GET_GLUE}")
         order = list(range(len(dev)))
         random.Random(0).shuffle(order)
         held, rest = order[:QNLI_HELDOUT], order[QNLI_HELDOUT:]
@@ -364,10 +473,8 @@ class Glue(Suite):
         has_train = (folder / "train.tsv").is_file() or (task == "mrpc" and (folder / "msr_paraphrase_train.txt").is_file())
         if not has_train and task != "qnli":
             raise HarnessError(f"{folder / 'train.tsv'} is missing (train split of {task}); {HOW_TO_GET_GLUE}")
-        # a wrong header (or an unreadable first row) is caught here, before a model loads
-        for split_file in (folder / t.dev_file, folder / "train.tsv"):
-            if split_file.is_file():
-                read_split(t, split_file, max_rows=2)
+        # every row of the splits a run reads, validated here before a model loads (and kept for the runs)
+        offline_splits(t, glue)
 
     def primary_metric(self, task: str) -> str:
         return TASKS[task].primary

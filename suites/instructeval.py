@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.config import coerce
 from harness.errors import HarnessError
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -81,13 +82,10 @@ class EvalOptions:
             kwargs["benchmarks"] = tuple(b.strip() for b in value.split(",") if b.strip()) if isinstance(value, str) else tuple(value)
         if "allow_code_execution" in options:
             kwargs["allow_code_execution"] = str(options["allow_code_execution"]).strip().lower() in TRUE_WORDS
-        try:
-            if "humaneval_max_tokens" in options:
-                kwargs["humaneval_max_tokens"] = int(options["humaneval_max_tokens"])
-            if "sandbox_timeout" in options:
-                kwargs["sandbox_timeout"] = float(options["sandbox_timeout"])
-        except ValueError as exc:
-            raise HarnessError(f"invalid instructeval suite option: {exc}") from None
+        # typed like every option (harness.config.coerce): a finite float, an int, one-line errors
+        for name in ("humaneval_max_tokens", "sandbox_timeout"):
+            if name in options:
+                kwargs[name] = coerce(name, options[name], int if name == "humaneval_max_tokens" else float)
         return EvalOptions(**kwargs)
 
     @property

@@ -368,6 +368,9 @@ class Rscd(Suite):
     def options(self, ctx: RunContext) -> RscdOptions:
         return build(RscdOptions, ctx.options, "suite 'rscd'")
 
+    def preflight(self, options: dict[str, Any], preset: str, model: str) -> None:
+        build(RscdOptions, options, "suite 'rscd'")  # bad values (margin=nan, ...) fail before any load
+
     def primary_metric(self, task: str) -> str:
         return "accuracy"
 

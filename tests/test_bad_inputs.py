@@ -125,8 +125,98 @@ CASES = [
     Case("address-without-ray", (*GLUE, "--adapters", "lora", "--address", "auto"), "--address applies to --executor ray"),
     Case("workers-with-ray", (*GLUE, "--adapters", "lora", "--executor", "ray", "--workers", "2"),
          "--workers applies to --executor local"),
+    # non-finite numbers (nan <= 0 is False, so they used to pass every range check)
+    Case("lr-nan", (*GLUE, "--adapters", "lora", "--lr", "nan"), "option 'lr' must be a finite number, got 'nan'"),
+    Case("lr-inf", (*GLUE, "--adapters", "lora", "--lr", "inf"), "option 'lr' must be a finite number, got 'inf'"),
+    Case("epochs-nan", (*GLUE, "--adapters", "lora", "--epochs", "nan"), "option 'epochs' must be a finite number"),
+    Case("epochs-inf", (*GLUE, "--adapters", "lora", "--epochs", "inf"), "option 'epochs' must be a finite number"),
+    Case("head-lr-minus-inf", (*GLUE, "--adapters", "lora", "--head-lr=-inf"), "option 'head_lr' must be a finite"),
+    Case("alpha-nan", (*GLUE, "--adapters", "lora", "--alpha", "nan"), "--alpha must be a positive number, got 'nan'"),
+    Case("alpha-inf", (*GLUE, "--adapters", "lora", "--alpha", "inf"), "--alpha must be a positive number, got 'inf'"),
+    Case("opt-alpha-nan", (*GLUE, "--adapters", "lora", "--opt", "alpha=NaN"), "option 'alpha' must be a finite number"),
+    Case("opt-dropout-inf", (*GLUE, "--adapters", "lora", "--opt", "dropout=infinity"),
+         "option 'dropout' must be a finite number"),
+    Case("judge-timeout-nan", ("run", "--suite", "mt-bench", "--adapters", "lora", "--data-dir", "{data}",
+                               "--results-dir", "{tmp}/results", "--suite-opt", "judge_timeout=nan"),
+         "option 'judge_timeout' must be a finite number"),
+    Case("sandbox-timeout-inf", ("run", "--suite", "instructeval", "--adapters", "lora", "--data-dir", "{data}",
+                                 "--results-dir", "{tmp}/results", "--suite-opt", "sandbox_timeout=inf"),
+         "option 'sandbox_timeout' must be a finite number"),
+    Case("config-lr-nan", (*GLUE, "--config", "{tmp}/config.json"), "option 'lr' must be a finite number",
+         setup=_config('{"adapters": "lora", "lr": "nan"}')),
+    Case("config-epochs-json-infinity", (*GLUE, "--config", "{tmp}/config.json"), "must be a finite number",
+         setup=_config('{"adapters": "lora", "epochs": Infinity}')),
+    Case("rank-above-layer-width", (*GLUE, "--adapters", "lora", "--rank", "512"),
+         "rank 512 of adapter 'lora' is larger than min(in, out) = 384 of target module"),
+    Case("rank-above-layer-width-pissa", (*GLUE, "--adapters", "pissa", "--rank", "385"),
+         "is larger than min(in, out) = 384"),
+    # config files: values by their JSON type, one line naming the file and the key
+    Case("config-force-string-false", (*GLUE, "--config", "{tmp}/config.json"),
+         "key 'force' must be true or false (a JSON boolean), got \"false\"",
+         setup=_config('{"adapters": "lora", "force": "false"}')),
+    Case("config-force-zero", (*GLUE, "--config", "{tmp}/config.json"), "key 'force' must be true or false",
+         setup=_config('{"adapters": "lora", "force": 0}')),
+    Case("config-dry-run-string", (*GLUE, "--config", "{tmp}/config.json"), "key 'dry_run' must be true or false",
+         setup=_config('{"adapters": "lora", "dry_run": "false"}')),
+    Case("config-no-cache-null-string", (*GLUE, "--config", "{tmp}/config.json"), "key 'no-cache' must be true",
+         setup=_config('{"adapters": "lora", "no-cache": "yes"}')),
+    Case("config-binary", (*GLUE, "--config", "{tmp}/config.json"), "not UTF-8 text",
+         setup=lambda t, s: (t / "config.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 50)),
+    Case("config-deeply-nested", (*GLUE, "--config", "{tmp}/config.json"), "JSON nested too deeply",
+         setup=_config("[" * 200000 + "]" * 200000)),
+    Case("config-deeply-nested-value", (*GLUE, "--config", "{tmp}/config.json"), "JSON nested too deeply",
+         setup=_config('{"opt": ' + "{\"a\": " * 100000 + "1" + "}" * 100000 + "}")),
+    Case("config-a-folder", (*GLUE, "--config", "{tmp}"), "cannot read config file"),
+    Case("config-rank-float", (*GLUE, "--config", "{tmp}/config.json"), "key 'rank' must be an integer, got 2.5",
+         setup=_config('{"adapters": "lora", "rank": 2.5}')),
+    Case("config-workers-bool", (*GLUE, "--config", "{tmp}/config.json"), "key 'workers' must be an integer",
+         setup=_config('{"adapters": "lora", "workers": true}')),
+    Case("config-lr-bool", (*GLUE, "--config", "{tmp}/config.json"), "key 'lr' must be a number, got true",
+         setup=_config('{"adapters": "lora", "lr": true}')),
+    Case("config-batch-size-float", (*GLUE, "--config", "{tmp}/config.json"), "key 'batch_size' must be an integer",
+         setup=_config('{"adapters": "lora", "batch_size": 8.5}')),
+    Case("config-adapters-number", (*GLUE, "--config", "{tmp}/config.json"), "key 'adapters' must be a comma-list",
+         setup=_config('{"adapters": 5}')),
+    Case("config-seeds-mixed", (*GLUE, "--config", "{tmp}/config.json"), "key 'seeds' must be a non-empty list",
+         setup=_config('{"adapters": "lora", "seeds": [1, "x"]}')),
+    Case("config-model-object", (*GLUE, "--config", "{tmp}/config.json"), "key 'model' must be a string",
+         setup=_config('{"adapters": "lora", "model": {"name": "x"}}')),
+    Case("config-opt-nested", (*GLUE, "--config", "{tmp}/config.json"), "key 'opt' must be an object of KEY: scalar",
+         setup=_config('{"adapters": "lora", "opt": {"split": [1, 2]}}')),
+    Case("config-suite-opt-number", (*GLUE, "--config", "{tmp}/config.json"), "key 'suite_opt' must be a list",
+         setup=_config('{"adapters": "lora", "suite_opt": 3}')),
+    # --device and --model folders that are not models
+    Case("device-gpu", (*GLUE, "--adapters", "lora", "--device", "gpu"),
+         "--device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    Case("device-cuda-word", (*GLUE, "--adapters", "lora", "--device", "cuda:first"), "--device must be auto, cpu"),
+    Case("device-empty", (*GLUE, "--adapters", "lora", "--device", ""), "--device must be auto, cpu"),
+    Case("device-mps", (*GLUE, "--adapters", "lora", "--device", "mps"), "--device must be auto, cpu, cuda"),
+    Case("config-device-gpu", (*GLUE, "--config", "{tmp}/config.json"), "--device must be auto, cpu",
+         setup=_config('{"adapters": "lora", "device": "gpu"}')),
+    Case("model-empty-folder", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "is not a model: it has no config.json", setup=lambda t, s: _model_folder(t)),
+    Case("model-folder-without-weights", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"), "has no weights",
+         setup=lambda t, s: _model_folder(t, config='{"model_type": "bert"}', weights=False)),
+    Case("model-folder-torn-config", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config='{"model_type": "be')),
+    Case("model-folder-unknown-type", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config='{"hello": 1}')),
+    Case("model-folder-binary-config", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
+         "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config=b"\xff\xfe\x00bin")),
+    Case("model-folder-is-the-data", (*GLUE, "--adapters", "lora", "--model", "{data}/glue"), "is not a model"),
 ]
 SUBPROCESS_CASES = ("hub-offline", "data-wrong-header")
+
+
+def _model_folder(tmp: Path, config: str | bytes | None = None, weights: bool = True) -> None:
+    folder = tmp / "m"
+    folder.mkdir()
+    if config is None:
+        (folder / "notes.txt").write_text("not a model")
+        return
+    (folder / "config.json").write_bytes(config.encode() if isinstance(config, str) else config)
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"\0" * 16)
 
 
 def _argv(case: Case, tmp: Path, shared: Path) -> list[str]:
@@ -230,3 +320,216 @@ def test_report_and_app_skip_corrupt_records_with_a_warning(tmp_path: Path, caps
 
     records, skipped = load_store(str(tmp_path))
     assert len(records) == 1 and sorted(Path(p).name for p, _ in skipped) == ["bad-status.json", "foreign.json", "torn.json"]
+
+
+# ---- non-finite numbers, as a class: every float option of every adapter, TrainConfig and suite ----------
+NON_FINITE = ("nan", "inf", "-inf", "Infinity", float("nan"), float("inf"))
+
+
+def _float_fields(cls: type) -> list[str]:
+    import typing
+
+    from harness.config import _strip_optional, field_types
+
+    out = []
+    for name, tp in field_types(cls).items():
+        inner, _ = _strip_optional(tp)
+        if inner is float or (typing.get_origin(inner) is tuple and float in typing.get_args(inner)):
+            out.append(name)
+    return out
+
+
+def test_every_float_option_of_every_adapter_rejects_non_finite_values():
+    from harness.errors import HarnessError
+    from harness.registry import ADAPTERS
+    from harness.runner import build_adapter
+
+    tried = 0
+    for adapter in ADAPTERS.names():
+        for name in _float_fields(ADAPTERS.get(adapter).config_cls):
+            for value in NON_FINITE:
+                with pytest.raises(HarnessError, match=f"option '{name}' must be a finite number"):
+                    build_adapter(adapter, {name: value})
+                tried += 1
+    assert tried >= 15 * len(NON_FINITE)  # alpha and dropout of the low-rank family at least
+
+
+def test_every_float_field_of_train_config_rejects_non_finite_values():
+    from harness.config import build
+    from harness.errors import HarnessError
+    from harness.spec import TrainConfig
+
+    names = _float_fields(TrainConfig)
+    assert {"epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "grad_clip"} <= set(names)
+    for name in names:
+        for value in NON_FINITE:
+            with pytest.raises(HarnessError, match="finite number"):
+                build(TrainConfig, {name: value}, "training")
+            if isinstance(value, float):  # built directly (a suite's preset), not through coerce
+                with pytest.raises(HarnessError, match=f"{name} must be a finite number"):
+                    TrainConfig(**{name: value})
+
+
+def test_direct_low_rank_config_rejects_non_finite_alpha():
+    from harness.adapter import LowRankConfig
+    from harness.errors import HarnessError
+
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(HarnessError, match="alpha must be a finite positive number"):
+            LowRankConfig(alpha=value)
+    with pytest.raises(HarnessError, match="dropout must be in"):
+        LowRankConfig(dropout=float("nan"))
+
+
+def _suite_option_types() -> dict[str, dict[str, type]]:
+    """Each suite's options and their types, from the dataclass that parses them."""
+    from harness.config import _strip_optional, field_types
+    from suites._instruct import InstructionTuningSuite
+    from suites.coco_retrieval import CocoOptions
+    from suites.instructeval import EvalOptions
+    from suites.mtbench import MTBenchOptions
+    from suites.rscd import RscdOptions
+
+    strings = {n: str for n in InstructionTuningSuite().option_names()}  # alpaca_path, alpaca_dataset, load_in_4bit
+
+    def typed(cls: type) -> dict[str, type]:
+        return {n: _strip_optional(tp)[0] for n, tp in field_types(cls).items()}
+
+    return {"glue": {}, "coco-retrieval": typed(CocoOptions), "rscd": typed(RscdOptions),
+            "instructeval": {**strings, **typed(EvalOptions)}, "mt-bench": {**strings, **typed(MTBenchOptions)}}
+
+
+def test_every_numeric_suite_option_rejects_non_finite_values_at_preflight():
+    """Over the registry: a suite (or an option) the table does not know fails this test, so a new
+    numeric option cannot slip past the finite check."""
+    from harness.errors import HarnessError
+    from harness.registry import SUITES
+
+    table = _suite_option_types()
+    assert sorted(table) == sorted(SUITES.names())
+    tried = 0
+    for suite_name in SUITES.names():
+        suite = SUITES.get(suite_name)()
+        assert set(suite.option_names()) == set(table[suite_name]), suite_name
+        for option, tp in table[suite_name].items():
+            if tp not in (int, float):
+                continue
+            for value in ("nan", "inf", "-inf"):
+                with pytest.raises(HarnessError, match=f"option '{option}' must be"):
+                    suite.preflight({option: value}, "cpu", suite.default_model("cpu"))
+                tried += 1
+    assert tried >= 3 * 9  # margin, train_fraction, sample_seed, humaneval_max_tokens, sandbox_timeout, judge_*
+
+
+def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, shared_data: Path, capsys):
+    """The good side of the typed config: JSON booleans switch, numbers and lists become the flags'
+    text, an --opt object becomes KEY=VALUE items, null leaves a key unset, the command line wins."""
+    import argparse
+
+    from harness.cli import _load_config_file, build_parser
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"dry_run": True, "force": False, "adapters": ["lora", "dora"], "seeds": [1, 2],
+                                  "rank": 4, "lr": 1e-4, "epochs": 2, "opt": {"dropout": 0.1, "use_rslora": True},
+                                  "suite-opt": ["a=b"], "max_steps": None, "model": "minilm-l6"}))
+    parser = build_parser()
+    args = parser.parse_args(["run", "--suite", "glue", "--rank", "8"])
+    _load_config_file(str(config), parser, args)
+    assert isinstance(args, argparse.Namespace)
+    assert args.dry_run is True and args.force is False
+    assert (args.adapters, args.seeds, args.rank, args.lr, args.epochs) == ("lora,dora", "1,2", "8", "0.0001", "2")
+    assert args.opt == ["dropout=0.1", "use_rslora=true"] and args.suite_opt == ["a=b"] and args.max_steps is None
+    # end to end: a dry run from the file, exit 0
+    config.write_text(json.dumps({"dry_run": True, "adapters": ["lora"], "tasks": ["rte"], "seeds": [1],
+                                  "data_dir": str(shared_data), "results_dir": str(tmp_path / "r")}))
+    assert main(["run", "--suite", "glue", "--config", str(config)]) == 0
+    assert "1 runs planned" in capsys.readouterr().out
+
+
+def test_device_cuda_is_checked_against_the_devices_there_are(monkeypatch, capsys):
+    import torch
+
+    from harness.cli import check_device
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for text in ("cuda", "cuda:0"):
+        with pytest.raises(HarnessError, match="no CUDA device is available"):
+            check_device(text)
+    check_device("cpu")
+    check_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda")
+    check_device("cuda:1")
+    with pytest.raises(HarnessError, match=r"--device cuda:2: there are 2 CUDA device\(s\) \(cuda:0 .. cuda:1\)"):
+        check_device("cuda:2")
+
+
+# ---- `harness analyze` on corrupt adapter files and records: one line, exit 2 ----------------------------
+
+
+def _torn(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _retensor(path: Path, change: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    name = next(iter(state))
+    if change == "shape":
+        state[name] = torch.zeros(3, 5)
+    else:
+        state["nowhere.weight"] = torch.zeros(2)
+    save_file(state, str(path))
+
+
+def _respec(path: Path, **changes) -> None:
+    record = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is ...:
+            record["spec"].pop(key)
+        else:
+            record["spec"][key] = value
+    path.write_text(json.dumps(record))
+
+
+ADAPTER_FILE, RECORD = "a.adapter.safetensors", "a.json"
+ANALYZE_CASES = {
+    "adapter-random-bytes": (ADAPTER_FILE, lambda p: p.write_bytes(os.urandom(4096)), "cannot read adapter file"),
+    "adapter-empty": (ADAPTER_FILE, lambda p: p.write_bytes(b""), "cannot read adapter file"),
+    "adapter-truncated": (ADAPTER_FILE, _torn, "cannot read adapter file"),
+    "adapter-text": (ADAPTER_FILE, lambda p: p.write_text('{"not": "tensors"}'), "cannot read adapter file"),
+    "adapter-wrong-shape": (ADAPTER_FILE, lambda p: _retensor(p, "shape"), "has shape (3, 5), the run's model needs"),
+    "adapter-foreign-tensor": (ADAPTER_FILE, lambda p: _retensor(p, "name"), "tensors this model lacks"),
+    "record-torn": (RECORD, _torn, "cannot read run record"),
+    "record-binary": (RECORD, lambda p: p.write_bytes(b"\xff\xfe\x00\x01" * 100), "not UTF-8 JSON"),
+    "record-deeply-nested": (RECORD, lambda p: p.write_text("[" * 100000 + "]" * 100000), "nested too deeply"),
+    "record-a-list": (RECORD, lambda p: p.write_text("[1, 2]"), "is not a run record (no 'spec')"),
+    "record-suite-a-list": (RECORD, lambda p: _respec(p, suite=["glue"]), "spec.suite must be a name"),
+    "record-no-model": (RECORD, lambda p: _respec(p, model=...), "spec.model must be a name"),
+    "record-adapter-null": (RECORD, lambda p: _respec(p, adapter=None), "spec.adapter must be a name"),
+    "record-options-a-list": (RECORD, lambda p: _respec(p, adapter_options=[1]), "adapter_options must be an object"),
+    "record-options-bad-rank": (RECORD, lambda p: _respec(p, adapter_options={"rank": "x"}), "option 'rank' must be int"),
+    "record-unknown-suite": (RECORD, lambda p: _respec(p, suite="glu"), "unknown suite 'glu'"),
+    "record-unknown-adapter": (RECORD, lambda p: _respec(p, adapter="lroa"), "unknown adapter 'lroa'"),
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(ANALYZE_CASES))
+def test_analyze_on_a_corrupt_adapter_file_or_record_is_one_line(case_id: str, tmp_path: Path, capsys):
+    from test_analysis import write_run
+
+    which, corrupt, message = ANALYZE_CASES[case_id]
+    first = write_run(tmp_path, "a", "lora", {"rank": 2}, seed=1)
+    other = write_run(tmp_path, "b", "lora", {"rank": 2}, seed=2)
+    assert main(["analyze", str(first), str(other), "--max-rank", "2", "--json"]) == 0  # the good pair works
+    capsys.readouterr()
+    corrupt(tmp_path / which)
+    code = main(["analyze", str(first), str(other), "--max-rank", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err

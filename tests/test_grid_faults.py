@@ -412,7 +412,8 @@ def test_ray_executor_runs_a_small_grid_end_to_end(plugin_dir: Path, tmp_path: P
     env = _env(plugin_dir, RAY_USAGE_STATS_ENABLED="0")
     done = subprocess.run(_cli("--tasks", "ok,boom", "--seeds", "1", "--results-dir", str(results), "--executor", "ray"),
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]  # a failed run: exit code 1
+    assert "1 of them not done: exit code 1" in done.stdout
     assert "executor: ray at a local instance; each run asks for num_cpus=1" in done.stdout
     assert "planned 2, already done 0, ran 2 (failed=1, success=1)" in done.stdout
     records = {r["key"]["task"]: r for r in ResultStore(results).records(warn=False)}
