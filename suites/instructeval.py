@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
 from suites._instruct import CPU_TRAIN, InstructionTuningSuite
-from suites._sandbox import SandboxLimits, run_untrusted
+from suites._sandbox import SandboxLimits, require_sandbox, run_untrusted
 from suites.lm_eval_tasks import ie_utils
 
 if TYPE_CHECKING:
@@ -70,8 +71,9 @@ class EvalOptions:
         unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
         if unknown or not self.benchmarks:
             raise HarnessError(f"benchmarks must be a comma list of {', '.join(BENCHMARKS)}, got {list(self.benchmarks)}")
-        if self.humaneval_max_tokens < 1 or self.sandbox_timeout <= 0:
-            raise HarnessError("humaneval_max_tokens and sandbox_timeout must be positive")
+        if self.humaneval_max_tokens < 1 or not math.isfinite(self.sandbox_timeout) or self.sandbox_timeout <= 0:
+            raise HarnessError(f"humaneval_max_tokens and sandbox_timeout must be positive and finite, got "
+                               f"{self.humaneval_max_tokens} and {self.sandbox_timeout}")
 
     @staticmethod
     def from_options(options: dict[str, Any], preset: str = "paper") -> EvalOptions:
@@ -147,7 +149,8 @@ def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits) -> tup
         completion = sample["filtered_resps"][0]
         if isinstance(completion, list):
             completion = completion[0]
-        result = run_untrusted(ie_utils.humaneval_program(sample["doc"], str(completion)), limits)
+        program, check = ie_utils.humaneval_parts(sample["doc"], str(completion))
+        result = run_untrusted(program, limits, check=check)  # passed only when check() returned
         outcomes[result.status] += 1
     return outcomes["passed"] / max(1, len(samples)), outcomes
 
@@ -173,6 +176,8 @@ class InstructEval(InstructionTuningSuite):
         if "benchmarks" in options and "humaneval" in parsed.benchmarks and not parsed.allow_code_execution:
             raise HarnessError("HumanEval runs generated code: add --suite-opt allow_code_execution=true "
                                "(it runs sandboxed), or leave humaneval out of benchmarks")
+        if "humaneval" in parsed.scored:
+            require_sandbox()  # no kernel isolation on this machine: refuse now, before anything trains
 
     def check_data(self, task: str, data: DataSource) -> None:
         super().check_data(task, data)

@@ -156,8 +156,15 @@ def test_humaneval_canonical_solution_passes_in_the_sandbox_and_a_wrong_one_fail
     assert len(docs) == 164
     doc = docs[0]
     limits = SandboxLimits(timeout_s=10)
-    assert run_untrusted(ie_utils.humaneval_program(doc, doc["canonical_solution"]), limits).passed
-    assert not run_untrusted(ie_utils.humaneval_program(doc, "    return False\n"), limits).passed
+    for doc in docs[::8]:  # every eighth problem: their imports and tests run under the sandbox's limits
+        program, check = ie_utils.humaneval_parts(doc, doc["canonical_solution"])
+        result = run_untrusted(program, limits, check=check)
+        assert result.passed, (doc["task_id"], result)
+    doc = docs[0]
+    for wrong in ("    return False\n", "    import os\n    os._exit(0)\n", "    raise SystemExit(0)\n",
+                  "    pass\nimport sys\nsys.exit(0)\n"):
+        program, check = ie_utils.humaneval_parts(doc, wrong)
+        assert run_untrusted(program, limits, check=check).status == "failed", wrong
 
 
 @pytest.fixture(scope="module")
