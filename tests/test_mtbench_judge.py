@@ -31,9 +31,9 @@ from suites._mtbench_judge import (
     judge_matches,
     load_judge_prompts,
     parse_rating,
-    read_rating,
     prompt_name,
     public_url,
+    read_rating,
 )
 
 MTBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mtbench"
