@@ -11,6 +11,10 @@ the other benchmarks; ``data_info.average_covers`` and the ``average_of`` metric
 
 Scores are fractions in [0, 1]: MMLU and BBH accuracy over all their questions (micro average over
 subjects/tasks), DROP F1, HumanEval pass@1, and their unweighted mean ``average`` (the primary metric).
+The record also keeps lm-eval's per-task scores (``mmlu_subject_<subject>``, ``bbh_task_<task>``), and
+lm-eval's own results (per task: metrics, sample counts, versions, task configs; per HumanEval problem the
+sandbox's verdict) are saved beside the record as ``<record stem>.lm-eval-results.jsonl``, one JSON object
+per lm-eval call (not ``*.json``: the store reads those as records).
 With ``--limit N`` lm-eval scores the first N examples of each lm-eval task (each MMLU subject, each BBH
 task); the limit is part of the run's config hash and of ``data_info.eval_limit``, so limited and full
 results never share a leaderboard cell. The ``cpu`` preset evaluates with a default limit of
@@ -142,8 +146,58 @@ def quiet_lm_eval() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits) -> tuple[float, dict[str, int]]:
-    """pass@1 of greedy completions (one per problem), each run in the sandbox."""
+def per_task_scores(results: dict[str, dict[str, Any]], benchmark: str) -> dict[str, float]:
+    """lm-eval's score of each MMLU subject / BBH task, as record metrics."""
+    if benchmark == "mmlu":
+        return {f"mmlu_subject_{s}": float(results[f"ie_mmlu_{s}"]["acc,none"]) for s in ie_utils.MMLU_SUBJECTS}
+    if benchmark == "bbh":
+        return {f"bbh_task_{t}": float(results[f"ie_bbh_{t}"]["exact_match,none"]) for t in ie_utils.BBH_TASKS}
+    return {}
+
+
+def lm_eval_results_path(ctx: RunContext) -> Path | None:
+    if ctx.record_path is None:
+        return None
+    return ctx.record_path.with_name(ctx.record_path.stem + ".lm-eval-results.jsonl")
+
+
+def save_lm_eval_results(ctx: RunContext, entry: dict[str, Any]) -> None:
+    """Add one lm-eval call's results to the file beside the record. Lines of an earlier attempt of this
+    run (another work_dir) are dropped, so the file describes the run the record describes."""
+    import json
+
+    from lm_eval.utils import handle_non_serializable
+
+    from suites._mtbench_answers import write_jsonl
+
+    path = lm_eval_results_path(ctx)
+    if path is None:
+        return
+    attempt = ctx.work_dir.name
+    kept = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                old = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(old, dict) and old.get("attempt") == attempt:
+                kept.append(old)
+    line = json.loads(json.dumps({"run_id": ctx.run_id, "attempt": attempt, **entry}, default=handle_non_serializable))
+    write_jsonl(path, [*kept, line])
+
+
+def lm_eval_summary(out: dict[str, Any]) -> dict[str, Any]:
+    """What of simple_evaluate's output is worth keeping (the samples are not: prompts of every question)."""
+    keep = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
+            "config", "git_hash", "date", "lm_eval_version")
+    return {k: out[k] for k in keep if k in out}
+
+
+def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits,
+                    verdicts: list[dict[str, Any]] | None = None) -> tuple[float, dict[str, int]]:
+    """pass@1 of greedy completions (one per problem), each run in the sandbox; ``verdicts`` collects
+    each problem's outcome when given."""
     outcomes: dict[str, int] = {"passed": 0, "failed": 0, "timeout": 0}
     for sample in samples:
         completion = sample["filtered_resps"][0]
@@ -152,6 +206,9 @@ def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits) -> tup
         program, check = ie_utils.humaneval_parts(sample["doc"], str(completion))
         result = run_untrusted(program, limits, check=check)  # passed only when check() returned
         outcomes[result.status] += 1
+        if verdicts is not None:
+            verdicts.append({"task_id": sample["doc"].get("task_id"), "status": result.status, "reason": result.reason,
+                             "completion": str(completion)})
     return outcomes["passed"] / max(1, len(samples)), outcomes
 
 
@@ -238,7 +295,9 @@ class InstructEval(InstructionTuningSuite):
                     scores[benchmark], scores[f"{benchmark}_n"] = micro_average(results, counts, tasks, metric)
                     if benchmark == "drop":
                         scores["drop_em"] = micro_average(results, counts, tasks, "em")[0]
+                    scores.update(per_task_scores(results, benchmark))
                 scores["lm_eval_seconds"] = time.perf_counter() - t0
+                save_lm_eval_results(ctx, {"tasks": names, "limit": plan.limit, **lm_eval_summary(out)})
             if "humaneval" in plan.options.scored:
                 t0 = time.perf_counter()
                 out = simple_evaluate(model=lm, tasks=["ie_humaneval"], task_manager=manager, limit=plan.limit,
@@ -247,7 +306,10 @@ class InstructEval(InstructionTuningSuite):
                                       random_seed=ctx.seed, numpy_random_seed=ctx.seed, torch_random_seed=ctx.seed)
                 limits = SandboxLimits(timeout_s=plan.options.sandbox_timeout)
                 samples = out["samples"]["ie_humaneval"]
-                scores["humaneval"], outcomes = score_humaneval(samples, limits)
+                verdicts: list[dict[str, Any]] = []
+                scores["humaneval"], outcomes = score_humaneval(samples, limits, verdicts)
+                save_lm_eval_results(ctx, {"tasks": ["ie_humaneval"], "limit": plan.limit, **lm_eval_summary(out),
+                                           "humaneval_sandbox": verdicts})
                 scores["humaneval_n"] = float(len(samples))
                 scores["humaneval_timeouts"] = float(outcomes["timeout"])
                 scores["humaneval_seconds"] = time.perf_counter() - t0
