@@ -256,10 +256,10 @@ def _setup_script(plan: SandboxPlan, limits: SandboxLimits, inputs: Path, root: 
     owner = f",uid={uid},gid={uid}" if plan.root_mode else ""
     inodes = max(64, limits.tmp_mb * 16)
     lines += [
-        f'{t["mkdir"]} "$R/dev" && {t["mount"]} -t tmpfs -o size=64k,mode=755,nosuid,noexec tmpfs "$R/dev" || fail "/dev"',
+        f'{t["mkdir"]} "$R/dev" && {t["mount"]} -t tmpfs -o size=64k,mode=755,nosuid,nodev,noexec tmpfs "$R/dev" || fail "/dev"',
         f'for d in null zero random urandom; do {t["touch"]} "$R/dev/$d" && {t["mount"]} --bind "/dev/$d" "$R/dev/$d" '
         f'|| fail "/dev/$d"; done',
-        f'{t["mount"]} -o remount,ro,nosuid,noexec "$R/dev" || fail "read-only /dev"',
+        f'{t["mount"]} -o remount,bind,ro,nosuid,nodev,noexec "$R/dev" || fail "read-only /dev"',
         f'{t["mkdir"]} "$R/tmp" && {t["mount"]} -t tmpfs -o size={limits.tmp_mb}m,nr_inodes={inodes},mode=700{owner},'
         f'nosuid,nodev tmpfs "$R/tmp" || fail "/tmp"',
         f'{t["mkdir"]} "$R/sandbox" && {t["cp"]} {q(str(inputs))}/wrapper.py {q(str(inputs))}/program.py '
@@ -268,7 +268,7 @@ def _setup_script(plan: SandboxPlan, limits: SandboxLimits, inputs: Path, root: 
         # program starts (an empty /proc directory stays)
         f'{t["mkdir"]} "$R/.old" "$R/proc" && {t["mount"]} -t proc -o nosuid,nodev,noexec proc "$R/proc" || fail "/proc"',
         f'cd "$R" && {t["pivot_root"]} . .old && cd / && {t["umount"]} -l /.old && {t["rmdir"]} /.old || fail "pivot_root"',
-        f'{t["mount"]} -o remount,ro,nosuid,nodev / && {t["umount"]} -l /proc || fail "read-only root"',
+        f'{t["mount"]} -o remount,bind,ro,nosuid,nodev / && {t["umount"]} -l /proc || fail "read-only root"',
     ]
     mb = 1024 * 1024
     rlimits = (f"--cpu={limits.cpu_s}:{limits.cpu_s + 1} --as={limits.memory_mb * mb} --fsize={limits.file_mb * mb} "

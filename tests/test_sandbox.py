@@ -3,6 +3,7 @@ honest programs pass, and without kernel isolation nothing runs at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -366,3 +367,65 @@ def test_limits_are_validated():
                 {"output_kb": 0}, {"memory_mb": 10}):
         with pytest.raises(HarnessError, match="finite and positive"):
             SandboxLimits(**bad)
+
+
+NON_ROOT_SCRIPT = r"""
+import json, os, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from suites import _sandbox as s
+plan = s.require_sandbox()
+L = s.SandboxLimits(timeout_s=4, cpu_s=4, memory_mb=512)
+check = "assert add(2, 3) == 5\n"
+count = ("import subprocess\nn = 0\nfor _ in range(50):\n    try:\n        subprocess.Popen(['sleep', '30'])\n"
+         "        n += 1\n    except OSError:\n        break\nprint('started', n)\n")
+t0 = time.monotonic()
+out = {
+    "root_mode": plan.root_mode,
+    "right": s.run_untrusted("def add(a, b):\n    return a + b\n", L, check=check).status,
+    "early_exit": s.run_untrusted("import os\nos._exit(0)\n", L, check=check).status,
+    "write_usr": s.run_untrusted("open('/usr/escaped', 'w')\n", L).status,
+    "write_home": s.run_untrusted(f"open({os.environ['TARGET']!r}, 'w')\n", L).status,
+    "socket": s.run_untrusted("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)\n", L).status,
+    "nproc": s.run_untrusted(count, s.SandboxLimits(timeout_s=4, processes=8)).output_tail,
+    "setsid": s.run_untrusted("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n", L).status,
+}
+out["seconds"] = time.monotonic() - t0
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder another user can read (pytest's shared_folder is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-nonroot-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_non_root_harness_gets_a_user_namespace_sandbox(shared_folder, outside):
+    """The harness run by an ordinary user: uid 0 of a new user namespace with every capability dropped,
+    the same read-only view, limits and kill; checked by running the sandbox module as uid 65534."""
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or system_python is None:
+        pytest.skip("needs root (to switch to another uid) and a system python3 under /usr/bin")
+    for package in ("harness", "suites"):
+        (shared_folder / package).mkdir()
+        (shared_folder / package / "__init__.py").write_text("")
+    shutil.copy(Path(sandbox.__file__).parents[1] / "harness" / "errors.py", shared_folder / "harness")
+    shutil.copy(sandbox.__file__, shared_folder / "suites")
+    (shared_folder / "run.py").write_text(NON_ROOT_SCRIPT)
+    for path in (shared_folder, *shared_folder.rglob("*")):
+        path.chmod(0o755)
+    os.chmod(outside, 0o777)  # writable by that user outside the sandbox: only the sandbox stops the write
+    target = outside / "escaped"
+    proc = subprocess.run(
+        [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", system_python, "run.py"],
+        cwd=shared_folder, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "TARGET": str(target)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["root_mode"] is False and out["right"] == "passed"
+    assert out["early_exit"] == out["write_usr"] == out["write_home"] == out["socket"] == "failed"
+    assert out["setsid"] == "passed" and out["seconds"] < 60  # the daemon died with the namespace
+    assert int(out["nproc"].split("started")[-1].split()[0]) < 8
+    assert not target.exists() and not Path("/usr/escaped").exists()
