@@ -558,7 +558,7 @@ def _train_and_evaluate(
     train: TrainConfig = spec.train
     ctx = RunContext(
         device=device, data=options.data, seed=spec.seed, preset=spec.preset, work_dir=work_dir,
-        options=dict(spec.suite_options),
+        options=dict(spec.suite_options), run_id=spec.run_id, record_path=record_path,
     )
     seed_everything(spec.seed)
     t_load = time.perf_counter()

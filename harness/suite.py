@@ -63,6 +63,9 @@ class RunContext:
     preset: str
     work_dir: Path  # scratch space for this run (generated answers, caches)
     options: dict[str, Any] = field(default_factory=dict)  # suite options from the CLI
+    run_id: str = ""  # RunSpec.run_id: names files a suite writes for this run
+    record_path: Path | None = None  # where the record will be written (None: no store); suites may keep
+    # files of their own beside it (same stem, a suffix of their own, never *.json)
 
 
 class Suite:

@@ -2,19 +2,23 @@
 
 Each question is judged twice: turn 1 with ``single-v1`` (``single-math-v1`` with the reference answer for
 math, reasoning and coding) and turn 2 with the ``-multi-turn`` variants, whose prompt shows both turns.
-The rating is the first ``[[x]]`` in the judgment, else the first ``[x]``; none is -1, which the scores
-exclude (show_result.py drops ``score == -1``). The overall score is the mean of all valid judgments of
+The rating is the first ``[[x]]`` in the judgment, else the first ``[x]``, read as a number by a regular
+expression (never by evaluating judge text) and kept only on FastChat's 1-10 scale; none, or one off the
+scale, is -1, which the scores exclude (show_result.py drops ``score == -1``). Each judgment line says why
+(``rating_status``: ok, no_rating, off_scale, judge_error); a judge reply the client cannot use (an HTTP
+error after the retries, an HTML or empty body, JSON without ``choices``) is a ``judge_error`` whose
+judgment text is FastChat's ``$ERROR$`` followed by the reason. The overall score is the mean of all valid judgments of
 both turns; per turn and per category likewise.
 
 Judges: any OpenAI-compatible chat endpoint (temperature 0, max_tokens 2048 as FastChat), or a local
 Hugging Face causal LM (greedy). Judgments are cached on disk by (question, turn, judge, answer hash,
-prompt hash), so judging the same answers again asks the judge nothing; errors are never cached.
+prompt hash), so judging the same answers again asks the judge nothing; only valid ratings are cached,
+so a rerun asks again exactly for the judgments that failed.
 Judgment lines are appended to FastChat's ``model_judgment/<judge>_single.jsonl``.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
@@ -36,6 +40,8 @@ API_ERROR_OUTPUT = "$ERROR$"  # FastChat's judgment text when the API failed: sc
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 UNPARSEABLE = -1
+RATING_MIN, RATING_MAX = 1.0, 10.0  # FastChat's single-answer scale
+RATING_OK, NO_RATING, OFF_SCALE, JUDGE_ERROR = "ok", "no_rating", "off_scale", "judge_error"
 RATING_PREFILL = "Rating: [["  # FastChat's own example of the format, as the start of a local judge's reply
 
 
@@ -91,10 +97,45 @@ def user_prompt(prompt: JudgePrompt, question: Question, answers: list[str], ref
                                          answer_1=answers[0], answer_2=answers[1], **kwargs)
 
 
-def parse_rating(judgment: str) -> float | int:
-    """The first ``[[rating]]``, else the first ``[rating]``, as a number; -1 when there is none."""
+def read_rating(judgment: str) -> tuple[float | int, str]:
+    """(rating, status): the first ``[[rating]]``, else the first ``[rating]``, as a number on the 1-10
+    scale; (-1, no_rating) when there is none, (-1, off_scale) for 0, 11, 1e9 or 5,000 digits."""
+    if not isinstance(judgment, str):
+        return UNPARSEABLE, NO_RATING
     match = ONE_SCORE.search(judgment) or ONE_SCORE_BACKUP.search(judgment)
-    return ast.literal_eval(match.group(1)) if match else UNPARSEABLE
+    if match is None:
+        return UNPARSEABLE, NO_RATING
+    text = match.group(1)
+    if len(text) > 12:  # no rating on the scale needs more digits; float() of 5,000 digits is inf anyway
+        return UNPARSEABLE, OFF_SCALE
+    value = float(text)  # digits and at most one dot (the pattern): "07" is 7, "7." is 7.0
+    if not RATING_MIN <= value <= RATING_MAX:
+        return UNPARSEABLE, OFF_SCALE
+    return (int(value) if "." not in text else value), RATING_OK
+
+
+def parse_rating(judgment: str) -> float | int:
+    """The rating of read_rating; -1 when there is none on the scale."""
+    return read_rating(judgment)[0]
+
+
+def judge_error(reason: str) -> str:
+    """The judgment text of a failed judge call: FastChat's $ERROR$ and why (one line, bounded)."""
+    return f"{API_ERROR_OUTPUT} {' '.join(reason.split())[:300]}"
+
+
+def is_judge_error(reply: Any) -> bool:
+    return not isinstance(reply, str) or reply.startswith(API_ERROR_OUTPUT)
+
+
+def reply_text(response: Any) -> str | None:
+    """The message content of a chat-completions response; None for anything else (a body the client
+    returned as a string, JSON without ``choices``, an empty list, a message without text content)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    return content if isinstance(content, str) else None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -215,9 +256,14 @@ class OpenAIJudge:
         except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
                 openai.NotFoundError) as exc:
             raise self._fail(exc) from None
-        except openai.OpenAIError:  # e.g. a prompt too long for this judge: FastChat's $ERROR$, score -1
-            return API_ERROR_OUTPUT
-        return response.choices[0].message.content or ""
+        except openai.APIStatusError as exc:  # HTTP 4xx/5xx after the retries, e.g. a prompt too long
+            return judge_error(f"HTTP {exc.status_code} {type(exc).__name__}")
+        except Exception as exc:  # a body the client cannot decode (empty, HTML, cut): this judgment failed
+            return judge_error(f"unreadable response: {type(exc).__name__}: {exc}")
+        text = reply_text(response)
+        if text is None:
+            return judge_error(f"malformed response without choices[0].message.content: {str(response)[:120]}")
+        return text
 
     def complete(self, conversations: list[tuple[str, str]]) -> list[str]:
         if self.parallel == 1 or len(conversations) <= 1:
@@ -388,8 +434,10 @@ def build_matches(questions: list[Question], answers: dict[int, list[str]], prom
     return matches
 
 
-def judgment_record(match: Match, model_id: str, judge: JudgeIdentity, judgment: str, score: float | int) -> dict[str, Any]:
-    """One line of FastChat's model_judgment/<judge>_single.jsonl (play_a_match_single)."""
+def judgment_record(match: Match, model_id: str, judge: JudgeIdentity, judgment: str, score: float | int,
+                    status: str = RATING_OK) -> dict[str, Any]:
+    """One line of FastChat's model_judgment/<judge>_single.jsonl (play_a_match_single), plus
+    ``rating_status`` (why a score is -1; FastChat's readers ignore it)."""
     return {
         "question_id": match.question.question_id,
         "model": model_id,
@@ -399,6 +447,7 @@ def judgment_record(match: Match, model_id: str, judge: JudgeIdentity, judgment:
         "score": score,
         "turn": match.turn,
         "tstamp": time.time(),
+        "rating_status": status,
     }
 
 
@@ -407,7 +456,12 @@ class JudgingReport:
     records: list[dict[str, Any]]
     asked: int  # judgments requested from the judge in this call (cache misses)
     cached: int  # judgments served from the cache
-    errors: int  # API errors (scored -1, not cached)
+    errors: int  # judge errors (scored -1, not cached)
+
+    @property
+    def failed(self) -> int:
+        """Judgments without a rating on the scale (judge errors, no rating, off the scale)."""
+        return sum(1 for r in self.records if r.get("rating_status", RATING_OK) != RATING_OK)
 
 
 def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCache, model_id: str,
@@ -416,29 +470,36 @@ def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCa
     and appended to ``judgment_file`` batch by batch, so an interrupted run keeps what it paid for."""
     judge = backend.identity
     keys = [JudgmentCache.key(m.question.question_id, m.turn, judge, list(m.answers), m.system, m.user) for m in matches]
-    results: dict[int, tuple[str, float | int]] = {}
+    results: dict[int, tuple[str, float | int, str]] = {}
     for i, key in enumerate(keys):
         hit = cache.get(key)
         if hit is not None:
-            results[i] = (hit["judgment"], hit["score"])
+            rating, status = read_rating(hit.get("judgment"))  # re-read: an old cache may hold any score
+            if status == RATING_OK:
+                results[i] = (hit["judgment"], rating, status)
     pending = [i for i in range(len(matches)) if i not in results]
     errors = 0
     out_lines: list[dict[str, Any]] = [judgment_record(matches[i], model_id, judge, *results[i]) for i in sorted(results)]
     append_lines(judgment_file, out_lines)
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
-        replies = backend.complete([(matches[i].system, matches[i].user) for i in chunk])
+        replies = list(backend.complete([(matches[i].system, matches[i].user) for i in chunk]))
+        if len(replies) != len(chunk):
+            replies = [judge_error(f"the backend returned {len(replies)} replies for {len(chunk)} prompts")] * len(chunk)
         lines = []
         for i, reply in zip(chunk, replies):
-            score = parse_rating(reply) if reply != API_ERROR_OUTPUT else UNPARSEABLE
-            results[i] = (reply, score)
-            if reply == API_ERROR_OUTPUT:
+            if is_judge_error(reply):
+                reply = reply if isinstance(reply, str) else judge_error(f"reply of type {type(reply).__name__}")
+                score, status = UNPARSEABLE, JUDGE_ERROR
                 errors += 1
             else:
+                score, status = read_rating(reply)
+            results[i] = (reply, score, status)
+            if status == RATING_OK:  # only valid ratings: a rerun asks again for the rest
                 m = matches[i]
                 cache.put(keys[i], {"question_id": m.question.question_id, "turn": m.turn, "judge": judge.key,
                                     "prompt": m.prompt.name, "judgment": reply, "score": score})
-            lines.append(judgment_record(matches[i], model_id, judge, reply, score))
+            lines.append(judgment_record(matches[i], model_id, judge, reply, score, status))
         append_lines(judgment_file, lines)
     records = [judgment_record(matches[i], model_id, judge, *results[i]) for i in range(len(matches))]
     return JudgingReport(records=records, asked=len(pending), cached=len(matches) - len(pending), errors=errors)
@@ -466,7 +527,7 @@ def aggregate_scores(judgments: list[dict[str, Any]], categories: dict[int, str]
     """show_result.py's single-answer table: -1 judgments dropped; ``overall`` is the mean of all
     valid judgments (both turns), ``turn1``/``turn2`` per turn, ``category_<name>`` per category over
     both turns. NaN where nothing valid is left (the record stores it as null)."""
-    valid = [j for j in judgments if j["score"] != UNPARSEABLE]
+    valid = [j for j in judgments if j["score"] != UNPARSEABLE and j.get("rating_status", RATING_OK) == RATING_OK]
     scores: dict[str, float] = {
         "overall": mean_or_nan([float(j["score"]) for j in valid]),
         "turn1": mean_or_nan([float(j["score"]) for j in valid if j["turn"] == 1]),
@@ -479,4 +540,6 @@ def aggregate_scores(judgments: list[dict[str, Any]], categories: dict[int, str]
     scores["judgments"] = float(len(judgments))
     scores["judgments_valid"] = float(len(valid))
     scores["judgments_unparseable"] = float(len(judgments) - len(valid))
+    for status in (NO_RATING, OFF_SCALE, JUDGE_ERROR):
+        scores[f"judgments_{status}"] = float(sum(1 for j in judgments if j.get("rating_status") == status))
     return scores

@@ -11,6 +11,10 @@ the other benchmarks; ``data_info.average_covers`` and the ``average_of`` metric
 
 Scores are fractions in [0, 1]: MMLU and BBH accuracy over all their questions (micro average over
 subjects/tasks), DROP F1, HumanEval pass@1, and their unweighted mean ``average`` (the primary metric).
+The record also keeps lm-eval's per-task scores (``mmlu_subject_<subject>``, ``bbh_task_<task>``), and
+lm-eval's own results (per task: metrics, sample counts, versions, task configs; per HumanEval problem the
+sandbox's verdict) are saved beside the record as ``<record stem>.lm-eval-results.jsonl``, one JSON object
+per lm-eval call (not ``*.json``: the store reads those as records).
 With ``--limit N`` lm-eval scores the first N examples of each lm-eval task (each MMLU subject, each BBH
 task); the limit is part of the run's config hash and of ``data_info.eval_limit``, so limited and full
 results never share a leaderboard cell. The ``cpu`` preset evaluates with a default limit of
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -33,7 +38,7 @@ from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
 from suites._instruct import CPU_TRAIN, InstructionTuningSuite
-from suites._sandbox import SandboxLimits, run_untrusted
+from suites._sandbox import SandboxLimits, require_sandbox, run_untrusted
 from suites.lm_eval_tasks import ie_utils
 
 if TYPE_CHECKING:
@@ -71,8 +76,9 @@ class EvalOptions:
         unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
         if unknown or not self.benchmarks:
             raise HarnessError(f"benchmarks must be a comma list of {', '.join(BENCHMARKS)}, got {list(self.benchmarks)}")
-        if self.humaneval_max_tokens < 1 or self.sandbox_timeout <= 0:
-            raise HarnessError("humaneval_max_tokens and sandbox_timeout must be positive")
+        if self.humaneval_max_tokens < 1 or not math.isfinite(self.sandbox_timeout) or self.sandbox_timeout <= 0:
+            raise HarnessError(f"humaneval_max_tokens and sandbox_timeout must be positive and finite, got "
+                               f"{self.humaneval_max_tokens} and {self.sandbox_timeout}")
 
     @staticmethod
     def from_options(options: dict[str, Any], preset: str = "paper") -> EvalOptions:
@@ -138,15 +144,69 @@ def quiet_lm_eval() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits) -> tuple[float, dict[str, int]]:
-    """pass@1 of greedy completions (one per problem), each run in the sandbox."""
+def per_task_scores(results: dict[str, dict[str, Any]], benchmark: str) -> dict[str, float]:
+    """lm-eval's score of each MMLU subject / BBH task, as record metrics."""
+    if benchmark == "mmlu":
+        return {f"mmlu_subject_{s}": float(results[f"ie_mmlu_{s}"]["acc,none"]) for s in ie_utils.MMLU_SUBJECTS}
+    if benchmark == "bbh":
+        return {f"bbh_task_{t}": float(results[f"ie_bbh_{t}"]["exact_match,none"]) for t in ie_utils.BBH_TASKS}
+    return {}
+
+
+def lm_eval_results_path(ctx: RunContext) -> Path | None:
+    if ctx.record_path is None:
+        return None
+    return ctx.record_path.with_name(ctx.record_path.stem + ".lm-eval-results.jsonl")
+
+
+def save_lm_eval_results(ctx: RunContext, entry: dict[str, Any]) -> None:
+    """Add one lm-eval call's results to the file beside the record. Lines of an earlier attempt of this
+    run (another work_dir) are dropped, so the file describes the run the record describes."""
+    import json
+
+    from lm_eval.utils import handle_non_serializable
+
+    from suites._mtbench_answers import write_jsonl
+
+    path = lm_eval_results_path(ctx)
+    if path is None:
+        return
+    attempt = ctx.work_dir.name
+    kept = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                old = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(old, dict) and old.get("attempt") == attempt:
+                kept.append(old)
+    line = json.loads(json.dumps({"run_id": ctx.run_id, "attempt": attempt, **entry}, default=handle_non_serializable))
+    write_jsonl(path, [*kept, line])
+
+
+def lm_eval_summary(out: dict[str, Any]) -> dict[str, Any]:
+    """What of simple_evaluate's output is worth keeping (the samples are not: prompts of every question)."""
+    keep = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
+            "config", "git_hash", "date", "lm_eval_version")
+    return {k: out[k] for k in keep if k in out}
+
+
+def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits,
+                    verdicts: list[dict[str, Any]] | None = None) -> tuple[float, dict[str, int]]:
+    """pass@1 of greedy completions (one per problem), each run in the sandbox; ``verdicts`` collects
+    each problem's outcome when given."""
     outcomes: dict[str, int] = {"passed": 0, "failed": 0, "timeout": 0}
     for sample in samples:
         completion = sample["filtered_resps"][0]
         if isinstance(completion, list):
             completion = completion[0]
-        result = run_untrusted(ie_utils.humaneval_program(sample["doc"], str(completion)), limits)
+        program, check = ie_utils.humaneval_parts(sample["doc"], str(completion))
+        result = run_untrusted(program, limits, check=check)  # passed only when check() returned
         outcomes[result.status] += 1
+        if verdicts is not None:
+            verdicts.append({"task_id": sample["doc"].get("task_id"), "status": result.status, "reason": result.reason,
+                             "completion": str(completion)})
     return outcomes["passed"] / max(1, len(samples)), outcomes
 
 
@@ -171,6 +231,8 @@ class InstructEval(InstructionTuningSuite):
         if "benchmarks" in options and "humaneval" in parsed.benchmarks and not parsed.allow_code_execution:
             raise HarnessError("HumanEval runs generated code: add --suite-opt allow_code_execution=true "
                                "(it runs sandboxed), or leave humaneval out of benchmarks")
+        if "humaneval" in parsed.scored:
+            require_sandbox()  # no kernel isolation on this machine: refuse now, before anything trains
 
     def check_data(self, task: str, data: DataSource) -> None:
         super().check_data(task, data)
@@ -231,7 +293,9 @@ class InstructEval(InstructionTuningSuite):
                     scores[benchmark], scores[f"{benchmark}_n"] = micro_average(results, counts, tasks, metric)
                     if benchmark == "drop":
                         scores["drop_em"] = micro_average(results, counts, tasks, "em")[0]
+                    scores.update(per_task_scores(results, benchmark))
                 scores["lm_eval_seconds"] = time.perf_counter() - t0
+                save_lm_eval_results(ctx, {"tasks": names, "limit": plan.limit, **lm_eval_summary(out)})
             if "humaneval" in plan.options.scored:
                 t0 = time.perf_counter()
                 out = simple_evaluate(model=lm, tasks=["ie_humaneval"], task_manager=manager, limit=plan.limit,
@@ -240,7 +304,10 @@ class InstructEval(InstructionTuningSuite):
                                       random_seed=ctx.seed, numpy_random_seed=ctx.seed, torch_random_seed=ctx.seed)
                 limits = SandboxLimits(timeout_s=plan.options.sandbox_timeout)
                 samples = out["samples"]["ie_humaneval"]
-                scores["humaneval"], outcomes = score_humaneval(samples, limits)
+                verdicts: list[dict[str, Any]] = []
+                scores["humaneval"], outcomes = score_humaneval(samples, limits, verdicts)
+                save_lm_eval_results(ctx, {"tasks": ["ie_humaneval"], "limit": plan.limit, **lm_eval_summary(out),
+                                           "humaneval_sandbox": verdicts})
                 scores["humaneval_n"] = float(len(samples))
                 scores["humaneval_timeouts"] = float(outcomes["timeout"])
                 scores["humaneval_seconds"] = time.perf_counter() - t0

@@ -20,13 +20,24 @@ Who judges is part of the run's identity: at plan time ``resolve_options`` write
 (``judge``, and for an endpoint ``judge_model`` and the public ``judge_base_url``) into the suite options,
 which the config hash covers, so answers graded by different judges never share a record key.
 
-Files (FastChat layout, under ``--suite-opt output_dir=DIR``, default ``$HARNESS_CACHE_DIR/mt_bench``):
-``model_answer/<model_id>.jsonl``, ``model_judgment/<judge>_single.jsonl`` and ``judgment_cache.jsonl``.
-The record's ``data_info.mtbench`` says where they are and who judged.
+Files (FastChat layout): ``model_answer/<model_id>.jsonl`` and ``model_judgment/<judge>_single.jsonl``
+beside the record (``<record stem>.mt-bench/``, so whoever reads the results folder reads them too), or
+under ``--suite-opt output_dir=DIR``, or ``$HARNESS_CACHE_DIR/mt_bench`` for a run without a store. The
+``model_id`` names the run (suite, task, adapter, config hash, seed: FastChat's viewer tells LoRA from
+MSPLoRA). The judgment cache stays in ``$HARNESS_CACHE_DIR/mt_bench/judgment_cache.jsonl`` (shared by
+runs; only valid ratings). The record's ``data_info.mtbench`` says where they are and who judged.
+
+Failed judging: when more than ``judge_max_failed`` (default 0.2) of the judgments have no rating on the
+scale (judge errors, HTML or empty bodies, no ``[[rating]]``, ratings off 1-10) the run is ``failed``, not
+a success with a null score, so the next invocation reruns it. The answers and the valid judgments are
+kept: the rerun (same run id) reads the answers back instead of generating them and asks the judge only
+for the judgments that failed.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import secrets
@@ -52,9 +63,11 @@ from suites._mtbench_answers import (
     GenerationSettings,
     Question,
     answer_record,
+    answer_turns,
     generate_answers,
     load_questions,
     load_reference_answers,
+    read_answers,
     resolve_template,
     select_questions,
     write_answers,
@@ -112,7 +125,8 @@ class MTBenchOptions:
     answer_max_tokens: int | None = None  # default: 1024 (paper), 96 (cpu)
     answer_template: str = "auto"  # auto (chat template when the tokenizer has one) | chat | alpaca
     reference_model: str = DEFAULT_REFERENCE  # reference_answer/<name>.jsonl for math, reasoning, coding
-    output_dir: str | None = None  # default: $HARNESS_CACHE_DIR/mt_bench
+    output_dir: str | None = None  # default: beside the record, else $HARNESS_CACHE_DIR/mt_bench
+    judge_max_failed: float = 0.2  # more failed judgments than this fraction fail the run
 
     def __post_init__(self) -> None:
         if self.judge not in ("auto", "openai") and not (self.judge.startswith("hf:") and len(self.judge) > 3):
@@ -121,6 +135,10 @@ class MTBenchOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise HarnessError(f"{name} must be a positive integer, got {value}")
+        if not (isinstance(self.judge_max_failed, (int, float)) and 0 <= self.judge_max_failed < 1):
+            raise HarnessError(f"judge_max_failed must be a fraction in [0, 1), got {self.judge_max_failed}")
+        if not math.isfinite(self.judge_timeout) or self.judge_timeout > 86400:
+            raise HarnessError(f"judge_timeout must be a finite number of seconds (at most a day), got {self.judge_timeout}")
         if self.judge_parallel < 1 or self.judge_timeout <= 0 or self.judge_retries < 0:
             raise HarnessError("judge_parallel and judge_timeout must be positive, judge_retries not negative")
         if self.answer_template not in ("auto", *ANSWER_TEMPLATES):
@@ -215,11 +233,55 @@ def make_judge(options: MTBenchOptions, preset: str, run_model: str, device: Any
                    prefill=RATING_PREFILL if prefill else "")
 
 
+class JudgingFailedError(HarnessError):
+    """Too many judgments without a rating: the run is failed (rerun), its answers and good judgments kept."""
+
+
 def default_model_id(ctx: RunContext, model: str) -> str:
-    """FastChat names answer files after the model; ours name the run (unique, so runs never mix)."""
-    run_id = getattr(ctx, "run_id", "")  # when the runner passes one
-    stem = run_id or f"{Path(model).name}-{ctx.preset}-seed{ctx.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    """FastChat names answer files after the model; ours name the run: suite, task, adapter, config hash
+    and seed (RunSpec.run_id), so FastChat's viewer tells LoRA from MSPLoRA. Without a run id (a suite
+    driven by hand) a timestamped name keeps runs apart."""
+    stem = ctx.run_id or f"{Path(model).name}-{ctx.preset}-seed{ctx.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_")
+
+
+def run_files_dir(ctx: RunContext, options: MTBenchOptions) -> Path:
+    """Where answers and judgment lines go: output_dir, else beside the record, else the cache."""
+    if options.output_dir:
+        return Path(options.output_dir).expanduser()
+    if ctx.record_path is not None:
+        return ctx.record_path.with_name(ctx.record_path.stem + ".mt-bench")
+    return cache_root() / "mt_bench"
+
+
+def judging_failed_before(record_path: Path | None) -> bool:
+    """Whether the record at ``record_path`` is a run that failed in judging (its answers are reusable)."""
+    if record_path is None or not record_path.is_file():
+        return False
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        return record.get("status") == "failed" and (record.get("error") or {}).get("type") == JudgingFailedError.__name__
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def reusable_answers(path: Path, questions: list[Question], settings: GenerationSettings) -> dict[int, list[str]] | None:
+    """The answers in ``path`` when they cover every question with the same generation settings."""
+    try:
+        kept = read_answers(path)
+    except (HarnessError, OSError, ValueError, KeyError, TypeError):
+        return None
+    out = {}
+    for q in questions:
+        record = kept.get(q.question_id)
+        params = (record or {}).get("generate_params") or {}
+        if record is None or params.get("max_new_token") != settings.max_new_tokens or params.get("template") != settings.template:
+            return None
+        try:
+            out[q.question_id] = answer_turns(record)
+        except (KeyError, IndexError, TypeError):
+            return None
+    return out
 
 
 @dataclass
@@ -235,6 +297,8 @@ class MTBenchPlan:
     answer_dir: Path
     judgment_file: Path
     model_id: str
+    max_failed: float = 0.2
+    reuse_answers: bool = False  # the previous attempt of this run failed in judging: read its answers back
     evaluations: list[str] = field(default_factory=list)  # model ids written so far (variants add more)
 
 
@@ -281,17 +345,19 @@ class MTBench(InstructionTuningSuite):
         )
         judge = make_judge(options, ctx.preset, str(loaded.info.get("model", "")), ctx.device)
         judge.check()  # before training: an unreachable judge must not cost a training run
-        out = Path(options.output_dir).expanduser() if options.output_dir else cache_root() / "mt_bench"
+        out = run_files_dir(ctx, options)
         plan = MTBenchPlan(
             questions=questions,
             references=load_reference_answers(root / REFERENCE_DIR / f"{options.reference_model}.jsonl"),
             prompts=load_judge_prompts(root / JUDGE_PROMPT_FILE),
             generation=generation,
             judge=judge,
-            cache=JudgmentCache(out / "judgment_cache.jsonl"),
+            cache=JudgmentCache((out if options.output_dir else cache_root() / "mt_bench") / "judgment_cache.jsonl"),
             answer_dir=out / "model_answer",
             judgment_file=out / "model_judgment" / f"{judge.identity.file_stem}_single.jsonl",
             model_id=default_model_id(ctx, str(loaded.info.get("model", "model"))),
+            max_failed=options.judge_max_failed,
+            reuse_answers=judging_failed_before(ctx.record_path),
         )
         info = {
             "mtbench": {
@@ -321,9 +387,13 @@ class MTBench(InstructionTuningSuite):
         model_id = plan.model_id if not plan.evaluations else f"{plan.model_id}-eval{len(plan.evaluations) + 1}"
         plan.evaluations.append(model_id)
         t0 = time.perf_counter()
-        answers = generate_answers(model, loaded.tokenizer, plan.questions, plan.generation, ctx.seed)
-        answer_file = write_answers(plan.answer_dir / f"{model_id}.jsonl",
-                                    [answer_record(q, model_id, answers[q.question_id], plan.generation) for q in plan.questions])
+        answer_file = plan.answer_dir / f"{model_id}.jsonl"
+        answers = reusable_answers(answer_file, plan.questions, plan.generation) if plan.reuse_answers else None
+        reused = answers is not None
+        if answers is None:
+            answers = generate_answers(model, loaded.tokenizer, plan.questions, plan.generation, ctx.seed)
+            write_answers(answer_file, [answer_record(q, model_id, answers[q.question_id], plan.generation)
+                                        for q in plan.questions])
         answer_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         matches = build_matches(plan.questions, answers, plan.prompts, plan.references)
@@ -332,11 +402,19 @@ class MTBench(InstructionTuningSuite):
         except JudgeUnreachableError as exc:
             raise JudgeUnreachableError(f"{exc}; the answers are kept in {answer_file}") from None
         scores = aggregate_scores(report.records, {q.question_id: q.category for q in plan.questions})
+        if report.failed > plan.max_failed * len(report.records):
+            raise JudgingFailedError(
+                f"{report.failed} of {len(report.records)} MT-Bench judgments have no rating on the 1-10 scale "
+                f"({int(scores['judgments_judge_error'])} judge errors, {int(scores['judgments_no_rating'])} without a "
+                f"rating, {int(scores['judgments_off_scale'])} off the scale; judge_max_failed={plan.max_failed:g}); "
+                f"the answers are kept in {answer_file} and the valid judgments in {plan.cache.path}: rerun the same "
+                "command to judge the rest")
         scores.update(
             questions=float(len(plan.questions)),
             judge_requests=float(report.asked),
             judge_cache_hits=float(report.cached),
             judge_errors=float(report.errors),
+            answers_reused=float(reused),
             answer_seconds=answer_seconds,
             judge_seconds=time.perf_counter() - t0,
         )

@@ -3,6 +3,7 @@ end-to-end run of the suite on a tiny random Llama through the runner."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -156,8 +157,15 @@ def test_humaneval_canonical_solution_passes_in_the_sandbox_and_a_wrong_one_fail
     assert len(docs) == 164
     doc = docs[0]
     limits = SandboxLimits(timeout_s=10)
-    assert run_untrusted(ie_utils.humaneval_program(doc, doc["canonical_solution"]), limits).passed
-    assert not run_untrusted(ie_utils.humaneval_program(doc, "    return False\n"), limits).passed
+    for doc in docs[::8]:  # every eighth problem: their imports and tests run under the sandbox's limits
+        program, check = ie_utils.humaneval_parts(doc, doc["canonical_solution"])
+        result = run_untrusted(program, limits, check=check)
+        assert result.passed, (doc["task_id"], result)
+    doc = docs[0]
+    for wrong in ("    return False\n", "    import os\n    os._exit(0)\n", "    raise SystemExit(0)\n",
+                  "    pass\nimport sys\nsys.exit(0)\n"):
+        program, check = ie_utils.humaneval_parts(doc, wrong)
+        assert run_untrusted(program, limits, check=check).status == "failed", wrong
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +186,7 @@ def tiny_llama_dir(tmp_path_factory):
     return folder
 
 
-def test_end_to_end_on_a_tiny_llama(tiny_llama_dir):
+def test_end_to_end_on_a_tiny_llama(tiny_llama_dir, tmp_path):
     from harness.runner import ExecutionOptions, build_adapter, execute_run
     from harness.spec import RunSpec, TrainConfig
     from harness.suite import DataSource
@@ -191,7 +199,8 @@ def test_end_to_end_on_a_tiny_llama(tiny_llama_dir):
                           limit=1, eval_batch_size=8),
         suite_options={"allow_code_execution": "true", "humaneval_max_tokens": "8"},
     )
-    record = execute_run(spec, ExecutionOptions(data=DataSource(SHARED_DATA), progress=False))
+    record_path = tmp_path / "results" / "instructeval" / "alpaca" / "lora-x-seed0.json"
+    record = execute_run(spec, ExecutionOptions(data=DataSource(SHARED_DATA), progress=False), record_path=record_path)
     assert record["status"] == "success", record["error"]
     metrics = record["metrics"]
     assert metrics["primary"] == "average" and metrics["selection"] == "final"
@@ -200,6 +209,21 @@ def test_end_to_end_on_a_tiny_llama(tiny_llama_dir):
     assert final["average_of"] == 4
     assert final["average"] == pytest.approx((final["mmlu"] + final["bbh"] + final["drop"] + final["humaneval"]) / 4)
     assert all(0.0 <= final[k] <= 1.0 for k in ("mmlu", "bbh", "drop", "humaneval"))
+    # lm-eval's per-task scores are in the record, and their micro average is the benchmark's score
+    subjects = [final[f"mmlu_subject_{s}"] for s in ie_utils.MMLU_SUBJECTS]
+    tasks = [final[f"bbh_task_{t}"] for t in ie_utils.BBH_TASKS]
+    assert len(subjects) == 57 and final["mmlu"] == pytest.approx(sum(subjects) / 57)  # one question each
+    assert len(tasks) == 27 and final["bbh"] == pytest.approx(sum(tasks) / 27)
+    # lm-eval's own results beside the record, not named *.json (the store would read them as records)
+    side = record_path.with_name("lora-x-seed0.lm-eval-results.jsonl")
+    lines = [json.loads(line) for line in side.read_text().splitlines()]
+    assert len(lines) == 2 and all(line["run_id"] == spec.run_id for line in lines)
+    assert lines[0]["results"]["ie_mmlu_anatomy"]["acc,none"] == final["mmlu_subject_anatomy"]
+    assert lines[0]["n-samples"]["ie_bbh_navigate"]["effective"] == 1
+    verdicts = lines[1]["humaneval_sandbox"]
+    assert len(verdicts) == 1 and verdicts[0]["task_id"] == "HumanEval/0"
+    assert (verdicts[0]["status"] == "passed") == (final["humaneval"] == 1.0)
+    assert list(record_path.parent.glob("*.json")) == []
     info = record["data_info"]
     assert info["eval_limit"] == 1 and info["average_covers"][-1] == "humaneval"
     assert info["train_examples"] + info["dropped_by_cutoff"] == 8 and info["train_examples"] >= 4

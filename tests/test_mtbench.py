@@ -378,3 +378,71 @@ def test_local_hf_judge_plumbing(tmp_path, tokenizer, tiny_lm):
     prefilled = HFJudge("tiny-judge", lambda name: str(folder), torch.device("cpu"), max_new_tokens=2, prefill="Rating: [[")
     assert prefilled.render(tok, "S", "U").endswith("<|im_start|>assistant\nRating: [[")
     assert all(r.startswith("Rating: [[") for r in prefilled.complete(conversations))
+
+
+def test_a_run_whose_judging_failed_is_failed_rerun_and_only_rejudged(tmp_path, tokenizer, tiny_lm, monkeypatch):
+    """Through the runner and a store: half the judge's replies are HTTP 500 -> the run is `failed` (not a
+    success with a null score), its answers sit beside the record under a model_id naming the run; the
+    next invocation reruns it, reads the answers back and asks the judge only for the failed judgments."""
+    from harness.runner import ExecutionOptions, build_adapter, run_grid
+    from harness.spec import RunSpec
+    from harness.store import ResultStore
+
+    folder = tmp_path / "tiny-smollm"
+    tiny_lm.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    server = FakeJudgeServer()
+    failing = {"on": True}
+    # every second request fails while `on`: 3 of 6 judgments, above the 0.2 threshold
+    server.respond = lambda body, n: (500, "application/json", b'{"error": {"message": "boom"}}') \
+        if failing["on"] and n % 2 == 0 else None
+    try:
+        adapter = build_adapter("lora", {"targets": "q_proj,v_proj", "rank": 2})
+        spec = RunSpec(
+            suite="mt-bench", task="alpaca", adapter="lora", model=str(folder), preset="cpu", seed=0,
+            adapter_options=adapter.config.to_dict(),
+            train=TrainConfig(epochs=1, batch_size=4, max_train_samples=4, max_length=64, eval_each_epoch=False,
+                              limit=3, eval_batch_size=4),
+            suite_options={"judge": "openai", "judge_base_url": server.base_url, "judge_model": "fake-judge",
+                           "judge_retries": "0", "answer_max_tokens": "4"},
+        )
+        store = ResultStore(tmp_path / "results")
+        options = ExecutionOptions(data=DataSource(DATA), progress=False)
+        first = run_grid([spec], store, options, echo=lambda line: None)
+        record = first.records[0]
+        assert record["status"] == "failed" and record["error"]["type"] == "JudgingFailedError"
+        assert "3 of 6 MT-Bench judgments" in record["error"]["message"]
+        record_path = store.path_for(record["key"])
+        side = record_path.with_name(record_path.stem + ".mt-bench")
+        model_id = "mt-bench_alpaca_lora_" + spec.config_hash + "_seed0"
+        answer_file = side / "model_answer" / f"{model_id}.jsonl"
+        assert answer_file.is_file() and len(read_answers(answer_file)) == 3
+        judged = [json.loads(line) for line in (side / "model_judgment" / "fake-judge_single.jsonl").read_text().splitlines()]
+        assert sorted(j["rating_status"] for j in judged) == ["judge_error"] * 3 + ["ok"] * 3
+        assert {j["model"] for j in judged} == {model_id}
+        assert len(server.requests) == 6
+
+        failing["on"] = False
+        second = run_grid([spec], store, options, echo=lambda line: None)
+        assert second.skipped == 0 and len(second.records) == 1  # failed is not done: rerun
+        record = second.records[0]
+        assert record["status"] == "success", record["error"]
+        final = record["metrics"]["final"]
+        assert final["answers_reused"] == 1 and final["judge_requests"] == 3 and final["judge_cache_hits"] == 3
+        assert final["overall"] == 7.0 and record["metrics"]["score"] == 7.0
+        assert len(server.requests) == 9
+        assert record["data_info"]["mtbench"]["answer_file"] == str(answer_file)
+        third = run_grid([spec], store, options, echo=lambda line: None)
+        assert third.skipped == 1 and third.records == []  # done now
+    finally:
+        server.stop()
+
+
+def test_judge_max_failed_is_validated():
+    for bad in ("1", "-0.1", "nan", "abc"):
+        with pytest.raises(HarnessError):
+            MTBenchOptions.from_options({"judge_max_failed": bad})
+    assert MTBenchOptions.from_options({"judge_max_failed": "0.5"}).judge_max_failed == 0.5
+    with pytest.raises(HarnessError, match="judge_timeout"):
+        MTBenchOptions.from_options({"judge_timeout": "nan"})

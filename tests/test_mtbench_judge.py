@@ -7,6 +7,7 @@ import json
 import math
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from suites._mtbench_judge import (
     parse_rating,
     prompt_name,
     public_url,
+    read_rating,
 )
 
 MTBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mtbench"
@@ -68,10 +70,34 @@ def references():
         ("Rating: 7/10", -1),
         ("Verdict: [[A]]", -1),
         ("", -1),
+        ("Rating: [[07]]", 7),  # ast.literal_eval raised SyntaxError
+        ("Rating: [[10]]", 10),
+        ("Rating: [[1.0]]", 1.0),
+        ("Rating: [[7.]]", 7.0),
+        ("Rating: [[11]]", -1),  # off the 1-10 scale
+        ("Rating: [[0]]", -1),
+        ("Rating: [[10.5]]", -1),
+        ("Rating: [[1000000000]]", -1),
+        ("Rating: [[1e9]]", -1),
+        ("Rating: [[" + "9" * 5000 + "]]", -1),  # ast.literal_eval: SyntaxError / int digits limit
+        ("Rating: [[" + "0" * 5000 + "7]]", -1),
+        ("Rating: [[-3]]", -1),
+        ("Rating: [[__import__('os').system('true')]]", -1),
+        ("[[11]] then [[7]]", -1),  # FastChat's rule: the first rating counts, and it is off the scale
     ],
 )
 def test_parse_rating(judgment, expected):
     assert parse_rating(judgment) == expected
+    rating, status = read_rating(judgment)
+    assert rating == expected and status == ("ok" if expected != -1 else status)
+    assert type(rating) is type(expected)
+
+
+def test_rating_status_says_why():
+    assert read_rating("no number") == (-1, "no_rating")
+    assert read_rating("[[11]]") == (-1, "off_scale")
+    assert read_rating("[[" + "9" * 5000 + "]]") == (-1, "off_scale")
+    assert read_rating(None) == (-1, "no_rating")  # type: ignore[arg-type]
 
 
 def test_public_url_hides_credentials_and_query():
@@ -172,6 +198,8 @@ class FakeJudgeServer:
     def __init__(self, reply: str = "The response is relevant and mostly accurate. Rating: [[7]]"):
         self.reply = reply
         self.status = 200
+        # (request body, request number) -> (HTTP status, content type, raw body), or None for the default
+        self.respond: Callable[[dict, int], tuple[int, str, bytes] | None] | None = None
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         server = self
@@ -198,6 +226,16 @@ class FakeJudgeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
                 server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if server.respond is not None:
+                    answer = server.respond(body, len(server.requests))
+                    if answer is not None:
+                        code, content_type, payload = answer
+                        self.send_response(code)
+                        self.send_header("Content-Type", content_type)
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
                 if server.status != 200:
                     self._send(server.status, {"error": {"message": "bad request", "type": "invalid_request_error"}})
                     return
@@ -261,7 +299,9 @@ def test_end_to_end_judging_and_cache(tmp_path, fake_judge, questions, prompts, 
 
     lines = [json.loads(line) for line in judgment_file.read_text().splitlines()]
     assert len(lines) == 6
-    assert set(lines[0]) == {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}
+    assert set(lines[0]) == {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp",
+                             "rating_status"}
+    assert {line["rating_status"] for line in lines} == {"ok"}
     assert {(r["question_id"], r["turn"]) for r in lines} == {(q, t) for q in ANSWERS for t in (1, 2)}
     assert {tuple(r["judge"]) for r in lines} == {("fake-judge", "single-v1"), ("fake-judge", "single-v1-multi-turn"),
                                                    ("fake-judge", "single-math-v1"), ("fake-judge", "single-math-v1-multi-turn")}
@@ -297,13 +337,14 @@ def test_unparseable_and_failed_judgments(tmp_path, fake_judge, questions, promp
     cache = JudgmentCache(tmp_path / "cache.jsonl")
     fake_judge.reply = "I cannot decide."
     report = judge_matches(matches, judge, cache, "m")
-    assert [r["score"] for r in report.records] == [-1, -1] and report.errors == 0
-    assert len(cache) == 2  # an unparseable reply is still the judge's answer: cached
+    assert [r["score"] for r in report.records] == [-1, -1] and report.errors == 0 and report.failed == 2
+    assert [r["rating_status"] for r in report.records] == ["no_rating"] * 2
+    assert len(cache) == 0  # only valid ratings are cached: a rerun asks again for the rest
 
     fake_judge.status = 400  # e.g. a prompt longer than the judge's context
     failed = judge_matches(build_matches([questions[111]], ANSWERS, prompts, references), judge, cache, "m")
-    assert failed.errors == 2 and [r["judgment"] for r in failed.records] == [API_ERROR_OUTPUT] * 2
-    assert len(cache) == 2  # errors are never cached: the next run asks again
+    assert failed.errors == 2 and all(r["judgment"].startswith(API_ERROR_OUTPUT + " HTTP 400") for r in failed.records)
+    assert len(cache) == 0  # errors are never cached: the next run asks again
 
 
 def test_unreachable_judge_is_a_one_line_error():
@@ -315,3 +356,90 @@ def test_unreachable_judge_is_a_one_line_error():
     assert "\n" not in message and "127.0.0.1" in message and "cannot be reached" in message
     assert "sk-test" not in message
     assert isinstance(info.value, HarnessError)
+
+
+# ---------------------------------------------------------------------------------------------------
+# a judge that answers badly: every reply is recorded as a failed judgment, none raises, none is cached
+# ---------------------------------------------------------------------------------------------------
+
+
+def completion(content: object) -> bytes:
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake-judge",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}]}).encode()
+
+
+BAD_REPLIES = {
+    "http-500": (500, "application/json", b'{"error": {"message": "internal error"}}'),
+    "http-503-html": (503, "text/html", b"<html><body>Service Unavailable</body></html>"),
+    "http-429": (429, "application/json", b'{"error": {"message": "rate limited"}}'),
+    "html-200": (200, "text/html", b"<html><body>Welcome to nginx!</body></html>"),
+    "empty-body": (200, "application/json", b""),
+    "cut-json": (200, "application/json", completion("Rating: [[7]]")[:40]),
+    "json-without-choices": (200, "application/json", b'{"id": "x", "object": "chat.completion"}'),
+    "empty-choices": (200, "application/json", b'{"id": "x", "object": "chat.completion", "choices": []}'),
+    "choices-null": (200, "application/json", b'{"id": "x", "choices": null}'),
+    "choice-without-message": (200, "application/json", b'{"id": "x", "choices": [{"index": 0}]}'),
+    "content-null": (200, "application/json", completion(None)),
+    "content-number": (200, "application/json", completion(7)),
+    "json-list": (200, "application/json", b"[1, 2, 3]"),
+    "json-string": (200, "application/json", b'"Rating: [[7]]"'),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_REPLIES))
+def test_a_bad_judge_reply_is_a_recorded_judge_error(tmp_path, fake_judge, questions, prompts, references, kind):
+    fake_judge.respond = lambda body, n: BAD_REPLIES[kind]
+    matches = build_matches([questions[81]], ANSWERS, prompts, references)
+    judge = OpenAIJudge("fake-judge", fake_judge.base_url, None, max_retries=0, timeout=10, parallel=1)
+    cache = JudgmentCache(tmp_path / "cache.jsonl")
+    judgment_file = tmp_path / "judgments.jsonl"
+    report = judge_matches(matches, judge, cache, "m", judgment_file)
+    assert report.errors == 2 and report.failed == 2 and len(cache) == 0
+    assert all(r["score"] == -1 and r["rating_status"] == "judge_error" for r in report.records)
+    assert all(r["judgment"].startswith(API_ERROR_OUTPUT) and len(r["judgment"]) < 400 for r in report.records)
+    lines = [json.loads(line) for line in judgment_file.read_text().splitlines()]
+    assert [line["rating_status"] for line in lines] == ["judge_error"] * 2
+    scores = aggregate_scores(report.records, {81: "writing"})
+    assert math.isnan(scores["overall"]) and scores["judgments_judge_error"] == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [("Rating: [[11]]", "off_scale"), ("Rating: [[1e9]]", "no_rating"), ("[[" + "9" * 5000 + "]]", "off_scale"),
+     ("I refuse to rate.", "no_rating"), ("", "no_rating"), ("Rating: [[07]]", "ok")],
+)
+def test_ratings_are_read_without_evaluating_judge_text(tmp_path, fake_judge, questions, prompts, references,
+                                                        reply, status):
+    fake_judge.reply = reply
+    matches = build_matches([questions[81]], ANSWERS, prompts, references)
+    judge = OpenAIJudge("fake-judge", fake_judge.base_url, None, max_retries=0, parallel=1)
+    cache = JudgmentCache(tmp_path / "cache.jsonl")
+    report = judge_matches(matches, judge, cache, "m")
+    assert [r["rating_status"] for r in report.records] == [status] * 2
+    assert [r["score"] for r in report.records] == ([7, 7] if status == "ok" else [-1, -1])
+    assert len(cache) == (2 if status == "ok" else 0)
+
+
+def test_an_off_scale_rating_in_an_old_cache_is_asked_again(tmp_path, fake_judge, questions, prompts, references):
+    matches = build_matches([questions[81]], ANSWERS, prompts, references)
+    judge = OpenAIJudge("fake-judge", fake_judge.base_url, None, max_retries=0, parallel=1)
+    cache_file = tmp_path / "cache.jsonl"
+    cache = JudgmentCache(cache_file)
+    for m in matches:  # what the old code cached: a rating of 1e9
+        key = JudgmentCache.key(m.question.question_id, m.turn, judge.identity, list(m.answers), m.system, m.user)
+        cache.put(key, {"judgment": "[[1000000000]]", "score": 1000000000})
+    report = judge_matches(matches, judge, JudgmentCache(cache_file), "m")
+    assert report.asked == 2 and [r["score"] for r in report.records] == [7, 7]
+
+
+def test_a_backend_returning_the_wrong_number_of_replies_fails_those_judgments(tmp_path, questions, prompts, references):
+    class Short:
+        identity = OpenAIJudge("short", "http://127.0.0.1:9/v1", None).identity
+
+        def complete(self, conversations):
+            return ["Rating: [[5]]"]  # one reply for two prompts
+
+    matches = build_matches([questions[81]], ANSWERS, prompts, references)
+    report = judge_matches(matches, Short(), JudgmentCache(tmp_path / "c.jsonl"), "m")
+    assert report.failed == 2 and report.errors == 2

@@ -264,9 +264,10 @@ def load_humaneval(data_root: Any = None, **_: Any) -> Any:
     return _dataset_dict({"test": [{k: r[k] for k in keep} for r in rows]})
 
 
-def humaneval_program(doc: dict[str, Any], completion: str) -> str:
-    """The program HumanEval runs: prompt + completion, the tests, then ``check(entry_point)``."""
-    return f"{doc['prompt']}{completion}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+def humaneval_parts(doc: dict[str, Any], completion: str) -> tuple[str, str]:
+    """The untrusted part (prompt + completion) and the trusted one (the tests, then ``check(entry_point)``),
+    which the sandbox runs after the first and reports only when it returned."""
+    return f"{doc['prompt']}{completion}\n", f"{doc['test']}\n\ncheck({doc['entry_point']})\n"
 
 
 def humaneval_generated(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
