@@ -36,6 +36,7 @@ FRAME_COLUMNS = (
     "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
     "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
+    "suite_tasks",
 )
 GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "config_hash", "limited",
               "row_key", "label")
@@ -45,7 +46,8 @@ AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limi
 FAILURE_STATUSES = ("failed", "diverged", "oom", "cancelled")
 LEADERBOARD_COLUMNS = (
     *GROUP_KEYS, "primary", "score_mean", "score_std", "score_ci_low", "score_ci_high", "seed_scores",
-    "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "n_seeds", "n_runs",
+    "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",
+    "n_runs",
     *(f"n_{s}" for s in FAILURE_STATUSES), "statuses", "params_adapter", "params_head",
     "peak_memory_bytes", "memory_estimated", "train_seconds", "mean_step_seconds", "git_dirty", "source",
 )
@@ -138,6 +140,8 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
         **_unit_fields(record),
+        # the preset's tasks as the runner recorded them (new records): a row lacking one is incomplete
+        "suite_tasks": ",".join(str(t) for t in _section(record, "preset_defaults").get("suite_tasks") or []),
     }
 
 
@@ -365,6 +369,7 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
         "scale": _first_valid(group["scale"]),
         "higher_is_better": _first_valid(group["higher_is_better"]),
         "limited_by": _first_valid(group["limited_by"]),
+        "suite_tasks": ",".join(sorted({t for v in group["suite_tasks"].dropna() for t in str(v).split(",") if t})),
         "n_seeds": int(len(scores)),
         "n_runs": int(len(group)),
     }
@@ -843,11 +848,21 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     if "source" in ours:
         ours = ours[ours["source"] == "ours"]
     units = _task_units(ours) if len(ours) else {}
+    # a task this subset lacks takes its unit from the suite's other runs (limited or full)
+    suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
     tasks = list(units)
     average_family = _average_unit(units)
     rows = []
     for (model, preset), group in ours.groupby(["model", "preset"], sort=True, dropna=False):
-        group_tasks = sorted(group.loc[group["n_seeds"] > 0, "task"].unique())
+        group_tasks = _group_tasks(group)
+        for task in group_tasks:  # a preset task no run of this group has scored: a column of dashes
+            if task not in units:
+                units[task] = suite_units.get(task) or {
+                    "metric": "score", "unit": "unknown", "label": metric_units.UNKNOWN_UNIT.label,
+                    "family": average_family or "unknown", "scale": 1.0, "higher_is_better": True}
+                tasks.append(task)
+    units = {t: units[t] for t in sorted(units)}
+    tasks = sorted(tasks)
         requested = int(group["n_seeds"].max()) if len(group) else 0
         for row_key, conf in group.groupby("row_key", sort=True):
             by_task = {str(r["task"]): r for _, r in conf.iterrows()}
@@ -918,6 +933,14 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     return out
 
 
+def _group_tasks(group: pd.DataFrame) -> list[str]:
+    """The tasks a row of this (model, preset) must have to be complete: every task some run of the
+    group scored, and every task of the preset that new records name (``preset_defaults.suite_tasks``)."""
+    scored = set(group.loc[group["n_seeds"] > 0, "task"].astype(str))
+    recorded = {t for v in group["suite_tasks"].dropna() for t in str(v).split(",") if t}
+    return sorted(scored | recorded)
+
+
 def baseline_rows(table: pd.DataFrame, suite: str, baseline: str) -> pd.DataFrame:
     """Per (model, preset), the row of adapter ``baseline`` to compare against: the one at the preset's
     settings (no training setting changed; ties: the most seeds, then the shortest label)."""
@@ -947,7 +970,7 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
     rows = []
     for _, b in base.iterrows():
         group = ours[(ours["model"] == b["model"]) & (ours["preset"] == b["preset"])]
-        group_tasks = sorted(group.loc[group["n_seeds"] > 0, "task"].unique())
+        group_tasks = _group_tasks(group)
         base_cells = {str(r["task"]): r for _, r in group[group["row_key"] == b["config_hash"]].iterrows()}
         for row_key, conf in group.groupby("row_key", sort=True):
             if row_key == b["config_hash"]:

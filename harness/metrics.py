@@ -1,13 +1,14 @@
 """Metric declarations with units. Pure Python (no torch): suites, the runner, ``report`` and the app share it.
 
-Each suite declares its metrics once (``Suite.metrics``, a tuple of :class:`MetricSpec`); the runner
-writes the primary metric's unit, display scale and direction into every new record
-(``metrics.unit``, ``metrics.display_scale``, ``metrics.higher_is_better``, ``metrics.units``), and the
-tables read them from there. Records written before units existed are read through
-:data:`RECORDED_BEFORE_UNITS`, a copy of the five built-in suites' declarations that
-``tests/test_report.py`` checks against the suite classes, so the two can never drift apart. A metric
-that neither its record nor that table declares is shown on its own scale and labelled ``unit unknown``:
-nothing is ever scaled by guessing from its name or its values.
+Each suite declares its metrics once, as ``Suite.metrics`` (a tuple of :class:`MetricSpec`). The five
+built-in suites' declarations are written here, in :data:`BUILTIN_METRICS`, and their classes point to
+them (``metrics = BUILTIN_METRICS["glue"]``), so that the tables can read the units of records written
+before the runner recorded them without importing a suite (suites import torch); a third-party suite
+declares its tuple on its own class. The runner writes the primary metric's unit, display scale and
+direction into every new record (``metrics.unit``, ``metrics.display_scale``,
+``metrics.higher_is_better``, ``metrics.units``), and the tables read them from there first. A metric
+that neither its record nor this table declares is shown on its own scale and labelled
+``unit unknown``: nothing is ever scaled by guessing from its name or its values.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def record_fields(metrics: tuple[MetricSpec, ...], primary: str, suite: str = ""
     return {**spec.to_record(), "units": {m.name: m.unit for m in metrics}}
 
 
-# The built-in suites' declarations, for records written before the runner recorded units. Keep equal
-# to the suite classes' ``metrics`` (tests/test_report.py compares them).
+# The built-in suites' declarations (their classes' ``metrics`` point here); also read for records
+# written before the runner recorded units.
 _GLUE = (
     MetricSpec("accuracy", "fraction", primary=True),
     MetricSpec("f1", "fraction"),
@@ -114,6 +115,8 @@ _MTBENCH = (
     MetricSpec("overall", "rating_1_10", primary=True, description="mean judge rating over both turns"),
     MetricSpec("turn1", "rating_1_10"),
     MetricSpec("turn2", "rating_1_10"),
+    *(MetricSpec(f"category_{c}", "rating_1_10") for c in
+      ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")),
 )
 _COCO = (
     MetricSpec("rsum", "sum_of_percent", primary=True, description="R@1+R@5+R@10 both directions (0-600)"),
@@ -123,7 +126,7 @@ _RSCD = (
     MetricSpec("accuracy", "fraction", primary=True),
     MetricSpec("macro_f1", "fraction"),
 )
-RECORDED_BEFORE_UNITS: dict[str, tuple[MetricSpec, ...]] = {
+BUILTIN_METRICS: dict[str, tuple[MetricSpec, ...]] = {
     "glue": _GLUE, "instructeval": _INSTRUCTEVAL, "mt-bench": _MTBENCH, "coco-retrieval": _COCO, "rscd": _RSCD,
 }
 
@@ -137,7 +140,7 @@ def unit_of_record(record: Mapping[str, Any]) -> Unit:
         return UNITS[unit]
     key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
     primary = metrics.get("primary") if isinstance(metrics, Mapping) else None
-    for spec in RECORDED_BEFORE_UNITS.get(str(key.get("suite")), ()):
+    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
         if spec.name == primary:
             return spec.unit_info
     return UNKNOWN_UNIT
@@ -149,7 +152,7 @@ def higher_is_better_of_record(record: Mapping[str, Any]) -> bool:
     if isinstance(value, bool):
         return value
     key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
-    for spec in RECORDED_BEFORE_UNITS.get(str(key.get("suite")), ()):
+    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
         if isinstance(metrics, Mapping) and spec.name == metrics.get("primary"):
             return spec.higher_is_better
     return True
