@@ -850,19 +850,19 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     units = _task_units(ours) if len(ours) else {}
     # a task this subset lacks takes its unit from the suite's other runs (limited or full)
     suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
-    tasks = list(units)
-    average_family = _average_unit(units)
-    rows = []
-    for (model, preset), group in ours.groupby(["model", "preset"], sort=True, dropna=False):
-        group_tasks = _group_tasks(group)
-        for task in group_tasks:  # a preset task no run of this group has scored: a column of dashes
+    groups = list(ours.groupby(["model", "preset"], sort=True, dropna=False)) if len(ours) else []
+    for _, group in groups:
+        for task in _group_tasks(group):  # a preset task no run of this subset has scored
             if task not in units:
                 units[task] = suite_units.get(task) or {
                     "metric": "score", "unit": "unknown", "label": metric_units.UNKNOWN_UNIT.label,
-                    "family": average_family or "unknown", "scale": 1.0, "higher_is_better": True}
-                tasks.append(task)
+                    "family": "unknown", "scale": 1.0, "higher_is_better": True}
     units = {t: units[t] for t in sorted(units)}
-    tasks = sorted(tasks)
+    tasks = list(units)
+    average_family = _average_unit({t: u for t, u in units.items() if u["unit"] != "unknown"})
+    rows = []
+    for (model, preset), group in groups:
+        group_tasks = _group_tasks(group)
         requested = int(group["n_seeds"].max()) if len(group) else 0
         for row_key, conf in group.groupby("row_key", sort=True):
             by_task = {str(r["task"]): r for _, r in conf.iterrows()}
