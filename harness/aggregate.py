@@ -579,13 +579,21 @@ def _is_matrix(value: Any) -> bool:
             and all(v is None or _number(v) is not None for r in value for v in r))
 
 
-def _matrix_long(matrix: list[list[Any]], rows: Sequence[Any] | None, cols: Sequence[Any] | None) -> pd.DataFrame:
+_AXIS_TITLES = {"rows": "row", "row_labels": "row", "layers": "layer", "cols": "column", "columns": "column",
+                "col_labels": "column", "modules": "module"}
+
+
+def _matrix_long(matrix: list[list[Any]], rows: Sequence[Any] | None, cols: Sequence[Any] | None,
+                 row_title: str = "row index", col_title: str = "column index") -> pd.DataFrame:
+    """Long form (row, col, value); ``attrs`` carry the axis titles the heatmap shows."""
     n_rows, n_cols = len(matrix), len(matrix[0])
     row_labels = list(rows) if rows is not None and len(rows) == n_rows else list(range(n_rows))
     col_labels = list(cols) if cols is not None and len(cols) == n_cols else list(range(n_cols))
     data = [{"row": str(row_labels[i]), "col": str(col_labels[j]), "value": matrix[i][j]}
             for i in range(n_rows) for j in range(n_cols)]
-    return pd.DataFrame(data, columns=["row", "col", "value"])
+    frame = pd.DataFrame(data, columns=["row", "col", "value"])
+    frame.attrs.update(row_title=row_title, col_title=col_title)
+    return frame
 
 
 def analysis_matrices(record: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame]]:
@@ -603,10 +611,13 @@ def analysis_matrices(record: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame
         elif isinstance(value, Mapping):
             body = next((value[k] for k in ("matrix", "values", "kl", "ranks") if _is_matrix(value.get(k))), None)
             if body is not None:
-                rows = next((value[k] for k in ("rows", "layers", "row_labels") if isinstance(value.get(k), list)), None)
-                cols = next((value[k] for k in ("cols", "columns", "modules", "col_labels")
-                             if isinstance(value.get(k), list)), rows)
-                found.append((path, _matrix_long(body, rows, cols)))
+                row_key = next((k for k in ("rows", "layers", "row_labels") if isinstance(value.get(k), list)), None)
+                col_key = next((k for k in ("cols", "columns", "modules", "col_labels")
+                                if isinstance(value.get(k), list)), row_key)  # square: the rows' labels
+                rows = value[row_key] if row_key else None
+                cols = value[col_key] if col_key else None
+                found.append((path, _matrix_long(body, rows, cols, _AXIS_TITLES.get(row_key or "", "row index"),
+                                                 _AXIS_TITLES.get(col_key or "", "column index"))))
                 return
             for key, child in value.items():
                 if key != "components":
@@ -628,7 +639,9 @@ def _component_rank_matrix(components: list[Mapping[str, Any]]) -> pd.DataFrame 
             rows.append({"row": str(c["layer"]), "col": str(c.get("kind") or c.get("module")), "value": float(rank)})
     if not rows:
         return None
-    return pd.DataFrame(rows).groupby(["row", "col"], as_index=False, sort=False)["value"].max()
+    frame = pd.DataFrame(rows).groupby(["row", "col"], as_index=False, sort=False)["value"].max()
+    frame.attrs.update(row_title="layer", col_title="module")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------------
