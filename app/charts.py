@@ -7,73 +7,105 @@ import pandas as pd
 
 from harness import aggregate
 
+# x axis choices of the Pareto tab: (column of the points frame, axis title, log scale)
 PARETO_AXES = {
-    "params": ("params_adapter", "trainable parameters (adapter, head apart)"),
-    "memory": ("peak_memory_bytes", "peak memory (MiB)"),
+    "adapter parameters": ("params", "trainable adapter parameters (head apart; log)", True),
+    "peak memory": ("memory_mib", "peak memory (MiB)", False),
+    "train time": ("train_seconds", "train time (s)", False),
 }
+# 20 distinguishable colours; labels next to the points name them anyway
+PALETTE = "tableau20"
+CELL = 28  # px per heatmap cell: square cells, so a layer x layer matrix is a square
 
 
-def pareto_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
-    """Leaderboard rows with a score and the chosen cost, the front marked, ready to plot."""
-    cost, _ = PARETO_AXES[axis]
-    points = table[table["score_mean"].notna() & table[cost].notna()].copy()
-    if axis == "params":
-        # log axes cannot show 0 (head-only runs have no adapter parameters): plot them at 1
-        points["cost"] = points[cost].clip(lower=1)
-    else:
-        points["cost"] = points[cost] / 2**20
-    # percent for fractions; rsum and MT-Bench ratings as reported
-    points["score_pct"] = points["score_mean"] * points["primary"].map(aggregate.display_scale)
-    points["on_front"] = aggregate.pareto_front(points, cost, "score_mean")
-    points["label"] = points["adapter"] + " · " + points["configuration"]
-    return points
+def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Rows with a score and the chosen cost, the Pareto front marked (in the metric's direction).
+
+    ``points`` has: label, score, ci_low, ci_high, n, params, memory_mib, train_seconds (and optional
+    memory_estimated, higher_is_better)."""
+    cost, _, log = PARETO_AXES[axis]
+    out = points[points["score"].notna() & points[cost].notna()].copy()
+    # log axes cannot show 0 (head-only runs have no adapter parameters): plot them at 1
+    out["cost"] = out[cost].clip(lower=1) if log else out[cost]
+    higher = bool(out["higher_is_better"].all()) if "higher_is_better" in out and len(out) else True
+    out["_front_score"] = out["score"] if higher else -out["score"]
+    out["on_front"] = aggregate.pareto_front(out, cost, "_front_score")
+    out["seeds"] = out["n"].map(lambda n: "1 seed" if n == 1 else f"{int(n)} seeds")
+    return out.drop(columns="_front_score")
 
 
-def pareto_chart(table: pd.DataFrame, axis: str, *, estimated: bool = False) -> alt.LayerChart:
-    """Score against cost, one point per configuration, the Pareto front drawn as a step line."""
-    _, title = PARETO_AXES[axis]
-    if axis == "memory" and estimated:
+def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.DataFrame | None = None,
+                 *, estimated: bool = False) -> alt.LayerChart:
+    """Score against cost: a labelled point per configuration with its 95% CI as an error bar, the
+    front as a dashed step line, and the papers' reported numbers as hollow black diamonds."""
+    cost, title, log = PARETO_AXES[axis]
+    if axis == "peak memory" and estimated:
         title = "peak memory (MiB, CPU estimate)"
-    points = pareto_points(table, axis)
-    scale = alt.Scale(type="log") if axis == "params" else alt.Scale(zero=False)
+    data = pareto_points(points, axis)
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     x = alt.X("cost:Q", title=title, scale=scale)
-    y = alt.Y("score_pct:Q", title="score (%)", scale=alt.Scale(zero=False))
-    tooltip = ["task:N", "adapter:N", "configuration:N", "model:N", "preset:N",
-               alt.Tooltip("score_pct:Q", format=".2f", title="score %"), alt.Tooltip("cost:Q", format=",.0f"),
-               "n_seeds:Q", "on_front:N"]
-    dots = alt.Chart(points).mark_point(filled=True).encode(
-        x=x, y=y, color=alt.Color("adapter:N"), shape=alt.Shape("on_front:N", title="Pareto front"),
-        size=alt.condition("datum.on_front", alt.value(140), alt.value(60)), tooltip=tooltip,
-    )
-    front = alt.Chart(points[points["on_front"]].sort_values("cost")).mark_line(
-        interpolate="step-after", color="black", strokeDash=[4, 3]
-    ).encode(x=x, y=y)
-    return (front + dots).properties(height=340)
+    y = alt.Y("score:Q", title=y_title, scale=alt.Scale(zero=False))
+    color = alt.Color("label:N", title="configuration", scale=alt.Scale(scheme=PALETTE),
+                      legend=alt.Legend(orient="right", labelLimit=260))
+    tooltip = ["label:N", alt.Tooltip("score:Q", format=".2f", title=y_title),
+               alt.Tooltip("ci_low:Q", format=".2f", title="95% CI low"),
+               alt.Tooltip("ci_high:Q", format=".2f", title="95% CI high"), "seeds:N",
+               alt.Tooltip("cost:Q", format=",.0f", title=title), "on_front:N"]
+    base = alt.Chart(data)
+    bars = base.transform_filter("isValid(datum.ci_low)").mark_rule(strokeWidth=2).encode(
+        x=x, y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q", color=color)
+    dots = base.mark_point(filled=True).encode(
+        x=x, y=y, color=color, shape=alt.Shape("on_front:N", title="Pareto front"),
+        size=alt.condition("datum.on_front", alt.value(160), alt.value(70)), tooltip=tooltip)
+    labels = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(x=x, y=y, text="label:N", color=color)
+    front = alt.Chart(data[data["on_front"]].sort_values("cost")).mark_line(
+        interpolate="step-after", color="black", strokeDash=[4, 3]).encode(x=x, y=y)
+    layers = [front, bars, dots, labels]
+    if reported is not None and len(reported) and axis == "adapter parameters":
+        ref = reported[reported["score"].notna() & reported["params"].notna()].copy()
+        if len(ref):
+            ref["cost"] = ref["params"].clip(lower=1)
+            ref["label"] = ref["method"] + " (reported, " + ref["paper"] + ")"
+            layers.append(alt.Chart(ref).mark_point(shape="diamond", filled=False, color="black", size=120).encode(
+                x=x, y=y, tooltip=["label:N", "model:N", alt.Tooltip("score:Q", format=".2f"), "source:N"]))
+            layers.append(alt.Chart(ref).mark_text(align="left", dx=7, dy=8, fontSize=10, color="black").encode(
+                x=x, y=y, text="label:N"))
+    return alt.layer(*layers).properties(height=420)
 
 
 def loss_chart(loss: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(loss).mark_line().encode(x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(zero=False)))
+    return alt.Chart(loss).mark_line().encode(
+        x=alt.X("step:Q", title="optimizer step"), y=alt.Y("loss:Q", title="training loss", scale=alt.Scale(zero=False)))
 
 
 def singular_values_chart(frame: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("index:O", title="singular value index"),
-        y=alt.Y("singular_value:Q", title="singular value", scale=alt.Scale(type="symlog")),
-        color=alt.Color("component:N", legend=alt.Legend(orient="bottom", columns=2)),
+    """Singular values per component on a log axis. (A symlog axis squeezed values below 1, i.e. all of
+    them, into a flat strip at the bottom; a legend below a fixed height squeezed it further.)"""
+    positive = frame[frame["singular_value"] > 0]
+    return alt.Chart(positive).mark_line(point=True).encode(
+        x=alt.X("index:O", title="singular value index (largest first)"),
+        y=alt.Y("singular_value:Q", title="singular value (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("component:N", scale=alt.Scale(scheme=PALETTE), legend=alt.Legend(orient="right")),
         tooltip=["component:N", "index:O", alt.Tooltip("singular_value:Q", format=".4g")],
-    ).properties(height=320)
+    ).properties(height=380)
 
 
 def m_eff_chart(frame: pd.DataFrame) -> alt.Chart:
+    n_x, n_y = frame["k"].nunique(), frame["component"].nunique()
     return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("k:O", title="k"), y=alt.Y("component:N", title=None, sort=None),
+        x=alt.X("k:O", title="k (top-k singular values)"),
+        y=alt.Y("component:N", title="component (module, layer)", sort=None),
         color=alt.Color("m_eff:Q", title="M_eff-k", scale=alt.Scale(domain=[0, 1])),
         tooltip=["component:N", "k:O", alt.Tooltip("m_eff:Q", format=".3f")],
-    ).properties(height=max(120, 18 * frame["component"].nunique()))
+    ).properties(width=CELL * n_x, height=CELL * n_y)
 
 
 def heatmap(frame: pd.DataFrame, title: str) -> alt.Chart:
+    """A matrix with square cells (a layer x layer KL matrix is square) and its axis titles."""
+    n_x, n_y = frame["col"].nunique(), frame["row"].nunique()
     return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("col:O", title=None, sort=None), y=alt.Y("row:O", title=None, sort=None),
-        color=alt.Color("value:Q", title=None), tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(title=title, height=max(120, 24 * frame["row"].nunique()))
+        x=alt.X("col:O", title=frame.attrs.get("col_title", "column"), sort=None),
+        y=alt.Y("row:O", title=frame.attrs.get("row_title", "row"), sort=None),
+        color=alt.Color("value:Q", title="value"),
+        tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(title=title, width=max(CELL * n_x, 120), height=max(CELL * n_y, 120))

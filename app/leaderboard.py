@@ -1,9 +1,11 @@
 """The PEFT leaderboard: ``streamlit run app/leaderboard.py [-- --results-dir DIR]``.
 
 Reads the result store through harness.record / harness.store / harness.aggregate only: it never
-imports torch or the runner and never writes. The results folder comes from ``--results-dir``, then
-``HARNESS_RESULTS_DIR``, then ``results/``; the reported numbers from ``HARNESS_REFERENCE_DIR`` or
-``results/reference/``.
+imports torch or the runner and never writes. The results folder comes from the command line
+(``--results-dir``, repeatable) or the environment (``HARNESS_RESULTS_DIR``; ``HARNESS_RESULTS_DIRS``, a
+list separated by ``os.pathsep``), then ``results/``: a viewer can choose among those configured stores
+but cannot type a path, so the app never lists arbitrary server folders. The reported numbers come from
+``HARNESS_REFERENCE_DIR`` or ``results/reference/``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,22 @@ from harness import aggregate  # noqa: E402
 from harness.store import ResultStore  # noqa: E402
 
 
-def default_results_dir(argv: list[str]) -> str:
+def configured_stores(argv: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """The result stores a viewer may choose among: ``--results-dir`` (repeatable), else
+    ``HARNESS_RESULTS_DIR`` and ``HARNESS_RESULTS_DIRS``, else ``results/``; in that order, once each."""
+    environ = dict(os.environ) if environ is None else environ
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--results-dir")
+    parser.add_argument("--results-dir", action="append", default=[])
     known, _ = parser.parse_known_args(argv)
-    return known.results_dir or os.environ.get("HARNESS_RESULTS_DIR") or str(PROJECT_ROOT / "results")
+    stores = list(known.results_dir)
+    if not stores:
+        stores = [environ["HARNESS_RESULTS_DIR"]] if environ.get("HARNESS_RESULTS_DIR") else []
+        stores += [p for p in environ.get("HARNESS_RESULTS_DIRS", "").split(os.pathsep) if p]
+    return list(dict.fromkeys(stores)) or [str(PROJECT_ROOT / "results")]
+
+
+def default_results_dir(argv: list[str]) -> str:
+    return configured_stores(argv)[0]
 
 
 def reference_dir() -> Path:
@@ -85,20 +98,26 @@ def sidebar_filters(frame: pd.DataFrame) -> dict[str, list | None]:
 def main() -> None:
     st.set_page_config(page_title="PEFT leaderboard", layout="wide")
     st.title("PEFT leaderboard")
-    results_dir = st.sidebar.text_input("Results folder", value=default_results_dir(sys.argv[1:]), key="results-dir")
+    stores = configured_stores(sys.argv[1:])
+    results_dir = stores[0] if len(stores) == 1 else st.sidebar.selectbox("Result store", stores, key="results-dir")
     records, skipped = load_store(results_dir)
     reference, reference_skipped = aggregate.load_reference(reference_dir())
     views.render_skipped(skipped, "files in the result store (not run records)")
     if not records:
         views.render_empty(results_dir)
-        views.render_reported(reference, reference_skipped, str(reference_dir()))
+        views.render_reported(reference, reference_skipped)
         return
     frame = aggregate.load_frame(records)
+    views.render_duplicates(frame.attrs.get("duplicates", []))
+    total = len(frame)
     frame = aggregate.filter_frame(frame, **sidebar_filters(frame))
+    adapters = sorted(str(a) for a in frame["adapter"].dropna().unique())
+    baseline = st.sidebar.selectbox("Baseline (paired comparison)", adapters or ["lora"],
+                                    index=adapters.index("lora") if "lora" in adapters else 0, key="baseline")
     shown = {r["run_id"] for r in records} & set(frame["run_id"])
     dirty = int(frame["git_dirty"].fillna(False).astype(bool).sum())
-    st.caption(f"{len(frame)} of {len(records)} runs shown from `{results_dir}`"
-               + (f"; {dirty} from a dirty tree (marked in the tables)" if dirty else ""))
+    st.text(f"{len(frame)} of {total} runs shown from {results_dir}"
+            + (f"; {dirty} from a dirty tree (marked in the tables)" if dirty else ""))
     if frame.empty:
         st.info("No runs match the filters.")
         return
@@ -107,15 +126,15 @@ def main() -> None:
         ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export"]
     )
     with tab_board:
-        views.render_leaderboard(table, reference)
+        views.render_leaderboard(table, baseline)
     with tab_pareto:
-        views.render_pareto(table)
+        views.render_pareto(table, reference)
     with tab_detail:
         views.render_run_detail([r for r in records if r["run_id"] in shown])
     with tab_reported:
-        views.render_reported(reference, reference_skipped, str(reference_dir()))
+        views.render_reported(reference, reference_skipped)
     with tab_export:
-        views.render_export(table)
+        views.render_export(frame, baseline)
 
 
 main()

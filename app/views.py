@@ -1,10 +1,14 @@
 """The leaderboard app's pages: each renders one tab from already loaded, filtered frames.
 
-Reads only; nothing here writes to the result store.
+Reads only; nothing here writes to the result store. Every string that comes from a record (adapter and
+task names, labels, options, error messages, paths) is shown as plain text: in a table, in ``st.code``,
+or escaped with :func:`plain` where Streamlit would read Markdown, so a record cannot make a viewer's
+browser fetch anything (an adapter named ``![x](http://host/p.png)`` prints as those characters).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,22 +19,31 @@ from app import charts
 from harness import aggregate
 
 RUN_COMMAND = "python -m harness run --suite glue --preset cpu"
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text: Any) -> str:
+    """``text`` with every ASCII punctuation character backslash-escaped (CommonMark allows it for all
+    of them), so Streamlit's Markdown shows it literally: no link, image, emphasis, HTML or directive."""
+    return _PUNCTUATION.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard with numeric columns kept numeric, so the app's table sorts them as numbers."""
+    """One row per configuration and task, numbers kept numeric (the app's table sorts them)."""
+    scale = table["scale"].fillna(1.0)
     return pd.DataFrame({
-        "source": table["source"],
         "task": table["task"],
-        "adapter": table["adapter"],
-        "configuration": table["configuration"],
-        "limited": table["limited"],
+        "method": table["label"],
+        "config hash": table["config_hash"],
+        "limited by": table["limited_by"].fillna(""),
         "dirty tree": table["git_dirty"].fillna(False).astype(bool),
         "model": table["model"],
         "preset": table["preset"],
         "metric": table["primary"],
-        "score %": table["score_mean"] * _scales(table),
-        "± std": table["score_std"] * _scales(table),
+        "unit": table["unit_label"],
+        "score": table["score_mean"] * scale,
+        "95% CI low": table["score_ci_low"] * scale,
+        "95% CI high": table["score_ci_high"] * scale,
         "seeds": table["n_seeds"],
         "failed": table["n_failed"],
         "diverged": table["n_diverged"],
@@ -45,14 +58,9 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def _scales(table: pd.DataFrame) -> pd.Series:
-    # fractions are shown in percent; COCO's rsum and MT-Bench's rating are shown as the suites report them
-    return table["primary"].map(aggregate.display_scale)
-
-
 NUMBER_FORMATS = {
-    "score %": "%.2f", "± std": "%.2f", "adapter params": "localized", "head params": "localized",
-    "peak memory MiB": "%.0f", "train s": "%.1f", "step ms": "%.0f",
+    "score": "%.2f", "95% CI low": "%.2f", "95% CI high": "%.2f", "adapter params": "localized",
+    "head params": "localized", "peak memory MiB": "%.0f", "train s": "%.1f", "step ms": "%.0f",
 }
 
 
@@ -70,7 +78,8 @@ def reported_columns(reference: pd.DataFrame) -> pd.DataFrame:
         "adapter": reference["adapter"],
         "model": reference["model"],
         "metric": reference["metric"],
-        "score %": reference["score"] * 100,
+        "value as printed": reference["value"],
+        "scale": reference["scale"],
         "params": reference["params"],
         "cited from": reference["source"],
     }).reset_index(drop=True)
@@ -78,84 +87,117 @@ def reported_columns(reference: pd.DataFrame) -> pd.DataFrame:
 
 def render_skipped(skipped: list[tuple[str, str]], what: str) -> None:
     if skipped:
-        lines = "\n".join(f"- `{path}`: {why}" for path, why in skipped)
-        st.warning(f"Skipped {len(skipped)} {what} that could not be read:\n\n{lines}")
+        st.warning(f"Skipped {len(skipped)} {what} that could not be read:")
+        st.dataframe(pd.DataFrame(skipped, columns=["file", "why"]), hide_index=True, width="stretch")
+
+
+def render_duplicates(duplicates: list[str]) -> None:
+    if duplicates:
+        st.warning(f"{len(duplicates)} runs are recorded more than once in the store (a copied file or a "
+                   "backup folder); each is counted once:")
+        st.code("\n".join(duplicates), language=None)
 
 
 def render_empty(results_dir: str) -> None:
-    st.info(
-        f"No run records in `{results_dir}` yet. Produce some with\n\n`{RUN_COMMAND} --results-dir {results_dir}`\n\n"
-        "or point the sidebar's results folder at an existing store."
-    )
+    st.info("No run records in this results folder yet. Produce some with")
+    st.code(f"{RUN_COMMAND} --results-dir {results_dir}", language="bash")
 
 
-def render_leaderboard(table: pd.DataFrame, reference: pd.DataFrame) -> None:
-    for suite in sorted(table["suite"].unique()):
-        st.subheader(f"Suite: {suite}")
-        suite_table = table[table["suite"] == suite]
-        averages = aggregate.suite_average(suite_table)
-        st.markdown("**Suite average** (mean over tasks of the seed means; our runs only)")
-        st.dataframe(
-            pd.DataFrame({
-                "adapter": averages["adapter"], "configuration": averages["configuration"],
-                "model": averages["model"], "preset": averages["preset"], "limited": averages["limited"],
-                "average %": averages["score_avg"] * aggregate.display_scale(suite_table["primary"].iloc[0]),
-                "tasks": averages["n_tasks"].astype(str) + " / " + averages["n_suite_tasks"].astype(str),
-                "complete": averages["complete"], "adapter params": averages["params_adapter"],
-                "failed runs": averages["n_failed_runs"],
-            }),
-            hide_index=True, width="stretch",
-            column_config={"average %": st.column_config.NumberColumn(format="%.2f"),
-                           "adapter params": st.column_config.NumberColumn(format="localized")},
-            key=f"average-{suite}",
-        )
-        st.markdown("**Per task** (click a column header to sort)")
-        shown = leaderboard_columns(suite_table)
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=_column_config(), key=f"board-{suite}")
-        st.download_button(
-            "Download this table (CSV)", shown.to_csv(index=False).encode(), file_name=f"leaderboard-{suite}.csv",
-            mime="text/csv", key=f"csv-{suite}",
-        )
-        reported = reference[reference["suite"] == suite] if len(reference) else reference
-        if len(reported):
-            st.markdown("**Reported in the papers** (marked *reported*; other models and budgets than ours, "
-                        "never part of our averages)")
-            st.dataframe(reported_columns(reported), hide_index=True, width="stretch",
-                         column_config={"score %": st.column_config.NumberColumn(format="%.2f"),
-                                        "params": st.column_config.NumberColumn(format="localized")},
-                         key=f"reported-{suite}")
-    st.caption("Scores are in percent, except COCO's rsum (the sum of six recalls, 0-600) and MT-Bench's "
-               "1-10 rating, shown as the suites report them.")
+def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
+    """Per suite, GLUE first: the ranked wide table with CIs and the marks against the baseline, then
+    the paired comparison, the limited runs and the per-task rows."""
+    for suite in aggregate.ordered_suites(table["suite"].unique()):
+        st.subheader("Suite: " + plain(suite))
+        wide = aggregate.wide_table(table, suite)
+        comparison = aggregate.compare_to_baseline(table, suite, baseline)
+        limited = aggregate.wide_table(table, suite, limited=True)
+        if len(wide):
+            st.caption(plain(aggregate.wide_caption(suite, wide, baseline if len(comparison) else None)))
+            shown, _ = aggregate.wide_display(wide, comparison)
+            st.dataframe(shown, hide_index=True, width="stretch", key=f"wide-{suite}")
+        else:
+            st.info("Only limited runs in this suite (below).")
+        if len(comparison):
+            with st.expander(f"Paired comparison against {plain(baseline)} (per task and the average)"):
+                st.dataframe(aggregate.comparison_display(comparison), hide_index=True, width="stretch",
+                             key=f"vs-{suite}")
+        if len(limited):
+            with st.expander(f"Limited runs ({len(limited)}): a cap below the preset's, never ranked with full runs"):
+                st.dataframe(aggregate.wide_display(limited)[0], hide_index=True, width="stretch",
+                             key=f"limited-{suite}")
+        with st.expander("Per task (every configuration and task, numbers sortable)"):
+            shown = leaderboard_columns(table[table["suite"] == suite])
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=_column_config(),
+                         key=f"board-{suite}")
+            st.download_button("Download (CSV)", shown.to_csv(index=False).encode(),
+                               file_name=f"leaderboard-{suite}.csv", mime="text/csv", key=f"csv-{suite}")
     if table["memory_estimated"].fillna(False).astype(bool).any():
-        st.caption("Peak memory marked *CPU estimate* is the harness's estimate (parameters, gradients, "
-                   "optimizer state and saved activations), not a measurement; *GPU measured* is CUDA's "
+        st.caption("Peak memory marked CPU estimate is the harness's estimate (parameters, gradients, "
+                   "optimizer state and saved activations), not a measurement; GPU measured is CUDA's "
                    "max_memory_allocated.")
 
 
-def render_pareto(table: pd.DataFrame) -> None:
+def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) -> tuple[pd.DataFrame, str]:
+    """The points of one suite's average (``target == "average"``) or one task, and the y axis title."""
+    if target == "average":
+        wide = aggregate.wide_table(table, suite, limited=limited)
+        wide = wide[wide["complete"]] if len(wide) else wide
+        units = wide.attrs.get("units", {})
+        points = pd.DataFrame({
+            "label": wide["method"], "score": wide["average"], "ci_low": wide["average_ci_low"],
+            "ci_high": wide["average_ci_high"], "n": wide["n_seeds"], "params": wide["adapter_params"],
+            "memory_mib": wide["peak_memory_mib"], "train_seconds": wide["train_seconds"],
+            "memory_estimated": wide["memory_estimated"],
+            "higher_is_better": all(u["higher_is_better"] for u in units.values()) if units else True,
+        })
+        return points, f"average over tasks ({wide.attrs.get('average_family') or 'points'})"
+    rows = table[(table["suite"] == suite) & (table["task"] == target) & (table["limited"] == limited)]
+    scale = rows["scale"].fillna(1.0)
+    points = pd.DataFrame({
+        "label": rows["label"], "score": rows["score_mean"] * scale, "ci_low": rows["score_ci_low"] * scale,
+        "ci_high": rows["score_ci_high"] * scale, "n": rows["n_seeds"], "params": rows["params_adapter"],
+        "memory_mib": rows["peak_memory_bytes"] / 2**20, "train_seconds": rows["train_seconds"],
+        "memory_estimated": rows["memory_estimated"], "higher_is_better": rows["higher_is_better"].fillna(True),
+    })
+    metric = aggregate._first_valid(rows["primary"]) or "score"
+    unit = aggregate._first_valid(rows["unit_label"]) or "unit unknown"
+    return points, f"{target} {metric} ({unit})"
+
+
+def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     scored = table[table["score_mean"].notna()]
     if scored.empty:
         st.info("No successful runs to plot.")
         return
-    tasks = sorted(f"{s} / {t}" for s, t in scored[["suite", "task"]].drop_duplicates().itertuples(index=False))
-    choice = st.selectbox("Task", tasks, key="pareto-task")
-    suite, task = choice.split(" / ", 1)
-    points = scored[(scored["suite"] == suite) & (scored["task"] == task)]
-    if points["limited"].any() and not points["limited"].all():
+    suites = aggregate.ordered_suites(scored["suite"].unique())
+    suite = st.selectbox("Suite", suites, key="pareto-suite")
+    tasks = sorted(scored.loc[scored["suite"] == suite, "task"].astype(str).unique())
+    target = st.selectbox("Score", ["average", *tasks], key="pareto-target",
+                          format_func=lambda t: "suite average (complete rows)" if t == "average" else f"task {t}")
+    axis = st.radio("x axis", list(charts.PARETO_AXES), horizontal=True, key="pareto-axis")
+    limited = False
+    in_suite = scored[scored["suite"] == suite]
+    if in_suite["limited"].any():
         # a smoke run's score says nothing next to a full run's: never on one front
-        show_limited = st.toggle("Limited (smoke) runs instead of full runs", value=False, key="pareto-limited")
-        points = points[points["limited"] == show_limited]
+        limited = st.toggle("Limited (smoke) runs instead of full runs", value=not (~in_suite["limited"]).any(),
+                            key="pareto-limited")
+    points, y_title = pareto_frame(table, suite, target, limited)
+    if points["score"].notna().sum() == 0:
+        st.info("No configuration has a score here (the suite average needs every task and seed).")
+        return
+    reported = pd.DataFrame()
+    if target != "average" and len(reference) and not limited:
+        reported = reference[(reference["suite"] == suite) & (reference["task"] == target)].copy()
+        scale = float(aggregate._first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
+                                                          "scale"]) or 1.0)
+        reported["score"] = reported["score"] * scale
     estimated = bool(points["memory_estimated"].fillna(False).astype(bool).any())
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Score vs trainable parameters**")
-        st.altair_chart(charts.pareto_chart(points, "params"), width="stretch")
-    with right:
-        st.markdown("**Score vs peak memory**" + (" (CPU estimate)" if estimated else ""))
-        st.altair_chart(charts.pareto_chart(points, "memory", estimated=estimated), width="stretch")
-    front = charts.pareto_points(points, "params")
-    st.caption("On the parameter front: " + ", ".join(sorted(front[front["on_front"]]["label"]))
-               + ". Runs with no adapter parameters (head only) are drawn at 1 on the log axis.")
+    st.altair_chart(charts.pareto_chart(points, axis, y_title, reported, estimated=estimated), width="stretch")
+    front = charts.pareto_points(points, axis)
+    st.caption("Error bars: 95% bootstrap CI over seeds (none for one seed). Head-only runs (no adapter "
+               "parameters) sit at 1 on the log axis." + (" Hollow diamonds: numbers reported by the papers "
+                                                          "(other models and budgets)." if len(reported) else ""))
+    st.text("On the front: " + ", ".join(sorted(front.loc[front["on_front"], "label"].astype(str))))
 
 
 def _json_section(record: Mapping[str, Any], name: str) -> None:
@@ -169,24 +211,28 @@ def render_run_detail(records: list[dict[str, Any]]) -> None:
     if not records:
         st.info("No runs match the filters.")
         return
-    by_id = {r["run_id"]: r for r in records}
+    by_id = {str(r["run_id"]): r for r in records}
     run_id = st.selectbox("Run", sorted(by_id), key="detail-run")
     record = by_id[run_id]
     flat = aggregate.flatten_record(record)
     cols = st.columns(4)
-    cols[0].metric("status", flat["status"])
-    cols[1].metric(flat["primary"] or "score", "–" if flat["score"] is None else f"{flat['score'] * aggregate.display_scale(flat['primary']):.2f}")
+    cols[0].metric("status", str(flat["status"]))
+    scale = float(flat["scale"] or 1.0)
+    cols[1].metric("score", "–" if flat["score"] is None else f"{flat['score'] * scale:.2f}")
     cols[2].metric("adapter params", aggregate.format_count(flat["params_adapter"]))
     cols[3].metric("peak memory" + (" (CPU estimate)" if flat["memory_estimated"] else ""),
                    aggregate.format_bytes(flat["peak_bytes"]))
+    st.text(f"metric: {flat['primary'] or '–'} ({flat['unit_label']})")
     if flat["error"]:
-        st.error(flat["error"])
+        st.error("This run did not succeed; its error:")
+        st.code(flat["error"], language=None)
     if flat["git_dirty"]:
-        commit = flat["git_commit"] or "none yet"
-        st.warning(f"Run from a dirty tree (commit {commit}): the code that ran is not exactly any commit.")
+        st.warning("Run from a dirty tree: the code that ran is not exactly any commit. Commit: "
+                   + plain(flat["git_commit"] or "none yet"))
     st.markdown("**Configuration**")
     st.json(record.get("spec", {}), expanded=True)
-    for name in ("environment", "metrics", "params", "memory", "timing", "adapter_info", "model_info", "data_info"):
+    for name in ("environment", "metrics", "params", "memory", "timing", "adapter_info", "model_info", "data_info",
+                 "preset_defaults", "caps"):
         _json_section(record, name)
     loss = aggregate.loss_curve_frame(record)
     st.markdown("**Loss curve**")
@@ -207,37 +253,32 @@ def render_analysis(record: Mapping[str, Any]) -> None:
     m_eff = aggregate.m_eff_frame(record)
     if not m_eff.empty:
         st.markdown("M_eff-k: share of the top-k singular values in the sum (MSPLoRA eq. 8)")
-        st.altair_chart(charts.m_eff_chart(m_eff), width="stretch")
+        st.altair_chart(charts.m_eff_chart(m_eff), width="content")
     for name, frame in aggregate.analysis_matrices(record):
-        st.altair_chart(charts.heatmap(frame, name), width="stretch")
+        st.altair_chart(charts.heatmap(frame, name), width="content")
 
 
-def render_reported(reference: pd.DataFrame, skipped: list[tuple[str, str]], folder: str) -> None:
+def render_reported(reference: pd.DataFrame, skipped: list[tuple[str, str]]) -> None:
     render_skipped(skipped, "reference rows")
     if reference.empty:
-        st.info(f"No reported numbers in `{folder}` (see its README for the format and what is missing).")
+        st.info("No reported numbers in the reference folder (its README says the format and what is missing).")
         return
-    st.dataframe(reported_columns(reference), hide_index=True, width="stretch",
-                 column_config={"score %": st.column_config.NumberColumn(format="%.2f")}, key="reported-all")
+    st.dataframe(reported_columns(reference), hide_index=True, width="stretch", key="reported-all")
 
 
-def render_export(table: pd.DataFrame) -> None:
-    for suite in sorted(table["suite"].unique()):
-        suite_table = table[table["suite"] == suite]
-        st.subheader(f"Suite: {suite}")
-        paper = aggregate.paper_table(suite_table)
-        st.dataframe(paper, hide_index=True, width="stretch", key=f"paper-{suite}")
-        markdown = aggregate.to_markdown(paper)
-        latex = aggregate.to_latex(paper, caption=f"{suite}: score (%) mean±std over seeds")
+def render_export(frame: pd.DataFrame, baseline: str) -> None:
+    """The files ``python -m harness report`` writes, per suite, to view and download."""
+    files = aggregate.build_report(frame, baseline=baseline)
+    for suite in aggregate.ordered_suites(frame["suite"].unique()):
+        st.subheader("Suite: " + plain(suite))
         tab_md, tab_tex = st.tabs(["Markdown", "LaTeX"])
         with tab_md:
-            st.code(markdown, language="markdown")
+            st.code(files.get(f"{suite}.md", ""), language="markdown")
         with tab_tex:
-            st.code(latex, language="latex")
-        cols = st.columns(3)
-        cols[0].download_button("CSV", paper.to_csv(index=False).encode(), f"{suite}.csv", "text/csv",
-                                key=f"export-csv-{suite}")
-        cols[1].download_button("Markdown", markdown.encode(), f"{suite}.md", "text/markdown",
-                                key=f"export-md-{suite}")
-        cols[2].download_button("LaTeX", latex.encode(), f"{suite}.tex", "application/x-tex",
-                                key=f"export-tex-{suite}")
+            st.code(files.get(f"{suite}.tex", ""), language="latex")
+        cols = st.columns(4)
+        for col, name, mime in ((cols[0], f"{suite}.csv", "text/csv"),
+                                (cols[1], f"{suite}-vs-{baseline}.csv", "text/csv"),
+                                (cols[2], f"{suite}.md", "text/markdown"),
+                                (cols[3], f"{suite}.tex", "application/x-tex")):
+            col.download_button(plain(name), files.get(name, "").encode(), name, mime, key=f"export-{name}")

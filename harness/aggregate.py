@@ -6,8 +6,10 @@ on these functions, and they are unit-tested without either.
 Rules the tables keep:
 - One row of the flat frame per record, whatever its status: failed, diverged, oom and cancelled runs
   are counted in the leaderboard (``n_failed`` ...), never dropped.
-- Seeds are aggregated within a group (suite, task, model, preset, adapter, config_hash, limited);
-  limited smoke runs (``spec.train.limit``) never share a group with full runs.
+- A row is one configuration (``row_key``, see ``identify``); seeds are aggregated within it, a record is
+  counted once per (config hash, seed) wherever its file lies in the store (``dedupe_records``), and runs
+  with any cap below their preset's (``limited``) never share a row, an average or a front with full runs.
+- Scores are displayed on their declared unit's scale (``harness.metrics``), never by guessing.
 - Reported numbers from the papers (``results/reference/*.csv``) live in their own frame, marked
   ``source == "reported"``, and are never mixed into our means or suite averages.
 """
@@ -15,6 +17,7 @@ Rules the tables keep:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,20 +26,28 @@ from typing import Any
 
 import pandas as pd
 
+from harness import metrics as metric_units
+from harness import stats
+
 FRAME_COLUMNS = (
     "run_id", "suite", "task", "adapter", "config_hash", "seed", "model", "preset", "configuration",
     "limited", "limit", "status", "error", "primary", "score", "selection", "best_epoch",
     "params_adapter", "params_head", "params_total", "peak_bytes", "memory_device", "memory_label",
     "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
+    "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
+    "suite_tasks",
 )
-GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "config_hash", "limited")
+GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "config_hash", "limited",
+              "row_key", "label")
 # The same adapter configuration has a different config_hash per task (the task is part of the spec),
-# so the suite average groups by the configuration text instead.
-AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "configuration", "limited")
+# so the suite average groups by the row key (identify()), which leaves the task and its preset values out.
+AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limited")
 FAILURE_STATUSES = ("failed", "diverged", "oom", "cancelled")
 LEADERBOARD_COLUMNS = (
-    *GROUP_KEYS, "primary", "score_mean", "score_std", "n_seeds", "n_runs",
+    *GROUP_KEYS, "primary", "score_mean", "score_std", "score_ci_low", "score_ci_high", "seed_scores",
+    "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",
+    "n_runs",
     *(f"n_{s}" for s in FAILURE_STATUSES), "statuses", "params_adapter", "params_head",
     "peak_memory_bytes", "memory_estimated", "train_seconds", "mean_step_seconds", "git_dirty", "source",
 )
@@ -49,10 +60,8 @@ REFERENCE_COLUMNS = (
     "params", "source", "note",
 )
 REFERENCE_SCALES = {"percent": 100.0, "fraction": 1.0}
-# Scores are shown in percent like the papers' tables, except metrics that suites already report on their
-# own scale: COCO's recall sum (a sum of six percentages, 0-600) and MT-Bench's 1-10 rating. Named here
-# because this module reads only records (it never imports the suites).
-UNSCALED_METRICS = frozenset({"rsum", "overall"})
+# The caps a run can be limited by: any of them below the preset's value makes the run "limited"
+CAP_FIELDS = ("max_train_samples", "max_eval_samples", "max_steps", "limit")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -106,7 +115,7 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "model": str(spec.get("model", "?")),
         "preset": str(spec.get("preset", "?")),
         "configuration": configuration_label(spec.get("adapter_options")),
-        "limited": limit is not None,
+        "limited": False,  # set by identify(), which compares the caps with the preset's
         "limit": limit,
         "status": record.get("status"),
         "error": f"{error.get('type', '')}: {error.get('message', '')}".strip(": ") if error else "",
@@ -130,18 +139,195 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "device_name": env.get("device_name"),
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
+        **_unit_fields(record),
+        # the preset's tasks as the runner recorded them (new records): a row lacking one is incomplete
+        "suite_tasks": ",".join(str(t) for t in _section(record, "preset_defaults").get("suite_tasks") or []),
     }
 
 
+def _unit_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    unit = metric_units.unit_of_record(record)
+    return {"unit": unit.name, "unit_label": unit.label, "unit_family": unit.family, "scale": unit.display_scale,
+            "higher_is_better": metric_units.higher_is_better_of_record(record)}
+
+
 def load_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The flat frame: one row per record, the columns of FRAME_COLUMNS even when empty."""
-    frame = pd.DataFrame([flatten_record(r) for r in records], columns=list(FRAME_COLUMNS))
+    """The flat frame: one row per record once per (config hash, seed), the columns of FRAME_COLUMNS
+    even when empty. ``frame.attrs["duplicates"]`` lists the runs recorded more than once."""
+    records, duplicates = dedupe_records(list(records))
+    identities = identify(records)
+    rows = [{**flatten_record(r), **identity} for r, identity in zip(records, identities)]
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    frame.attrs["duplicates"] = duplicates
     numeric = ("score", "params_adapter", "params_head", "params_total", "peak_bytes", "train_seconds",
                "mean_step_seconds", "samples_per_second")
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["limited"] = frame["limited"].astype(bool)
+    frame["scale"] = pd.to_numeric(frame["scale"], errors="coerce").astype("float64")
     return frame
+
+
+# ---------------------------------------------------------------------------------------------------
+# run identity: duplicates, preset defaults, row keys, labels, limited runs
+# ---------------------------------------------------------------------------------------------------
+
+
+def _run_key(record: Mapping[str, Any]) -> tuple[str, ...]:
+    key = _section(record, "key")
+    return tuple(str(key.get(k)) for k in ("suite", "task", "adapter", "config_hash", "seed"))
+
+
+def dedupe_records(records: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """One record per (suite, task, adapter, config hash, seed), and the run ids found more than once.
+
+    A copied file (``x (copy).json``) or a backup folder inside the store holds the same run again: it
+    must not count as another seed. Of several copies the latest ``finished_at`` is kept (a rerun with
+    ``--force`` rewrites its record, so the latest is the current one).
+    """
+    kept: dict[tuple[str, ...], Mapping[str, Any]] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    for record in records:
+        key = _run_key(record)
+        counts[key] = counts.get(key, 0) + 1
+        if key not in kept or str(record.get("finished_at") or "") > str(kept[key].get("finished_at") or ""):
+            kept[key] = record
+    duplicates = [f"{str(kept[k].get('run_id'))} ({counts[k]} records)" for k in kept if counts[k] > 1]
+    return list(kept.values()), duplicates
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _mode(values: list[Any], tie_break: Any = None) -> Any:
+    """The most common value (compared as JSON); ties go to ``tie_break`` when it is among them, else
+    to the least restrictive cap (None), else the first in JSON order."""
+    counts: dict[str, int] = {}
+    first: dict[str, Any] = {}
+    for v in values:
+        c = _canonical(v)
+        counts[c] = counts.get(c, 0) + 1
+        first.setdefault(c, v)
+    best = max(counts.values())
+    tied = sorted(c for c, n in counts.items() if n == best)
+    for preferred in (tie_break, None):
+        if _canonical(preferred) in tied:
+            return first[_canonical(preferred)]
+    return first[tied[0]]
+
+
+def _inferred_defaults(records: list[Mapping[str, Any]], group_keys: tuple[str, ...], section: str
+                       ) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Per group, the value of every field of ``spec[section]`` held by most records of the group."""
+    values: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    for r in records:
+        spec = _section(r, "spec")
+        group = tuple(str(spec.get(k)) for k in group_keys)
+        for name, value in _section(spec, section).items():
+            values.setdefault(group, {}).setdefault(name, []).append(value)
+    return {g: {name: vs for name, vs in fields.items()} for g, fields in values.items()}
+
+
+def _below(value: Any, default: Any) -> bool:
+    """Whether a cap is tighter than the preset's (None: no cap)."""
+    if value is None or _number(value) is None:
+        return False
+    return default is None or (_number(default) is not None and float(value) < float(default))
+
+
+def _short_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return _canonical(value)
+    return str(value)
+
+
+_SHORT_NAMES = {"rank": "r", "max_train_samples": "train cap", "max_eval_samples": "eval cap",
+                "max_steps": "max steps", "limit": "limit", "batch_size": "batch", "head_lr": "head lr"}
+
+
+def _label_part(name: str, value: Any) -> str:
+    short = _SHORT_NAMES.get(name, name.replace("_", " "))
+    return f"r{_short_value(value)}" if name == "rank" else f"{short} {_short_value(value)}"
+
+
+def identify(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per record: its configuration's ``row_key`` and ``label``, and whether it is ``limited``.
+
+    What a row is. A record's config hash covers the whole spec including the task, so one adapter
+    configuration has a different hash on every task. A row of a suite table is therefore keyed by
+    ``row_key``: the hash of (suite, adapter, model, preset, resolved adapter options, suite options,
+    and the training settings that differ from the preset's for that task). Per-task preset values
+    (GLUE's epochs and learning rate per task, CoLA's training-set size) are not differences, so the
+    preset's runs of one adapter share a row across tasks, while ``--lr 3e-4`` or ``--max-steps 2``
+    makes another row on every task. Two configurations are never averaged together: within a row and
+    task every record has the same config hash.
+
+    The preset's defaults come from the record (``preset_defaults``, written by the runner) or, for
+    records written before it, from the store: per (suite, task, model, preset, adapter) the value of
+    each training setting held by most records (ties: the value most records of the task hold over all
+    adapters, else no cap). Adapter options are compared the same way per (suite, model, preset,
+    adapter) for the label. Limited: a cap (max_train_samples, max_eval_samples, max_steps, limit)
+    below the preset's; new records state it in ``caps.below_preset``.
+    """
+    per_adapter = _inferred_defaults(records, ("suite", "task", "model", "preset", "adapter"), "train")
+    per_task = _inferred_defaults(records, ("suite", "task", "model", "preset"), "train")
+    options = _inferred_defaults(records, ("suite", "model", "preset", "adapter"), "adapter_options")
+    out = []
+    for r in records:
+        spec = _section(r, "spec")
+        train = dict(_section(spec, "train"))
+        recorded = _section(r, "preset_defaults")
+        if isinstance(recorded.get("train"), Mapping):
+            train_defaults = dict(recorded["train"])
+        else:
+            g_a = tuple(str(spec.get(k)) for k in ("suite", "task", "model", "preset", "adapter"))
+            g_t = g_a[:4]
+            train_defaults = {}
+            for name, values in per_adapter.get(g_a, {}).items():
+                task_mode = _mode(per_task.get(g_t, {}).get(name, values))
+                train_defaults[name] = _mode(values, tie_break=task_mode)
+        if isinstance(recorded.get("adapter_options"), Mapping):
+            option_defaults = dict(recorded["adapter_options"])
+        else:
+            g_o = tuple(str(spec.get(k)) for k in ("suite", "model", "preset", "adapter"))
+            option_defaults = {n: _mode(v) for n, v in options.get(g_o, {}).items()}
+        train_diff = {k: v for k, v in sorted(train.items())
+                      if k not in train_defaults or _canonical(v) != _canonical(train_defaults[k])}
+        caps = _section(r, "caps")
+        if isinstance(caps.get("below_preset"), list):
+            limited_by = [str(c) for c in caps["below_preset"]]
+        else:
+            limited_by = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
+        adapter_options = _section(spec, "adapter_options")
+        identity = {k: spec.get(k) for k in ("suite", "adapter", "model", "preset")}
+        identity.update(adapter_options=adapter_options, suite_options=_section(spec, "suite_options"),
+                        train_differences=train_diff)
+        row_key = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:12]
+        parts = [str(spec.get("adapter", _section(r, "key").get("adapter")))]
+        if "rank" in adapter_options:
+            parts[0] += " " + _label_part("rank", adapter_options["rank"])
+        parts += [_label_part(k, v) for k, v in sorted(adapter_options.items())
+                  if k != "rank" and k in option_defaults and _canonical(v) != _canonical(option_defaults[k])]
+        parts += [_label_part(k, v) for k, v in train_diff.items()]
+        out.append({"row_key": row_key, "label": " · ".join(parts), "limited": bool(limited_by),
+                    "limited_by": ",".join(limited_by)})
+    # two configurations never look alike: a label shared by different rows gets the row key
+    def where(r: Mapping[str, Any], label: str) -> tuple[str, ...]:
+        spec = _section(r, "spec")
+        return (str(spec.get("suite")), str(spec.get("model")), str(spec.get("preset")), label)
+
+    by_label: dict[tuple[str, ...], set[str]] = {}
+    for r, identity in zip(records, out):
+        by_label.setdefault(where(r, identity["label"]), set()).add(identity["row_key"])
+    for r, identity in zip(records, out):
+        if len(by_label[where(r, identity["label"])]) > 1:
+            identity["label"] += f" · #{identity['row_key'][:6]}"
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,12 +352,24 @@ def _status_summary(statuses: pd.Series) -> str:
 
 def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
     ok = group[group["status"] == "success"]
-    scores = ok["score"].dropna()
+    scored = ok[ok["score"].notna()]
+    scores = scored["score"]
+    interval = stats.mean_ci(scores.to_numpy())
     row: dict[str, Any] = {
         "primary": _first_valid(group["primary"]),
         "score_mean": float(scores.mean()) if len(scores) else math.nan,
         # Sample standard deviation over seeds, as the papers report; undefined for one seed.
         "score_std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
+        "score_ci_low": interval.low,
+        "score_ci_high": interval.high,
+        "seed_scores": {int(s): float(v) for s, v in zip(scored["seed"], scored["score"])},
+        "unit": _first_valid(group["unit"]),
+        "unit_label": _first_valid(group["unit_label"]),
+        "unit_family": _first_valid(group["unit_family"]),
+        "scale": _first_valid(group["scale"]),
+        "higher_is_better": _first_valid(group["higher_is_better"]),
+        "limited_by": _first_valid(group["limited_by"]),
+        "suite_tasks": ",".join(sorted({t for v in group["suite_tasks"].dropna() for t in str(v).split(",") if t})),
         "n_seeds": int(len(scores)),
         "n_runs": int(len(group)),
     }
@@ -220,7 +418,7 @@ def suite_average(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in ours.groupby(list(AVERAGE_KEYS), dropna=False, sort=True):
         scored = group[group["score_mean"].notna()]
-        n_suite = int(suite_tasks.loc[(keys[0], keys[1], keys[2], keys[5])])
+        n_suite = int(suite_tasks.loc[(keys[0], keys[1], keys[2], keys[6])])
         rows.append({
             **dict(zip(AVERAGE_KEYS, keys)),
             "score_avg": float(scored["score_mean"].mean()) if len(scored) else math.nan,
@@ -381,13 +579,21 @@ def _is_matrix(value: Any) -> bool:
             and all(v is None or _number(v) is not None for r in value for v in r))
 
 
-def _matrix_long(matrix: list[list[Any]], rows: Sequence[Any] | None, cols: Sequence[Any] | None) -> pd.DataFrame:
+_AXIS_TITLES = {"rows": "row", "row_labels": "row", "layers": "layer", "cols": "column", "columns": "column",
+                "col_labels": "column", "modules": "module"}
+
+
+def _matrix_long(matrix: list[list[Any]], rows: Sequence[Any] | None, cols: Sequence[Any] | None,
+                 row_title: str = "row index", col_title: str = "column index") -> pd.DataFrame:
+    """Long form (row, col, value); ``attrs`` carry the axis titles the heatmap shows."""
     n_rows, n_cols = len(matrix), len(matrix[0])
     row_labels = list(rows) if rows is not None and len(rows) == n_rows else list(range(n_rows))
     col_labels = list(cols) if cols is not None and len(cols) == n_cols else list(range(n_cols))
     data = [{"row": str(row_labels[i]), "col": str(col_labels[j]), "value": matrix[i][j]}
             for i in range(n_rows) for j in range(n_cols)]
-    return pd.DataFrame(data, columns=["row", "col", "value"])
+    frame = pd.DataFrame(data, columns=["row", "col", "value"])
+    frame.attrs.update(row_title=row_title, col_title=col_title)
+    return frame
 
 
 def analysis_matrices(record: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame]]:
@@ -405,10 +611,13 @@ def analysis_matrices(record: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame
         elif isinstance(value, Mapping):
             body = next((value[k] for k in ("matrix", "values", "kl", "ranks") if _is_matrix(value.get(k))), None)
             if body is not None:
-                rows = next((value[k] for k in ("rows", "layers", "row_labels") if isinstance(value.get(k), list)), None)
-                cols = next((value[k] for k in ("cols", "columns", "modules", "col_labels")
-                             if isinstance(value.get(k), list)), rows)
-                found.append((path, _matrix_long(body, rows, cols)))
+                row_key = next((k for k in ("rows", "layers", "row_labels") if isinstance(value.get(k), list)), None)
+                col_key = next((k for k in ("cols", "columns", "modules", "col_labels")
+                                if isinstance(value.get(k), list)), row_key)  # square: the rows' labels
+                rows = value[row_key] if row_key else None
+                cols = value[col_key] if col_key else None
+                found.append((path, _matrix_long(body, rows, cols, _AXIS_TITLES.get(row_key or "", "row index"),
+                                                 _AXIS_TITLES.get(col_key or "", "column index"))))
                 return
             for key, child in value.items():
                 if key != "components":
@@ -430,7 +639,9 @@ def _component_rank_matrix(components: list[Mapping[str, Any]]) -> pd.DataFrame 
             rows.append({"row": str(c["layer"]), "col": str(c.get("kind") or c.get("module")), "value": float(rank)})
     if not rows:
         return None
-    return pd.DataFrame(rows).groupby(["row", "col"], as_index=False, sort=False)["value"].max()
+    frame = pd.DataFrame(rows).groupby(["row", "col"], as_index=False, sort=False)["value"].max()
+    frame.attrs.update(row_title="layer", col_title="module")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -446,9 +657,14 @@ def format_score(mean: float, std: float, scale: float = 100.0, digits: int = 2)
     return text if std is None or pd.isna(std) else f"{text}±{std * scale:.{digits}f}"
 
 
-def display_scale(metric: Any, scale: float = 100.0) -> float:
-    """The factor a score of ``metric`` is multiplied by for display: ``scale`` for fractions, 1 otherwise."""
-    return 1.0 if metric in UNSCALED_METRICS else scale
+def display_scale(row: Mapping[str, Any] | pd.Series | None) -> float:
+    """The factor a leaderboard row's score is multiplied by for display, from its declared unit
+    (``harness.metrics``): 100 for fractions and coefficients, 1 for percentages, rsum and ratings,
+    1 for an undeclared unit (shown as recorded and labelled "unit unknown")."""
+    if row is None:
+        return 1.0
+    value = row.get("scale") if hasattr(row, "get") else None
+    return float(value) if _number(value) is not None else 1.0
 
 
 def format_count(value: Any) -> str:
@@ -472,7 +688,7 @@ def format_bytes(value: Any, estimated: Any = None) -> str:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard with human-readable columns (what the Markdown report and the app print)."""
     if table is None or table.empty:
-        return pd.DataFrame(columns=["suite", "task", "adapter", "configuration", "score", "seeds", "params",
+        return pd.DataFrame(columns=["suite", "task", "adapter", "configuration", "unit", "score", "seeds", "params",
                                      "head", "peak memory", "train s", "step ms", "status", "notes"])
     out = pd.DataFrame({
         "suite": table["suite"],
@@ -480,8 +696,9 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "adapter": table["adapter"],
         "configuration": table["configuration"],
         "metric": table["primary"].fillna("–"),
-        "score": [format_score(m, s, display_scale(p))
-                  for m, s, p in zip(table["score_mean"], table["score_std"], table["primary"])],
+        "unit": table["unit_label"].fillna(metric_units.UNKNOWN_UNIT.label),
+        "score": [format_score(m, s, display_scale(r))
+                  for (_, r), m, s in zip(table.iterrows(), table["score_mean"], table["score_std"])],
         "seeds": table["n_seeds"].astype(int),
         "params": table["params_adapter"].map(format_count),
         "head": table["params_head"].map(format_count),
@@ -514,18 +731,17 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
         return pd.DataFrame(columns=[*columns, "Avg."])
     ours = table[table["source"] == "ours"] if "source" in table else table
     tasks = sorted(ours["task"].unique())
-    row_keys = ["adapter", "configuration", "model", "preset", "limited"]
+    row_keys = ["label", "row_key", "model", "preset", "limited"]
     rows = []
     for keys, group in ours.groupby(row_keys, dropna=False, sort=True):
-        adapter, configuration, _model, _preset, limited = keys
+        label, _row_key, _model, _preset, limited = keys
         by_task = {r["task"]: r for _, r in group.iterrows()}
-        label = adapter if configuration == "default" else f"{adapter} ({configuration})"
         row = {"Method": label + (" [limited]" if limited else ""),
                "Params": format_count(_first_valid(group["params_adapter"]))}
         means = []
         for task in tasks:
             r = by_task.get(task)
-            cell_scale = display_scale(None if r is None else r["primary"], scale)
+            cell_scale = display_scale(r)
             row[task] = "–" if r is None else format_score(r["score_mean"], r["score_std"], cell_scale)
             if r is not None and not pd.isna(r["score_mean"]):
                 means.append(r["score_mean"] * cell_scale)
@@ -559,7 +775,7 @@ _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$"
 def _latex_cell(value: Any) -> str:
     text = "--" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
     text = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
-    return text.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$")
+    return (text.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$").replace("·", r"$\cdot$"))
 
 
 def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
@@ -579,3 +795,419 @@ def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
     if caption:
         lines.append(r"\end{table}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the ranked wide table per suite, the paired comparison against a baseline (``report`` and the app)
+# ---------------------------------------------------------------------------------------------------
+
+# GLUE first (the suite the papers share), then the others alphabetically
+SUITE_ORDER = ("glue",)
+VERDICT_MARKS = {"better": "▲", "worse": "▼", "tied": "≈", "n/a": ""}
+COMPARISON_COLUMNS = ("method", "config_hash", "baseline", "model", "preset", "task", "unit", "n_pairs", "delta",
+                      "ci_low", "ci_high", "p_value", "p_improvement", "verdict")
+
+
+def ordered_suites(suites: Iterable[str]) -> list[str]:
+    names = sorted({str(s) for s in suites})
+    return [s for s in SUITE_ORDER if s in names] + [s for s in names if s not in SUITE_ORDER]
+
+
+def _task_units(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per task: metric, unit, label, family, display scale, direction (the first row that has them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for task, group in rows.groupby("task", sort=True):
+        out[str(task)] = {
+            "metric": _first_valid(group["primary"]) or "score",
+            "unit": _first_valid(group["unit"]) or metric_units.UNKNOWN_UNIT.name,
+            "label": _first_valid(group["unit_label"]) or metric_units.UNKNOWN_UNIT.label,
+            "family": _first_valid(group["unit_family"]) or metric_units.UNKNOWN_UNIT.family,
+            "scale": float(_first_valid(group["scale"]) or 1.0),
+            "higher_is_better": bool(_first_valid(group["higher_is_better"]) is not False),
+        }
+    return out
+
+
+def units_text(units: Mapping[str, Mapping[str, Any]]) -> str:
+    """``rte: accuracy (%); cola: mcc (x100)``: what every task column is in."""
+    return "; ".join(f"{t}: {u['metric']} ({u['label']})" for t, u in units.items())
+
+
+def _average_unit(units: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The unit family of the average, or None when the tasks' units cannot be averaged together."""
+    families = {u["family"] for u in units.values()}
+    if len(families) != 1 or metric_units.UNKNOWN_UNIT.family in families:
+        return None
+    return families.pop()
+
+
+def _scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
+    seeds = row.get("seed_scores") if isinstance(row.get("seed_scores"), Mapping) else {}
+    return {int(s): float(v) * scale for s, v in seeds.items()}
+
+
+def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.DataFrame:
+    """One row per configuration of ``suite`` (full runs, or with ``limited`` the limited ones), one
+    column per task (display-scaled seed mean, its 95% CI and n), the average over tasks with its CI,
+    adapter parameters, peak memory and train time; complete rows ranked first.
+
+    Complete: a score on every task this suite has for the same model and preset, with the requested
+    number of seeds on each, where requested is the largest number of seeds any row of that model and
+    preset has on a task. Incomplete rows follow, ranked among themselves, with ``missing`` saying what
+    is missing. The average (mean of the task means, as the papers' Avg.) is given for complete rows
+    only, and only when every task's unit may be averaged with the others (harness.metrics).
+    """
+    ours = table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table
+    if "source" in ours:
+        ours = ours[ours["source"] == "ours"]
+    units = _task_units(ours) if len(ours) else {}
+    # a task this subset lacks takes its unit from the suite's other runs (limited or full)
+    suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
+    groups = list(ours.groupby(["model", "preset"], sort=True, dropna=False)) if len(ours) else []
+    for _, group in groups:
+        for task in _group_tasks(group):  # a preset task no run of this subset has scored
+            if task not in units:
+                units[task] = suite_units.get(task) or {
+                    "metric": "score", "unit": "unknown", "label": metric_units.UNKNOWN_UNIT.label,
+                    "family": "unknown", "scale": 1.0, "higher_is_better": True}
+    units = {t: units[t] for t in sorted(units)}
+    tasks = list(units)
+    average_family = _average_unit({t: u for t, u in units.items() if u["unit"] != "unknown"})
+    rows = []
+    for (model, preset), group in groups:
+        group_tasks = _group_tasks(group)
+        requested = int(group["n_seeds"].max()) if len(group) else 0
+        for row_key, conf in group.groupby("row_key", sort=True):
+            by_task = {str(r["task"]): r for _, r in conf.iterrows()}
+            first = conf.iloc[0]
+            row: dict[str, Any] = {"method": first["label"], "config_hash": row_key, "adapter": first["adapter"],
+                                   "model": model, "preset": preset}
+            per_task_values, missing_tasks, short_seeds, ns = [], [], [], []
+            for task in tasks:
+                r = by_task.get(task)
+                scale = units[task]["scale"]
+                values = _scaled_seeds(r, scale) if r is not None else {}
+                n = len(values)
+                row[task] = float(r["score_mean"]) * scale if r is not None and n else math.nan
+                row[f"{task}_ci_low"] = float(r["score_ci_low"]) * scale if n > 1 else math.nan
+                row[f"{task}_ci_high"] = float(r["score_ci_high"]) * scale if n > 1 else math.nan
+                row[f"{task}_n"] = n
+                if task in group_tasks:
+                    if n == 0:
+                        missing_tasks.append(task)
+                    else:
+                        ns.append(n)
+                        per_task_values.append(list(values.values()))
+                        if n < requested:
+                            short_seeds.append(f"{task} {n}/{requested}")
+            complete = not missing_tasks and not short_seeds and bool(group_tasks)
+            missing = []
+            if missing_tasks:
+                missing.append("tasks " + ",".join(missing_tasks))
+            if short_seeds:
+                missing.append("seeds " + ", ".join(short_seeds))
+            interval = stats.average_ci(per_task_values) if complete and average_family else None
+            row.update(
+                complete=complete, missing="; ".join(missing), n_seeds=min(ns) if ns else 0,
+                requested_seeds=requested,
+                average=interval.mean if interval else math.nan,
+                average_ci_low=interval.low if interval else math.nan,
+                average_ci_high=interval.high if interval else math.nan,
+                adapter_params=_first_valid(conf["params_adapter"]),
+                peak_memory_mib=(float(conf["peak_memory_bytes"].max()) / 2**20
+                                 if conf["peak_memory_bytes"].notna().any() else math.nan),
+                memory_estimated=_any_true(conf["memory_estimated"]),
+                # the whole suite's training time: the seed-mean train time of each task, summed
+                train_seconds=float(conf["train_seconds"].sum()) if conf["train_seconds"].notna().any() else math.nan,
+                n_failed_runs=int(sum(conf[f"n_{s}"].sum() for s in FAILURE_STATUSES)),
+                limited_by=",".join(sorted({c for v in conf["limited_by"].dropna() for c in str(v).split(",") if c})),
+                task_config_hashes=",".join(f"{r['task']}:{r['config_hash']}" for _, r in conf.iterrows()),
+                unit=units_text(units),
+            )
+            rows.append(row)
+    task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
+    columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "complete", "missing", "n_seeds",
+               "requested_seeds", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
+               "peak_memory_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
+               "task_config_hashes", "unit"]
+    out = pd.DataFrame(rows, columns=columns)
+    if out.empty:
+        out.attrs.update(units=units, tasks=tasks)
+        return out
+    higher = all(u["higher_is_better"] for u in units.values())
+    # a row's own mean over the tasks it has only orders incomplete rows among themselves
+    partial = out[tasks].mean(axis=1, skipna=True) if tasks else pd.Series(math.nan, index=out.index)
+    out["_order"] = out["average"].where(out["complete"], partial)
+    out = out.sort_values(["complete", "_order", "method"], ascending=[False, not higher, True],
+                          na_position="last", kind="stable").drop(columns="_order").reset_index(drop=True)
+    out["rank"] = [i + 1 if c else None for i, c in enumerate(out["complete"])]
+    out["rank"] = out["rank"].astype("Int64")
+    out.attrs.update(units=units, tasks=tasks, average_family=average_family)
+    return out
+
+
+def _group_tasks(group: pd.DataFrame) -> list[str]:
+    """The tasks a row of this (model, preset) must have to be complete: every task some run of the
+    group scored, and every task of the preset that new records name (``preset_defaults.suite_tasks``)."""
+    scored = set(group.loc[group["n_seeds"] > 0, "task"].astype(str))
+    recorded = {t for v in group["suite_tasks"].dropna() for t in str(v).split(",") if t}
+    return sorted(scored | recorded)
+
+
+def baseline_rows(table: pd.DataFrame, suite: str, baseline: str) -> pd.DataFrame:
+    """Per (model, preset), the row of adapter ``baseline`` to compare against: the one at the preset's
+    settings (no training setting changed; ties: the most seeds, then the shortest label)."""
+    wide = wide_table(table, suite)
+    if wide.empty:
+        return wide
+    mine = wide[wide["adapter"] == baseline].copy()
+    if mine.empty:
+        return mine
+    mine["_changed"] = mine["method"].str.count("·")
+    mine["_seeds"] = mine[[c for c in mine.columns if c.endswith("_n")]].sum(axis=1)
+    mine["_len"] = mine["method"].str.len()
+    mine = mine.sort_values(["_changed", "_seeds", "_len"], ascending=[True, False, True], kind="stable")
+    return mine.groupby(["model", "preset"], sort=True).head(1).drop(columns=["_changed", "_seeds", "_len"])
+
+
+def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora") -> pd.DataFrame:
+    """Every full-run configuration of ``suite`` against the baseline adapter at the same model and
+    preset: per task (and for the average, when both rows have every task) the paired statistics of
+    harness.stats over the seeds both have, on the display scale of the task's unit."""
+    ours = table[(table["suite"] == suite) & (~table["limited"])] if len(table) else table
+    if "source" in ours:
+        ours = ours[ours["source"] == "ours"]
+    base = baseline_rows(table, suite, baseline)
+    units = _task_units(ours) if len(ours) else {}
+    average_family = _average_unit(units)
+    rows = []
+    for _, b in base.iterrows():
+        group = ours[(ours["model"] == b["model"]) & (ours["preset"] == b["preset"])]
+        group_tasks = _group_tasks(group)
+        base_cells = {str(r["task"]): r for _, r in group[group["row_key"] == b["config_hash"]].iterrows()}
+        for row_key, conf in group.groupby("row_key", sort=True):
+            if row_key == b["config_hash"]:
+                continue
+            cells = {str(r["task"]): r for _, r in conf.iterrows()}
+            label = conf.iloc[0]["label"]
+            xs_all, ys_all = [], []
+            for task in group_tasks:
+                if task not in cells or task not in base_cells:
+                    continue
+                scale, higher = units[task]["scale"], units[task]["higher_is_better"]
+                x, y = _scaled_seeds(cells[task], scale), _scaled_seeds(base_cells[task], scale)
+                shared = sorted(set(x) & set(y))
+                result = stats.paired_comparison([x[s] for s in shared], [y[s] for s in shared], higher)
+                xs_all.append([x[s] for s in shared])
+                ys_all.append([y[s] for s in shared])
+                rows.append(_comparison_row(label, row_key, b, task, f"{units[task]['metric']} ({units[task]['label']})",
+                                            result))
+            if average_family and len(xs_all) == len(group_tasks) and group_tasks:
+                higher = all(u["higher_is_better"] for u in units.values())
+                result = stats.paired_average_comparison(xs_all, ys_all, higher)
+                rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({average_family})",
+                                            result))
+    out = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    if out.empty:
+        return out
+    # in the order of the ranked table, tasks as its columns
+    order = {h: i for i, h in enumerate(wide_table(table, suite)["config_hash"])}
+    task_order = {t: i for i, t in enumerate([*units, "average"])}
+    out["_r"], out["_t"] = out["config_hash"].map(order), out["task"].map(task_order)
+    return out.sort_values(["_r", "_t"], kind="stable").drop(columns=["_r", "_t"]).reset_index(drop=True)
+
+
+def _comparison_row(label: str, row_key: str, base: Mapping[str, Any], task: str, unit: str,
+                    result: stats.Comparison) -> dict[str, Any]:
+    return {"method": label, "config_hash": row_key, "baseline": base["method"], "model": base["model"],
+            "preset": base["preset"], "task": task, "unit": unit, "n_pairs": result.n_pairs,
+            "delta": result.delta, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
+            "p_improvement": result.p_improvement, "verdict": result.verdict}
+
+
+def verdicts(comparison: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(config_hash, task) -> better | worse | tied | n/a, for the tie marks of the tables."""
+    return {(str(r["config_hash"]), str(r["task"])): str(r["verdict"]) for _, r in comparison.iterrows()}
+
+
+def format_cell(mean: Any, low: Any, high: Any, n: Any, digits: int = 2) -> str:
+    """``81.20 [79.10, 83.00] n=3``; ``81.20 (1 seed)``; ``–`` without a score. Never "± None"."""
+    if mean is None or pd.isna(mean):
+        return "–"
+    text = f"{float(mean):.{digits}f}"
+    if n is not None and not pd.isna(n) and int(n) == 1:
+        return f"{text} (1 seed)"
+    if low is None or pd.isna(low) or high is None or pd.isna(high):
+        return f"{text} (n={int(n)})" if n is not None and not pd.isna(n) else text
+    return f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}] n={int(n)}"
+
+
+def _best_index(values: pd.Series, higher: bool) -> set[int]:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == 0:
+        return set()
+    best = numeric.max() if higher else numeric.min()
+    return set(numeric.index[numeric == best])
+
+
+def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> tuple[pd.DataFrame, set[tuple[int, str]]]:
+    """The wide table as printed (Markdown, LaTeX, the app): headers with units, cells with CI and n,
+    the verdict mark against the baseline, and the (row, column) cells that are the best of their
+    column among the complete rows (higher score; fewer parameters, less memory, less time)."""
+    units = wide.attrs.get("units", {})
+    tasks = wide.attrs.get("tasks", [])
+    marks = verdicts(comparison) if comparison is not None and len(comparison) else {}
+    out = pd.DataFrame(index=wide.index)
+    out["#"] = wide["rank"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    out["method"] = wide["method"] + wide["preset"].map(lambda p: "" if len(set(wide["preset"])) == 1 else f" ({p})")
+    bold: set[tuple[int, str]] = set()
+    complete = wide[wide["complete"]]
+    for task in tasks:
+        u = units[task]
+        header = f"{task} {u['metric']} ({u['label']})"
+        out[header] = [
+            (format_cell(r[task], r[f"{task}_ci_low"], r[f"{task}_ci_high"], r[f"{task}_n"])
+             + (f" {VERDICT_MARKS.get(marks.get((r['config_hash'], task), 'n/a'), '')}".rstrip()))
+            for _, r in wide.iterrows()]
+        bold |= {(i, header) for i in _best_index(complete[task], u["higher_is_better"])}
+    family = wide.attrs.get("average_family")
+    avg_header = f"average ({family})" if family else "average (units differ: none)"
+    out[avg_header] = [
+        (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"])
+         + f" {VERDICT_MARKS.get(marks.get((r['config_hash'], 'average'), 'n/a'), '')}".rstrip())
+        for _, r in wide.iterrows()]
+    higher = all(u["higher_is_better"] for u in units.values()) if units else True
+    bold |= {(i, avg_header) for i in _best_index(complete["average"], higher)}
+    out["adapter params"] = wide["adapter_params"].map(format_count)
+    bold |= {(i, "adapter params") for i in _best_index(complete["adapter_params"], False)}
+    estimated = bool(wide["memory_estimated"].fillna(False).astype(bool).any())
+    mem_header = "peak memory (MiB, CPU est.)" if estimated else "peak memory (MiB)"
+    out[mem_header] = wide["peak_memory_mib"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+    bold |= {(i, mem_header) for i in _best_index(complete["peak_memory_mib"], False)}
+    out["train time (s)"] = wide["train_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+    bold |= {(i, "train time (s)") for i in _best_index(complete["train_seconds"], False)}
+    out["missing"] = wide["missing"].map(lambda v: v or "")
+    if wide["limited_by"].astype(str).str.len().gt(0).any():
+        out["limited by"] = wide["limited_by"]
+    return out.reset_index(drop=True), {(list(wide.index).index(i), c) for i, c in bold}
+
+
+def wide_markdown(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
+    if wide is None or wide.empty:
+        return "_no runs_"
+    shown, bold = wide_display(wide, comparison)
+    header = [str(c) for c in shown.columns]
+    lines = ["| " + " | ".join(_markdown_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for i, row in shown.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = _markdown_cell(value)
+            cells.append(f"**{text}**" if (i, column) in bold and text not in ("", "–") else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_LATEX_MARKS = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≈": r"$\approx$"}
+
+
+def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str) -> str:
+    """A booktabs table (needs booktabs and amssymb) with the best of each column in bold."""
+    if wide is None or wide.empty:
+        return "% no runs"
+    shown, bold = wide_display(wide, comparison)
+    shown = shown.drop(columns=[c for c in ("missing", "limited by") if c in shown.columns and not shown[c].any()])
+
+    def cell(value: Any, is_bold: bool) -> str:
+        text = _latex_cell(value)
+        for mark, tex in _LATEX_MARKS.items():
+            text = text.replace(mark, tex)
+        return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}", r"\resizebox{\textwidth}{!}{%",
+             rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
+             " & ".join(_latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def comparison_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "method": comparison["method"], "task": comparison["task"], "unit": comparison["unit"],
+        "pairs": comparison["n_pairs"].astype(int),
+        "delta": comparison["delta"].map(lambda v: "–" if pd.isna(v) else f"{v:+.2f}"),
+        "95% CI": [("–" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]")
+                   for lo, hi in zip(comparison["ci_low"], comparison["ci_high"])],
+        "p (paired t)": comparison["p_value"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}"),
+        "P(better)": comparison["p_improvement"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
+        "verdict": comparison["verdict"],
+    }).reset_index(drop=True)
+
+
+def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
+    units = wide.attrs.get("units", {})
+    text = (f"{suite}: mean over seeds with a 95% bootstrap CI over seeds and n (seeds). Units: {units_text(units)}."
+            " Average: the mean of the task columns, for rows with every task and seed.")
+    if baseline:
+        text += (f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied (the CI of the "
+                 "difference includes 0).")
+    return text
+
+
+REPORT_FORMATS = ("csv", "md", "latex")
+
+
+def _csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
+                 suites: Sequence[str] | None = None) -> dict[str, str]:
+    """Every file of ``python -m harness report``, name -> text, built in memory (so that nothing is
+    written unless all of it could be built). Per suite: ``<suite>.csv`` (the ranked wide table of
+    full runs), ``<suite>-limited.csv``, ``<suite>-vs-<baseline>.csv``, ``<suite>.md``, ``<suite>.tex``;
+    and ``leaderboard.md`` (every suite, GLUE first) and ``leaderboard.csv`` (one row per configuration
+    and task, full and limited, with CIs and units)."""
+    table = leaderboard(frame)
+    names = ordered_suites(suites if suites is not None else table["suite"].unique())
+    files: dict[str, str] = {}
+    page = ["# Leaderboard", "",
+            "Mean over seeds with a 95% bootstrap confidence interval and the number of seeds n; rows with "
+            "every task and seed are ranked by their average, incomplete rows follow with what they miss. "
+            f"Marks against {baseline} at the same preset (paired over shared seeds): ▲ better, ▼ worse, "
+            "≈ tied (the interval of the difference includes 0). Limited runs (a cap below the preset's) are "
+            "in their own tables. Method in README.md (Statistics).", ""]
+    for suite in names:
+        wide = wide_table(table, suite)
+        limited = wide_table(table, suite, limited=True)
+        comparison = compare_to_baseline(table, suite, baseline)
+        caption = wide_caption(suite, wide, baseline)
+        md = [f"## {suite}", "", caption, "", wide_markdown(wide, comparison), ""]
+        if len(comparison):
+            md += [f"### {suite}: against {baseline}", "", wide_caption(suite, wide, None).split(" Average")[0], "",
+                   to_markdown(comparison_display(comparison)), ""]
+        else:
+            md += [f"_no {baseline} row at the same model and preset: no paired comparison_", ""]
+        if len(limited):
+            md += [f"### {suite}: limited runs (never ranked with full runs)", "", wide_markdown(limited), ""]
+        if "csv" in formats:
+            files[f"{suite}.csv"] = _csv_text(wide)
+            files[f"{suite}-limited.csv"] = _csv_text(limited)
+            files[f"{suite}-vs-{baseline}.csv"] = _csv_text(comparison)
+        if "md" in formats:
+            files[f"{suite}.md"] = "\n".join(md)
+        if "latex" in formats:
+            tex = [wide_latex(wide, comparison, caption)]
+            if len(limited):
+                tex.append(wide_latex(limited, None, f"{suite}, limited runs: " + wide_caption(suite, limited, None)))
+            files[f"{suite}.tex"] = "\n\n".join(tex) + "\n"
+        page += md
+    if "md" in formats:
+        files["leaderboard.md"] = "\n".join(page)
+    if "csv" in formats:
+        long = table.drop(columns=["seed_scores"]).copy()
+        long["score_display"] = long["score_mean"] * long["scale"]
+        long["ci_low_display"] = long["score_ci_low"] * long["scale"]
+        long["ci_high_display"] = long["score_ci_high"] * long["scale"]
+        files["leaderboard.csv"] = _csv_text(long)
+    return files

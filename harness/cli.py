@@ -7,6 +7,7 @@ raised before any model is loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -91,10 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--json", action="store_true")
     _adapter_flags(params)
 
-    report = sub.add_parser("report", help="aggregate seeds into leaderboard tables (CSV and Markdown)")
-    report.add_argument("--results-dir")
-    report.add_argument("--out", help="write leaderboard.csv and leaderboard.md here")
-    report.add_argument("--suite")
+    report = sub.add_parser("report", help="ranked tables with confidence intervals (CSV, Markdown, LaTeX)")
+    report.add_argument("--results-dir", help="the result store to read (default: results/)")
+    report.add_argument("--out", help="write <suite>.csv, <suite>-limited.csv, <suite>-vs-<baseline>.csv, "
+                                      "<suite>.md, <suite>.tex and leaderboard.md here (atomically)")
+    report.add_argument("--suite", help="only this suite")
+    report.add_argument("--baseline", default="lora", help="adapter every configuration is compared with")
+    report.add_argument("--format", default="csv,md,latex", help="comma list of csv, md, latex")
 
     analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)")
     analyze.add_argument("args", nargs=argparse.REMAINDER)
@@ -498,27 +502,61 @@ def _default_targets(family: str, model: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # reads the store only (no torch): aggregate, stats and metrics are pure
     from harness import aggregate
-    from harness.runner import default_results_dir
     from harness.store import ResultStore
 
-    store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
-    loaded = store.load(warn=False)
+    formats = [f.strip() for f in str(args.format).split(",") if f.strip()]
+    bad = [f for f in formats if f not in aggregate.REPORT_FORMATS]
+    if bad or not formats:
+        raise HarnessError(f"--format {args.format!r}: valid formats are {', '.join(aggregate.REPORT_FORMATS)}")
+    root = Path(args.results_dir) if args.results_dir else Path(os.environ.get("HARNESS_RESULTS_DIR") or "results")
+    if not root.is_dir():
+        raise HarnessError(f"--results-dir {root} does not exist (no tables written)")
+    loaded = ResultStore(root).load(warn=False)
     for path, why in loaded.skipped:
         print(f"warning: skipped {path}: {why}", file=sys.stderr)
+    if not loaded.records:
+        raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
     frame = aggregate.load_frame(loaded.records)
+    for duplicate in frame.attrs.get("duplicates", []):
+        print(f"warning: {duplicate} in {root} for one config and seed (a copy or a backup); counted once",
+              file=sys.stderr)
     if args.suite:
-        frame = frame[frame["suite"] == args.suite] if len(frame) else frame
-    table = aggregate.leaderboard(frame)
-    markdown = aggregate.to_markdown(table)
-    print(markdown)
+        frame = frame[frame["suite"] == args.suite]
+        if frame.empty:
+            raise HarnessError(f"--suite {args.suite}: no record of that suite in {root} (no tables written)")
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
+    if "leaderboard.md" in files:
+        print(files["leaderboard.md"])
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "leaderboard.csv", index=False)
-        (out / "leaderboard.md").write_text(markdown + "\n")
-        print(f"wrote {out / 'leaderboard.csv'} and {out / 'leaderboard.md'}", file=sys.stderr)
+        written = write_files_atomically(Path(args.out), files)
+        print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
     return 0
+
+
+def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
+    """Each file written to a temporary file in ``out``, fsynced, then renamed over the old one: a
+    report killed or failing at any point leaves every table either whole and old or whole and new."""
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
+        try:
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the tables private to their writer
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text if text.endswith("\n") else text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        written.append(out / name)
+    return written
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

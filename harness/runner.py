@@ -176,6 +176,7 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             merged = {**to_jsonable(train), **adapter_cls.train_overrides_for(preset_name, suite.name, model),
                       **_drop_none(request.train_overrides)}
             train = build(TrainConfig, merged, "training")
+            suite.check_train_config(task, train)  # --limit on a suite that ignores it, undeclared metrics
             for seed in seeds:
                 specs.append(
                     RunSpec(
@@ -463,7 +464,47 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
         "status": "failed",
         "error": None,
         "started_at": _now(),
+        **preset_annotations(spec),
     }
+
+
+CAP_FIELDS = ("max_train_samples", "max_eval_samples", "max_steps", "limit")
+
+
+def preset_annotations(spec: RunSpec) -> dict[str, Any]:
+    """What the tables need without importing torch or the suites (harness/aggregate.py): the preset's
+    training settings and adapter options for this run, so that a row shows what differs from them;
+    the caps applied and those below the preset's (a "limited" run); the suite's default tasks. Never
+    part of the config hash. A plug-in whose defaults cannot be rebuilt gets ``preset_defaults_error``
+    and the tables fall back to comparing records within the store."""
+    try:
+        suite: Suite = SUITES.get(spec.suite)()
+        adapter_cls = ADAPTERS.get(spec.adapter)
+        preset_train = build(TrainConfig, {**to_jsonable(suite.train_config(spec.preset, spec.task, spec.model)),
+                                           **adapter_cls.train_overrides_for(spec.preset, spec.suite, spec.model)},
+                             "training")
+        options = adapter_options_for(adapter_cls, suite, spec.preset, spec.model, GridRequest(suite=spec.suite))
+        preset_options = build_adapter(spec.adapter, options).config.to_dict()
+        tasks = suite.default_tasks(spec.preset)
+    except Exception as exc:  # an annotation must never cost a run
+        return {"preset_defaults_error": f"{type(exc).__name__}: {exc}"}
+    applied = {name: getattr(spec.train, name) for name in CAP_FIELDS}
+    preset = {name: getattr(preset_train, name) for name in CAP_FIELDS}
+    below = [n for n in CAP_FIELDS if applied[n] is not None and (preset[n] is None or applied[n] < preset[n])]
+    return {
+        "preset_defaults": {"train": to_jsonable(preset_train), "adapter_options": preset_options,
+                            "suite_tasks": list(tasks)},
+        "caps": {"applied": applied, "preset": preset, "below_preset": below},
+    }
+
+
+def metric_annotations(spec: RunSpec, primary: str) -> dict[str, Any]:
+    """The unit, display scale and direction of the primary metric and the units of every declared
+    metric (harness/metrics.py), for the record's ``metrics`` section."""
+    from harness.metrics import record_fields
+
+    suite: Suite = SUITES.get(spec.suite)()
+    return record_fields(suite.metrics, primary, suite.name) if suite.metrics else {"unit": None}
 
 
 def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | None = None) -> dict[str, Any]:
@@ -750,6 +791,7 @@ def _train_and_evaluate(
     mean_step = timer.mean_step_seconds
     return {
         "metrics": {
+            **metric_annotations(spec, primary),
             "primary": primary,
             "score": chosen.get(primary),
             "selection": selection,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import HarnessError, UnknownNameError
+from harness.metrics import MetricSpec, declared
 from harness.spec import TrainConfig
 
 if TYPE_CHECKING:
@@ -81,6 +82,12 @@ class Suite:
     # Whether the TaskData a run loads stays read-only during the run, so that the runs of a grid can
     # share one tokenized copy (a suite that keeps per-run state in its data must leave this False).
     share_task_data: ClassVar[bool] = False
+    # The metrics this suite reports, each with its unit and direction (harness/metrics.py); every table,
+    # axis and caption shows a score in its declared unit, and the runner records it.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Whether the suite honours ``--limit`` (TrainConfig.limit, a per-task evaluation cap); a suite that
+    # does not refuses it at plan time instead of recording a cap it never applied.
+    honours_limit: ClassVar[bool] = False
 
     # ---- plan-time (no model, no data loaded) -----------------------------------------------------
     def default_tasks(self, preset: str) -> list[str]:
@@ -159,3 +166,18 @@ class Suite:
 
     def primary_metric(self, task: str) -> str:
         raise NotImplementedError
+
+    def metric(self, name: str) -> MetricSpec:
+        """The declaration of one of this suite's metrics, or a one-line error listing the declared ones."""
+        return declared(self.metrics, name, self.name)
+
+    def check_train_config(self, task: str, train: TrainConfig) -> None:
+        """Plan-time checks of a task's training settings against what the suite can apply: ``--limit``
+        on a suite that ignores it, a primary metric the suite did not declare."""
+        if train.limit is not None and not self.honours_limit:
+            raise HarnessError(
+                f"suite '{self.name}' does not use --limit (it would be recorded but not applied); cap the "
+                "evaluation with --max-eval-samples and training with --max-train-samples / --max-steps"
+            )
+        if self.metrics:
+            self.metric(self.primary_metric(task))

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import build
 from harness.errors import HarnessError, UnknownNameError
+from harness.metrics import BUILTIN_METRICS
 from harness.models import ModelEntry, find_model_entry, hub_offline, register_model, wheel_dir
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -306,6 +307,7 @@ PAPER_TRAIN = TrainConfig(epochs=5, lr=5e-4, batch_size=128, eval_batch_size=256
 @register_suite("coco-retrieval")
 class CocoRetrieval(Suite):
     share_task_data = True  # images and tokenized captions are only read during a run
+    metrics = BUILTIN_METRICS["coco-retrieval"]  # names, units, directions: harness/metrics.py
     description = "COCO image<->text retrieval (recall@1/5/10 both ways, rsum) with a CLIP-style dual encoder"
     family = "dual_encoder"
     tasks = ("coco",)

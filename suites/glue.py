@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.metrics import BUILTIN_METRICS
 from harness.models import arch_config, find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -426,6 +427,7 @@ class Glue(Suite):
     tasks = tuple(TASKS)
     selection = "best-dev-epoch"
     share_task_data = True  # tokenized examples are only read during a run
+    metrics = BUILTIN_METRICS["glue"]  # names, units, directions: harness/metrics.py
 
     def default_tasks(self, preset: str) -> list[str]:
         return list(CORE_TASKS) if preset == "cpu" else list(TASKS)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import coerce
 from harness.errors import HarnessError
+from harness.metrics import BUILTIN_METRICS
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
@@ -213,6 +214,8 @@ def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits,
 @register_suite("instructeval")
 class InstructEval(InstructionTuningSuite):
     share_task_data = True  # the tokenized Alpaca examples and the eval plan are only read during a run
+    metrics = BUILTIN_METRICS["instructeval"]  # names, units, directions: harness/metrics.py
+    honours_limit = True  # --limit N scores N examples per lm-eval task
     description = "Alpaca instruction tuning, evaluated on INSTRUCTEVAL (MMLU 5-shot, BBH 3-shot, DROP 3-shot, HumanEval pass@1) with lm-eval"
 
     def option_names(self) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import build
 from harness.errors import HarnessError
+from harness.metrics import BUILTIN_METRICS
 from harness.models import find_model_entry, wheel_dir
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -304,6 +305,8 @@ class MTBenchPlan:
 
 @register_suite("mt-bench")
 class MTBench(InstructionTuningSuite):
+    metrics = BUILTIN_METRICS["mt-bench"]  # names, units, directions: harness/metrics.py
+    honours_limit = True  # --limit N judges N questions, round-robin over categories
     description = "Alpaca instruction tuning, evaluated on MT-Bench (80 two-turn questions, LLM-judge scores 1-10, FastChat formats)"
 
     def option_names(self) -> tuple[str, ...]:

@@ -33,10 +33,15 @@ def make_record(
     git_dirty: bool = False,
     primary: str = "accuracy",
     analysis: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``train`` adds training settings to the spec (``{"max_steps": 2}``); ``annotations`` adds the
+    sections new runners write (``preset_defaults``, ``caps``) and ``metrics.unit`` keys."""
     options = {"rank": 8, "alpha": 16.0} if adapter_options is None else adapter_options
     spec = {"suite": suite, "task": task, "adapter": adapter, "model": model, "preset": preset, "seed": seed,
-            "adapter_options": options, "train": {"epochs": 1.0, "lr": 1e-3, "limit": limit}, "suite_options": {}}
+            "adapter_options": options, "train": {"epochs": 1.0, "lr": 1e-3, "limit": limit, **(train or {})},
+            "suite_options": {}}
     identity = {k: v for k, v in spec.items() if k != "seed"}
     config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     record: dict[str, Any] = {
@@ -51,6 +56,9 @@ def make_record(
         "environment": {"python": "3.11", "git_commit": "abc123", "git_dirty": git_dirty, "device_name": "x86_64"},
         "timing": {"total_seconds": train_seconds + 1.0},
     }
+    annotations = dict(annotations or {})
+    metric_fields = annotations.pop("metrics", {})
+    record.update(copy.deepcopy(annotations))
     if status != "success":
         record["error"] = {"type": "DivergedError" if status == "diverged" else "RuntimeError",
                            "message": f"{status} at step 3", "traceback": None, "step": 3}
@@ -58,7 +66,7 @@ def make_record(
     record.update({
         "metrics": {"primary": primary, "score": score, "selection": "best-dev-epoch", "best": {primary: score},
                     "best_epoch": 1, "final": {primary: score}, "per_epoch": [{"epoch": 1, "step": 4, primary: score}],
-                    "variants": {}},
+                    "variants": {}, **metric_fields},
         "params": {"adapter_trainable": params_adapter, "head": params_head, "total": 22_000_000 + params_adapter,
                    "trainable_total": params_adapter + params_head},
         "memory": {"device": device, "peak_bytes": peak_bytes,

@@ -129,7 +129,7 @@ def test_markdown_and_latex_exports():
     latex = aggregate.to_latex(table, caption="GLUE dev, cpu preset")
     assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
     assert latex.count(r"\\") == len(paper) + 1
-    assert "alpha=16.0, rank=8" in latex
+    assert "lora r8 $\\cdot$ limit 8 [limited]" in latex
 
 
 def test_markdown_escapes_pipes():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,10 +54,40 @@ def real_store(tmp_path_factory) -> Path:
     return root
 
 
+def frame_with(at: AppTest, column: str, nth: int = 0):
+    """The nth dataframe on the page that has ``column`` (the tables are told apart by their columns)."""
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(frames) > nth, f"no dataframe #{nth} with column {column!r}"
+    return frames[nth]
+
+
+def markdown_texts(at: AppTest) -> str:
+    """Everything Streamlit renders as Markdown: markdown, captions, headers, alerts."""
+    parts = [e.value for kind in ("markdown", "caption", "subheader", "title", "warning", "error", "info", "success")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def seeded_store(root: Path) -> None:
+    """GLUE rte+stsb with lora, full and head on three seeds, a COCO record, one limited smoke run."""
+    scores = {"lora": (0.60, 0.62, 0.64), "full": (0.70, 0.72, 0.74), "head": (0.59, 0.63, 0.62)}
+    records = []
+    for adapter, values in scores.items():
+        for task in ("rte", "stsb"):
+            for seed, score in zip((42, 64, 128), values):
+                records.append(make_record(task=task, adapter=adapter, seed=seed, score=score,
+                                           primary="pearson" if task == "stsb" else "accuracy",
+                                           adapter_options=None if adapter == "lora" else {}))
+    records.append(make_record(suite="coco-retrieval", task="coco", score=209.0, primary="rsum"))
+    records.append(make_record(task="rte", adapter="lora", seed=42, score=0.5, limit=8))
+    write_store(root, records)
+
+
 def test_empty_store_shows_a_helpful_empty_state(tmp_path, monkeypatch):
     at = render(tmp_path / "nothing-here", monkeypatch, reference_dir=tmp_path / "no-reference")
     infos = " ".join(i.value for i in at.info)
-    assert "No run records" in infos and "python -m harness run" in infos
+    assert "No run records" in infos
+    assert any("python -m harness run" in c.value for c in at.code)
     assert not at.warning and count(at, "dataframe") == 0
 
 
@@ -64,39 +95,86 @@ def test_real_cpu_preset_run_renders_every_page(real_store, monkeypatch):
     before = snapshot(real_store)
     at = render(real_store, monkeypatch)
     assert [t.label for t in at.tabs][:5] == ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export"]
-    board = at.dataframe[1].value
-    assert set(board["adapter"]) == {"lora", "head"} and (board["seeds"] == 1).all()
+    # --max-steps 2 --max-train-samples 32 --max-eval-samples 32: below the preset's caps, so limited
+    limited = frame_with(at, "limited by")
+    assert set(limited["method"].str.split().str[0]) == {"lora", "head"}
+    assert limited["limited by"].str.contains("max_steps").all()
+    board = frame_with(at, "config hash")
+    assert set(board["method"].str.split().str[0]) == {"lora", "head"} and (board["seeds"] == 1).all()
     assert (board["memory"] == "CPU estimate").all()  # the CI machine has no GPU: estimates, labelled so
-    assert count(at, "vega_lite_chart") >= 3  # two Pareto plots and the loss curve
+    assert (board["unit"] == "%").all()  # RTE accuracy, declared a fraction, shown in percent
+    # only limited runs of one of GLUE's six tasks: no complete row, so no Pareto of the suite average
+    assert any("needs every task and seed" in i.value for i in at.info)
+    at.selectbox(key="pareto-target").set_value("rte").run()
+    assert count(at, "vega_lite_chart") >= 2  # the Pareto plot of RTE and the loss curve
     lora_run = next(r for r in at.selectbox(key="detail-run").options if "/lora/" in r)
     at.selectbox(key="detail-run").set_value(lora_run).run()
     assert not at.exception
-    # Pareto x2, loss curve, singular values, M_eff-k: the record's SVD analysis is drawn
-    assert count(at, "vega_lite_chart") >= 5
+    # Pareto, loss curve, singular values, M_eff-k: the record's SVD analysis is drawn
+    assert count(at, "vega_lite_chart") >= 4
     assert snapshot(real_store) == before  # the app never writes
+
+
+def test_leaderboard_opens_on_glue_with_cis_and_tie_marks(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    assert at.subheader[0].value == "Suite: glue"  # GLUE first, then the others
+    wide = frame_with(at, "#")
+    assert list(wide["method"])[:3] == ["full", "lora r8", "head"]  # complete rows ranked by average
+    rte = next(c for c in wide.columns if c.startswith("rte"))
+    assert rte == "rte accuracy (%)"
+    full_rte = wide.loc[wide["method"] == "full", rte].item()
+    assert full_rte.startswith("72.00 [") and "n=3" in full_rte and full_rte.endswith("▲")
+    assert wide.loc[wide["method"] == "head", rte].item().endswith("≈")  # CI of the difference includes 0
+    assert "limit" not in " ".join(wide["method"])  # the smoke run is not in the ranked table
+    vs = frame_with(at, "P(better)")
+    assert set(vs["verdict"]) <= {"better", "worse", "tied", "n/a"}
+    coco = frame_with(at, "coco rsum (sum of %)")  # COCO's recall sum as reported, not as a percent
+    assert coco.iloc[0]["coco rsum (sum of %)"] == "209.00 (1 seed)"
 
 
 def test_factory_grid_tables_filters_and_analysis(tmp_path, monkeypatch):
     write_store(tmp_path, grid_records())
     at = render(tmp_path, monkeypatch)
-    board = at.dataframe[1].value
-    lora_rte = board[(board["adapter"] == "lora") & (board["task"] == "rte") & ~board["limited"]].iloc[0]
-    assert lora_rte["score %"] == pytest.approx(64.0) and lora_rte["failed"] == 1 and lora_rte["dirty tree"]
+    board = frame_with(at, "config hash")
+    lora_rte = board[(board["method"] == "lora r8") & (board["task"] == "rte")].iloc[0]
+    assert lora_rte["score"] == pytest.approx(64.0) and lora_rte["failed"] == 1 and lora_rte["dirty tree"]
     assert board["diverged"].sum() == 1
-    assert "dirty tree" in " ".join(c.value for c in at.caption)
+    assert "dirty tree" in " ".join(t.value for t in at.text)
     at.multiselect(key="filter-adapter").set_value(["lora", "head"]).run()
-    assert set(at.dataframe[1].value["adapter"]) == {"lora", "head"}
+    assert set(frame_with(at, "config hash")["method"].str.split().str[0]) == {"lora", "head"}
     at.checkbox(key="filter-limited").uncheck().run()
-    assert not at.dataframe[1].value["limited"].any()
+    assert (frame_with(at, "config hash")["limited by"] == "").all()
     run_id = next(r for r in at.selectbox(key="detail-run").options if "/lora/" in r and r.endswith("seed1"))
     at.selectbox(key="detail-run").set_value(run_id).run()
-    # Pareto x2, loss, singular values, M_eff-k, KL heatmap, LoRA² rank heatmap
-    assert count(at, "vega_lite_chart") == 7
+    # loss, singular values, M_eff-k, KL heatmap, LoRA² rank heatmap; no Pareto of the average: lora has
+    # 3 seeds on rte, so a row needs 3 on stsb too, and none is complete (the tab says so)
+    assert count(at, "vega_lite_chart") == 5
+    assert any("needs every task and seed" in i.value for i in at.info)
     failed_id = next(r for r in at.selectbox(key="detail-run").options if r.endswith("seed3") and "/lora/" in r)
     at.selectbox(key="detail-run").set_value(failed_id).run()
-    assert any("RuntimeError" in e.value for e in at.error)
+    assert any("RuntimeError" in c.value for c in at.code)
     codes = " ".join(c.value for c in at.code)
-    assert r"\toprule" in codes and "| Method | Params |" in codes
+    assert r"\toprule" in codes and "| # | method |" in codes
+
+
+def test_markdown_in_a_record_is_shown_literally(tmp_path, monkeypatch):
+    evil = "![x](http://host/p.png)"
+    record = make_record(adapter=evil, task=f"rte{evil}", status="failed")
+    record["error"]["message"] = f"boom {evil} **bold** <img src=http://host/q.png>"
+    ok = make_record(adapter=evil, seed=2, adapter_options={"rank": 8, "note": "[link](http://host/l)"})
+    write_store(tmp_path, [record, ok])
+    at = render(tmp_path, monkeypatch)
+    rendered = markdown_texts(at)
+    # wherever Streamlit reads Markdown, the record's strings arrive escaped (no image, link or tag)
+    assert "](http" not in rendered and "<img" not in rendered
+    at.selectbox(key="detail-run").set_value(next(r for r in at.selectbox(key="detail-run").options
+                                                  if r.endswith("seed1"))).run()
+    assert not at.exception
+    assert any(evil in c.value and "<img src=http://host/q.png>" in c.value for c in at.code)  # literal text
+    rendered = markdown_texts(at)
+    assert "](http" not in rendered and "<img" not in rendered
+    assert any(evil in " ".join(map(str, frame_with(at, "config hash")["method"])) for _ in [0])
 
 
 def test_malformed_and_foreign_json_are_skipped_with_a_warning(tmp_path, monkeypatch):
@@ -110,15 +188,28 @@ def test_malformed_and_foreign_json_are_skipped_with_a_warning(tmp_path, monkeyp
     (folder / "future.json").write_text(json.dumps(future), encoding="utf-8")
     (folder / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
     at = render(tmp_path, monkeypatch)
-    warning = " ".join(w.value for w in at.warning)
+    assert "Skipped 5" in " ".join(w.value for w in at.warning)
+    files = " ".join(frame_with(at, "why")["file"])
     for name in ("truncated.json", "foreign.json", "list.json", "future.json", "binary.json"):
-        assert name in warning
-    assert "Skipped 5" in warning
-    assert set(at.dataframe[1].value["adapter"]) == {"lora", "head"}
+        assert name in files
+    assert set(frame_with(at, "config hash")["method"].str.split().str[0]) == {"lora", "head"}
+
+
+def test_a_copied_record_is_counted_once_and_warned_about(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    original = next((tmp_path / "glue" / "rte").glob("lora-*-seed42.json"))
+    (original.parent / (original.stem + " (copy).json")).write_bytes(original.read_bytes())
+    backup = tmp_path / "backup" / "glue" / "rte"
+    backup.mkdir(parents=True)
+    (backup / original.name).write_bytes(original.read_bytes())
+    at = render(tmp_path, monkeypatch)
+    assert any("recorded more than once" in w.value for w in at.warning)
+    wide = frame_with(at, "#")
+    assert "n=3" in wide.loc[wide["method"] == "lora r8", "rte accuracy (%)"].item()
 
 
 def test_reported_rows_are_shown_apart_and_never_averaged(tmp_path, monkeypatch):
-    write_store(tmp_path / "store", grid_records())
+    seeded_store(tmp_path / "store")
     reference = tmp_path / "reference"
     reference.mkdir()
     (reference / "paper.csv").write_text(
@@ -127,21 +218,46 @@ def test_reported_rows_are_shown_apart_and_never_averaged(tmp_path, monkeypatch)
         encoding="utf-8",
     )
     at = render(tmp_path / "store", monkeypatch, reference_dir=reference)
-    reported = [d.value for d in at.dataframe if "paper" in d.value.columns]
-    assert reported and (reported[0]["source"] == "reported").all()
-    assert reported[0]["score %"].iloc[0] == pytest.approx(99.0)
-    averages = at.dataframe[0].value
-    lora = averages[(averages["adapter"] == "lora") & ~averages["limited"]].iloc[0]
-    assert lora["average %"] < 99.0 and lora["average %"] == pytest.approx((64.0 + 64.0) / 2)
+    reported = frame_with(at, "paper")
+    assert (reported["source"] == "reported").all() and reported["value as printed"].iloc[0] == pytest.approx(99.0)
+    wide = frame_with(at, "#")
+    lora = wide[wide["method"] == "lora r8"].iloc[0]
+    assert lora["average (points)"].startswith("62.00 [")  # (62 + 62) / 2, the reported 99 never enters
+    at.selectbox(key="pareto-target").set_value("rte").run()
+    assert not at.exception  # the reported point is drawn as its own marker on the parameter axis
+
+
+def test_pareto_offers_averages_tasks_and_three_axes(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    assert at.selectbox(key="pareto-target").options[0] == "suite average (complete rows)"
+    assert list(at.radio(key="pareto-axis").options) == ["adapter parameters", "peak memory", "train time"]
+    for axis in ("peak memory", "train time"):
+        at.radio(key="pareto-axis").set_value(axis).run()
+        assert not at.exception
+    at.selectbox(key="pareto-target").set_value("stsb").run()
+    assert not at.exception and count(at, "vega_lite_chart") >= 1
+
+
+def test_the_store_is_chosen_from_configured_ones_only(tmp_path, monkeypatch):
+    seeded_store(tmp_path / "a")
+    write_store(tmp_path / "b", [make_record(adapter="lora")])
+    monkeypatch.setenv("HARNESS_RESULTS_DIRS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    monkeypatch.delenv("HARNESS_RESULTS_DIR", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and not at.text_input  # no free-text path
+    assert list(at.selectbox(key="results-dir").options) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    at.selectbox(key="results-dir").set_value(str(tmp_path / "b")).run()
+    assert len(frame_with(at, "config hash")) == 1
 
 
 def test_new_records_show_up_on_the_next_rerun(tmp_path, monkeypatch):
     write_store(tmp_path, [make_record(adapter="lora")])
     at = render(tmp_path, monkeypatch)
-    assert set(at.dataframe[1].value["adapter"]) == {"lora"}
+    assert set(frame_with(at, "config hash")["method"]) == {"lora r8"}
     write_store(tmp_path, [make_record(adapter="head", adapter_options={})])
     at.run()
-    assert not at.exception and set(at.dataframe[1].value["adapter"]) == {"lora", "head"}
+    assert not at.exception and set(frame_with(at, "config hash")["method"]) == {"lora r8", "head"}
 
 
 def test_shipped_results_folder_renders(monkeypatch):
@@ -149,6 +265,8 @@ def test_shipped_results_folder_renders(monkeypatch):
     at = render(PROJECT_ROOT / "results", monkeypatch)
     skipped = [w.value for w in at.warning if "Skipped" in w.value]
     assert not skipped, skipped  # every JSON file committed under results/ is a record we can read
+    if at.subheader:
+        assert at.subheader[0].value == "Suite: glue"
 
 
 def test_app_does_not_import_torch_or_the_runner(tmp_path):
