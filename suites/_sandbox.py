@@ -373,6 +373,17 @@ def _tail(out: bytes, limit: int = 600) -> str:
     return out[-limit:].decode("utf-8", errors="replace")
 
 
+def exit_reason(code: int) -> str:
+    """The shell's status of the program: 128 + N means killed by signal N (SIGXCPU: the CPU limit)."""
+    if code > 128:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            return f"exit code {code}"
+        return f"killed by {name}" + (" (CPU limit)" if name == "SIGXCPU" else "")
+    return f"exit code {code}"
+
+
 def _execute(plan: SandboxPlan, program: str, check: str, limits: SandboxLimits) -> SandboxResult:
     nonce = secrets.token_hex(16).encode()
     uid = UID_BASE + secrets.randbelow(UID_SPAN)
@@ -415,7 +426,7 @@ def _execute(plan: SandboxPlan, program: str, check: str, limits: SandboxLimits)
         return SandboxResult("failed", None, _tail(body), f"wrote more than {limits.output_kb} KiB")
     if proc.returncode == 0 and body.endswith(marker):
         return SandboxResult("passed", 0, _tail(body[: -len(marker)]))
-    reason = "exited before the check finished" if proc.returncode == 0 else f"exit code {proc.returncode}"
+    reason = "exited before the check finished" if proc.returncode == 0 else exit_reason(proc.returncode)
     return SandboxResult("failed", proc.returncode, _tail(body), reason)
 
 
