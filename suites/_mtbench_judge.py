@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -454,7 +455,7 @@ def judgment_record(match: Match, model_id: str, judge: JudgeIdentity, judgment:
 @dataclass
 class JudgingReport:
     records: list[dict[str, Any]]
-    asked: int  # judgments requested from the judge in this call (cache misses)
+    asked: int  # judgments requested from the judge in this call (cache misses it was asked for)
     cached: int  # judgments served from the cache
     errors: int  # judge errors (scored -1, not cached)
 
@@ -465,9 +466,11 @@ class JudgingReport:
 
 
 def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCache, model_id: str,
-                  judgment_file: Path | None = None, batch_size: int = 16) -> JudgingReport:
+                  judgment_file: Path | None = None, batch_size: int = 16, give_up_after: int = 16) -> JudgingReport:
     """Judge every match, asking the backend only for those not in the cache. Judgments are cached
-    and appended to ``judgment_file`` batch by batch, so an interrupted run keeps what it paid for."""
+    and appended to ``judgment_file`` batch by batch, so an interrupted run keeps what it paid for.
+    After ``give_up_after`` judge errors without one good reply the rest is not asked (recorded as
+    judge errors): a judge answering HTTP 500 to everything fails the run quickly."""
     judge = backend.identity
     keys = [JudgmentCache.key(m.question.question_id, m.turn, judge, list(m.answers), m.system, m.user) for m in matches]
     results: dict[int, tuple[str, float | int, str]] = {}
@@ -481,11 +484,17 @@ def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCa
     errors = 0
     out_lines: list[dict[str, Any]] = [judgment_record(matches[i], model_id, judge, *results[i]) for i in sorted(results)]
     append_lines(judgment_file, out_lines)
+    answered = sent = 0
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
-        replies = list(backend.complete([(matches[i].system, matches[i].user) for i in chunk]))
-        if len(replies) != len(chunk):
-            replies = [judge_error(f"the backend returned {len(replies)} replies for {len(chunk)} prompts")] * len(chunk)
+        if errors >= give_up_after and answered == 0:
+            reason = judge_error(f"not asked: the judge failed {errors} judgments without one good reply")
+            replies = [reason] * len(chunk)
+        else:
+            sent += len(chunk)
+            replies = list(backend.complete([(matches[i].system, matches[i].user) for i in chunk]))
+            if len(replies) != len(chunk):
+                replies = [judge_error(f"the backend returned {len(replies)} replies for {len(chunk)} prompts")] * len(chunk)
         lines = []
         for i, reply in zip(chunk, replies):
             if is_judge_error(reply):
@@ -494,6 +503,7 @@ def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCa
                 errors += 1
             else:
                 score, status = read_rating(reply)
+                answered += 1
             results[i] = (reply, score, status)
             if status == RATING_OK:  # only valid ratings: a rerun asks again for the rest
                 m = matches[i]
@@ -502,7 +512,27 @@ def judge_matches(matches: list[Match], backend: JudgeBackend, cache: JudgmentCa
             lines.append(judgment_record(matches[i], model_id, judge, reply, score, status))
         append_lines(judgment_file, lines)
     records = [judgment_record(matches[i], model_id, judge, *results[i]) for i in range(len(matches))]
-    return JudgingReport(records=records, asked=len(pending), cached=len(matches) - len(pending), errors=errors)
+    return JudgingReport(records=records, asked=sent, cached=len(matches) - len(pending), errors=errors)
+
+
+def drop_model_lines(path: Path, model_id: str) -> None:
+    """Remove an earlier attempt's lines of ``model_id`` from a judgment file, so that after judging it
+    holds exactly one line per judgment of this model (FastChat's show_result would count repeats)."""
+    if not path.is_file():
+        return
+    kept, dropped = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            mine = json.loads(line).get("model") == model_id
+        except (json.JSONDecodeError, AttributeError):
+            mine = True  # a line cut by a killed writer: nobody can read it
+        dropped |= mine
+        if not mine:
+            kept.append(line)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def append_lines(path: Path | None, records: list[dict[str, Any]]) -> None:

@@ -15,7 +15,9 @@ only writable place, gone when the namespace dies), and nothing else: no ``/root
 results folder, ``/proc``, ``/sys`` or ``/etc``. The network namespace has only a down loopback; the pid
 namespace hides every host process, and when its pid 1 dies (at the timeout the harness SIGKILLs it)
 the kernel kills every process left inside, ``setsid`` or not. Output is read with a cap; a program that
-writes more is killed.
+writes more is killed. On x86_64 a seccomp filter (installed by the wrapper before any untrusted code,
+irremovable) also refuses new namespaces, mounts, ptrace, keyrings, bpf, perf, userfaultfd, io_uring,
+module loading and the x32 ABI.
 
 A pass needs the test code itself to finish: the wrapper runs the program, restores the builtins the
 program may have replaced, runs the check, and only then prints a marker with a random per-run nonce
@@ -61,6 +63,38 @@ UID_BASE, UID_SPAN = 1_500_000_000, 500_000_000
 WRAPPER = r'''
 import builtins, os, sys, traceback
 _write, _exit, _exec, _flush, _print_exc = os.write, os._exit, exec, sys.stdout.flush, traceback.print_exc
+
+
+def _seccomp():
+    """A seccomp filter (x86_64), installed before any untrusted code and never removable: namespaces,
+    mounts, ptrace, keyrings, bpf, perf, userfaultfd, io_uring, modules and kexec are refused (EPERM)."""
+    import ctypes, struct
+    if os.uname().machine != "x86_64":
+        return "no seccomp filter on " + os.uname().machine
+    deny = (272, 308, 165, 166, 155, 161, 101, 310, 311, 248, 249, 250, 321, 298, 323, 425, 426, 427, 175, 313,
+            176, 246, 320, 303, 304, 428, 429, 430, 431, 432, 433, 442, 163, 167, 168, 169, 134, 139, 156)
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000
+    code = [(0x20, 0, 0, 4), (0x15, 1, 0, 0xC000003E), (0x06, 0, 0, kill), (0x20, 0, 0, 0),
+            (0x35, 0, 1, 0x40000000), (0x06, 0, 0, eperm), (0x15, 0, 1, 435), (0x06, 0, 0, enosys)]
+    for nr in deny:
+        code += [(0x15, 0, 1, nr), (0x06, 0, 0, eperm)]
+    # clone (56) with a CLONE_NEW* flag: no new namespaces from inside
+    code += [(0x15, 0, 3, 56), (0x20, 0, 0, 16), (0x45, 0, 1, 0x7E020080), (0x06, 0, 0, eperm), (0x06, 0, 0, allow)]
+    program = b"".join(struct.pack("HBBI", *c) for c in code)
+    buffer = ctypes.create_string_buffer(program)
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    prog = Prog(len(code), ctypes.addressof(buffer))
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:
+        _write(1, b"sandbox setup failed: seccomp: errno %d\n" % ctypes.get_errno())
+        _exit(125)
+    return ""
+
+
+_seccomp()
 _write(1, b"SANDBOX-READY\n")
 
 
@@ -135,6 +169,10 @@ except PermissionError:
     pass
 if resource.getrlimit(resource.RLIMIT_NPROC)[0] == resource.RLIM_INFINITY:
     problems.append("RLIMIT_NPROC is not set")
+if os.uname().machine == "x86_64":
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0:
+        problems.append("the program can create a user namespace (no seccomp filter)")
 if problems:
     raise SystemExit("; ".join(problems))
 '''
@@ -335,6 +373,17 @@ def _tail(out: bytes, limit: int = 600) -> str:
     return out[-limit:].decode("utf-8", errors="replace")
 
 
+def exit_reason(code: int) -> str:
+    """The shell's status of the program: 128 + N means killed by signal N (SIGXCPU: the CPU limit)."""
+    if code > 128:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            return f"exit code {code}"
+        return f"killed by {name}" + (" (CPU limit)" if name == "SIGXCPU" else "")
+    return f"exit code {code}"
+
+
 def _execute(plan: SandboxPlan, program: str, check: str, limits: SandboxLimits) -> SandboxResult:
     nonce = secrets.token_hex(16).encode()
     uid = UID_BASE + secrets.randbelow(UID_SPAN)
@@ -377,7 +426,7 @@ def _execute(plan: SandboxPlan, program: str, check: str, limits: SandboxLimits)
         return SandboxResult("failed", None, _tail(body), f"wrote more than {limits.output_kb} KiB")
     if proc.returncode == 0 and body.endswith(marker):
         return SandboxResult("passed", 0, _tail(body[: -len(marker)]))
-    reason = "exited before the check finished" if proc.returncode == 0 else f"exit code {proc.returncode}"
+    reason = "exited before the check finished" if proc.returncode == 0 else exit_reason(proc.returncode)
     return SandboxResult("failed", proc.returncode, _tail(body), reason)
 
 

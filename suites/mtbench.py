@@ -82,6 +82,7 @@ from suites._mtbench_judge import (
     OpenAIJudge,
     aggregate_scores,
     build_matches,
+    drop_model_lines,
     judge_matches,
     load_judge_prompts,
     public_url,
@@ -400,6 +401,7 @@ class MTBench(InstructionTuningSuite):
         answer_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         matches = build_matches(plan.questions, answers, plan.prompts, plan.references)
+        drop_model_lines(plan.judgment_file, model_id)  # an earlier attempt's lines: one line per judgment
         try:
             report = judge_matches(matches, plan.judge, plan.cache, model_id, plan.judgment_file)
         except JudgeUnreachableError as exc:

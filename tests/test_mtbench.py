@@ -433,6 +433,10 @@ def test_a_run_whose_judging_failed_is_failed_rerun_and_only_rejudged(tmp_path, 
         assert final["overall"] == 7.0 and record["metrics"]["score"] == 7.0
         assert len(server.requests) == 9
         assert record["data_info"]["mtbench"]["answer_file"] == str(answer_file)
+        # the judgment file beside the record holds each judgment once (FastChat's show_result counts repeats)
+        judged = [json.loads(line) for line in (side / "model_judgment" / "fake-judge_single.jsonl").read_text().splitlines()]
+        assert len(judged) == 6 and {j["rating_status"] for j in judged} == {"ok"}
+        assert sorted((j["question_id"], j["turn"]) for j in judged) == sorted({(j["question_id"], j["turn"]) for j in judged})
         third = run_grid([spec], store, options, echo=lambda line: None)
         assert third.skipped == 1 and third.records == []  # done now
     finally:

@@ -28,6 +28,7 @@ from suites._mtbench_judge import (
     OpenAIJudge,
     aggregate_scores,
     build_matches,
+    drop_model_lines,
     judge_matches,
     load_judge_prompts,
     parse_rating,
@@ -443,3 +444,22 @@ def test_a_backend_returning_the_wrong_number_of_replies_fails_those_judgments(t
     matches = build_matches([questions[81]], ANSWERS, prompts, references)
     report = judge_matches(matches, Short(), JudgmentCache(tmp_path / "c.jsonl"), "m")
     assert report.failed == 2 and report.errors == 2
+
+
+def test_a_judge_failing_everything_is_given_up_on(tmp_path, fake_judge, questions, prompts, references):
+    fake_judge.status = 500
+    chosen = [questions[q] for q in ANSWERS]
+    matches = build_matches(chosen, ANSWERS, prompts, references)
+    judge = OpenAIJudge("fake-judge", fake_judge.base_url, None, max_retries=0, parallel=1)
+    report = judge_matches(matches, judge, JudgmentCache(tmp_path / "c.jsonl"), "m", batch_size=1, give_up_after=2)
+    assert len(fake_judge.requests) == 2 and report.asked == 2 and report.failed == 6
+    assert sum("not asked" in r["judgment"] for r in report.records) == 4
+
+
+def test_an_earlier_attempts_lines_are_replaced(tmp_path):
+    path = tmp_path / "model_judgment" / "j_single.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"model": "run-a", "score": -1}) + "\n" + json.dumps({"model": "run-b", "score": 5})
+                    + "\n" + '{"model": "run-a", "sco\n')
+    drop_model_lines(path, "run-a")
+    assert [json.loads(line)["model"] for line in path.read_text().splitlines()] == ["run-b"]

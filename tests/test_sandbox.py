@@ -275,7 +275,7 @@ def test_memory_cpu_and_open_file_limits():
     result = run_untrusted("x = bytearray(2 * 1024 ** 3)\n", FAST)
     assert result.status == "failed" and "MemoryError" in result.output_tail
     result = run_untrusted("while True:\n    pass\n", SandboxLimits(timeout_s=20, cpu_s=1))
-    assert result.status == "failed" and result.returncode != 0  # SIGXCPU long before the wall clock
+    assert result.status == "failed" and result.reason == "killed by SIGXCPU (CPU limit)"  # before the wall clock
     files = "fs = [open('/dev/null') for _ in range(1000)]\n"
     result = run_untrusted(files, FAST)
     assert result.status == "failed" and "Too many open files" in result.output_tail
@@ -301,6 +301,34 @@ def test_the_environment_is_not_inherited(monkeypatch):
     lines = result.output_tail.strip().splitlines()
     if os.geteuid() == 0:  # root harness: the program runs as an unused uid with no groups
         assert sandbox.UID_BASE <= int(lines[-1]) < sandbox.UID_BASE + sandbox.UID_SPAN and lines[-2] == "[]"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp filter is x86_64 only")
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "import ctypes\nassert ctypes.CDLL(None).unshare(0x10000000) == 0",  # a user namespace of its own
+        "import ctypes\nassert ctypes.CDLL(None).unshare(0x00020000) == 0",
+        "import subprocess\nsubprocess.run(['unshare', '-U', '-r', 'true'], check=True)",
+        "import ctypes\nassert ctypes.CDLL(None).mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0",
+        "import ctypes\nassert ctypes.CDLL(None).ptrace(16, 1, 0, 0) == 0",  # PTRACE_ATTACH to pid 1
+        "import ctypes\nassert ctypes.CDLL(None).syscall(321, 0, 0, 0) >= 0",  # bpf
+        "import ctypes\nassert ctypes.CDLL(None).syscall(323, 0) >= 0",  # userfaultfd
+        "import ctypes\nassert ctypes.CDLL(None).syscall(425, 1, 0) >= 0",  # io_uring_setup
+        "import ctypes\nassert ctypes.CDLL(None).syscall(0x40000000 + 39) >= 0",  # x32 getpid
+    ],
+)
+def test_dangerous_system_calls_are_refused_by_seccomp(attempt):
+    assert run_untrusted(attempt, FAST).status == "failed"
+
+
+def test_ordinary_processes_and_threads_still_work():
+    program = ("import os, subprocess, threading\npid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+               "assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7\n"
+               "assert subprocess.run(['echo', 'hi'], capture_output=True).stdout == b'hi\\n'\n"
+               "t = threading.Thread(target=print, args=('thread',))\nt.start()\nt.join()\n")
+    result = run_untrusted(program, FAST)
+    assert result.passed, result
 
 
 # ---- refusing to run without kernel isolation ----------------------------------------------------------
