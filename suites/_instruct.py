@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.datafiles import cached, read_checked
 from harness.errors import HarnessError
 from harness.models import (
     ModelEntry,
@@ -163,32 +164,65 @@ def format_prompt(instruction: str, input: str = "") -> str:
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
 
-def examples_from_record(record: dict[str, Any], where: str) -> list[AlpacaExample]:
-    """One Alpaca record, or one seed task (several ``instances``), as examples."""
+def examples_from_record(record: Any, where: str) -> list[AlpacaExample]:
+    """One Alpaca record, or one seed task (several ``instances``), as examples; a record of the wrong
+    shape (not an object, a missing or non-text field) is a one-line error naming it."""
+    if not isinstance(record, dict):
+        raise HarnessError(f"{where}: an Alpaca record must be a JSON object, got {type(record).__name__}")
     if "instruction" not in record:
         raise HarnessError(f"{where}: an Alpaca record needs 'instruction' (found keys {sorted(record)})")
+    _text_field(record, "instruction", where)
     if "instances" in record:
-        return [
-            AlpacaExample(str(record["instruction"]), str(inst.get("input") or ""), str(inst["output"]))
-            for inst in record["instances"]
-        ]
+        if not isinstance(record["instances"], list) or not record["instances"]:
+            raise HarnessError(f"{where}: 'instances' must be a non-empty list of {{input, output}} objects")
+        out = []
+        for j, inst in enumerate(record["instances"]):
+            if not isinstance(inst, dict) or "output" not in inst:
+                raise HarnessError(f"{where} instance {j}: needs an object with 'output'")
+            out.append(AlpacaExample(record["instruction"], _text_field(inst, "input", f"{where} instance {j}", True),
+                                     _text_field(inst, "output", f"{where} instance {j}")))
+        return out
     if "output" not in record:
         raise HarnessError(f"{where}: an Alpaca record needs 'output' (found keys {sorted(record)})")
-    return [AlpacaExample(str(record["instruction"]), str(record.get("input") or ""), str(record["output"]))]
+    return [AlpacaExample(record["instruction"], _text_field(record, "input", where, True), _text_field(record, "output", where))]
+
+
+def _text_field(record: dict[str, Any], name: str, where: str, optional: bool = False) -> str:
+    value = record.get(name)
+    if optional and value is None:
+        return ""
+    if not isinstance(value, str):
+        raise HarnessError(f"{where}: '{name}' must be text, got {json.dumps(value)[:60]}")
+    return value
 
 
 def read_alpaca_file(path: Path) -> list[AlpacaExample]:
-    """A JSON list or JSONL of Alpaca records (instruction, input, output) or of seed tasks."""
+    """A JSON list or JSONL of Alpaca records (instruction, input, output) or of seed tasks; every record
+    validated (read once per file identity and process)."""
     if not path.is_file():
         raise HarnessError(f"Alpaca data file {path} does not exist; {HOW_TO_GET_ALPACA}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path} is neither a JSON list nor JSONL ({exc.msg} at line {exc.lineno})") from None
+    return cached((path,), "alpaca", lambda: read_checked(path, lambda: _read_alpaca(path), "an Alpaca JSON list or JSONL"))
+
+
+def _read_alpaca(path: Path) -> list[AlpacaExample]:
+    text = path.read_bytes().decode("utf-8-sig")
+    records: list[tuple[str, Any]] = []
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path} is not a JSON list ({exc.msg} at line {exc.lineno})") from None
+        records = [(f"{path} record {i}", r) for i, r in enumerate(data)]
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append((f"{path}, line {number}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise HarnessError(f"{path}, line {number}: not JSON ({exc.msg}); expected a JSON list or JSONL") from None
     out: list[AlpacaExample] = []
-    for i, record in enumerate(records):
-        out.extend(examples_from_record(record, f"{path} record {i}"))
+    for where, record in records:
+        out.extend(examples_from_record(record, where))
     if not out:
         raise HarnessError(f"{path} holds no Alpaca examples")
     return out
@@ -477,8 +511,8 @@ class InstructionTuningSuite(Suite):
         return ("alpaca_path", "alpaca_dataset", "load_in_4bit")
 
     def check_data(self, task: str, data: DataSource) -> None:
-        if data.offline:
-            offline_alpaca_file(data)
+        if data.offline:  # every record validated now (the runs reuse the parsed file)
+            read_alpaca_file(offline_alpaca_file(data))
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.datafiles import fail, read_checked, require_fields
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class Question:
 
     @staticmethod
     def from_json(record: dict[str, Any], where: str) -> Question:
+        if not isinstance(record, dict) or not isinstance(record.get("turns"), list) or not record["turns"] \
+                or not all(isinstance(t, str) for t in record["turns"]):
+            raise HarnessError(f"{where}: not an MT-Bench question (needs an object with a non-empty 'turns' list of text)")
         try:
             turns = tuple(str(t) for t in record["turns"])
             required = record.get("required_temperature")
@@ -82,12 +86,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise HarnessError(f"{path} does not exist")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_checked(path, lambda: path.read_bytes().decode("utf-8"), "JSON lines")
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise HarnessError(f"{path} line {number} is not JSON ({exc.msg})") from None
+            except RecursionError:
+                raise HarnessError(f"{path} line {number}: JSON nested too deeply") from None
     return rows
 
 
@@ -103,7 +110,17 @@ def load_questions(path: Path) -> list[Question]:
 
 def load_reference_answers(path: Path) -> dict[int, tuple[str, ...]]:
     """question_id -> the reference answer's turns (FastChat answer format, first choice)."""
-    return {int(r["question_id"]): tuple(r["choices"][0]["turns"]) for r in read_jsonl(path)}
+    out: dict[int, tuple[str, ...]] = {}
+    for number, r in enumerate(read_jsonl(path), start=1):
+        where = f"record {number}"
+        require_fields(r, {"question_id": int, "choices": list}, path, where)
+        if not r["choices"]:
+            raise fail(path, where, "'choices' is empty")
+        choice = require_fields(r["choices"][0], {"turns": list}, path, f"{where} choices[0]")
+        if not all(isinstance(t, str) for t in choice["turns"]):
+            raise fail(path, where, "'turns' must be a list of strings")
+        out[r["question_id"]] = tuple(choice["turns"])
+    return out
 
 
 def select_questions(questions: list[Question], limit: int | None) -> list[Question]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from harness.datafiles import require_fields
 from harness.errors import HarnessError
 from suites._mtbench_answers import Question, read_jsonl
 
@@ -66,7 +67,9 @@ class JudgePrompt:
 
 def load_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
     prompts = {}
-    for r in read_jsonl(path):
+    for number, r in enumerate(read_jsonl(path), start=1):
+        require_fields(r, {k: str for k in ("name", "type", "system_prompt", "prompt_template", "output_format")},
+                       path, f"record {number}")
         prompts[r["name"]] = JudgePrompt(r["name"], r["type"], r["system_prompt"], r["prompt_template"], r["output_format"])
     missing = [n for n in ("single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn") if n not in prompts]
     if missing:

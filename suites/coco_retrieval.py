@@ -28,7 +28,6 @@ and 80 train images, so scores there are over 159 images, not the 5k protocol. T
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import build
+from harness.datafiles import cached, read_json, require_fields
 from harness.errors import HarnessError, UnknownNameError
 from harness.metrics import BUILTIN_METRICS
 from harness.models import ModelEntry, find_model_entry, hub_offline, register_model, wheel_dir
@@ -157,9 +157,28 @@ def coco_split_files(folder: Path, split: str) -> tuple[Path, Path]:
     return captions, images
 
 
+COCO_CAPTIONS = "a COCO captions file (a JSON object with 'images' and 'annotations' lists)"
+
+
+def read_captions_json(captions_file: Path) -> dict[str, Any]:
+    """The captions JSON, its structure validated: one line naming the file and the entry otherwise."""
+    data = read_json(captions_file, COCO_CAPTIONS)
+    require_fields(data, {"images": list, "annotations": list}, captions_file, "top level")
+    for i, image in enumerate(data["images"]):
+        require_fields(image, {"id": int, "file_name": str}, captions_file, f"images[{i}]")
+    for i, ann in enumerate(data["annotations"]):
+        require_fields(ann, {"image_id": int, "caption": str}, captions_file, f"annotations[{i}]")
+    return data
+
+
 def read_captioned_images(captions_file: Path, image_dir: Path) -> CaptionedImages:
-    """Images of the captions file that exist in ``image_dir``, in file-name order, with their captions."""
-    data = json.loads(captions_file.read_text())
+    """Images of the captions file that exist in ``image_dir``, in file-name order, with their captions
+    (read once per file identity and process: the plan-time check and the runs share it)."""
+    return cached((captions_file, image_dir), "coco-captions", lambda: _read_captioned_images(captions_file, image_dir))
+
+
+def _read_captioned_images(captions_file: Path, image_dir: Path) -> CaptionedImages:
+    data = read_captions_json(captions_file)
     by_id: dict[int, list[str]] = {}
     for ann in data["annotations"]:
         by_id.setdefault(ann["image_id"], []).append(ann["caption"].strip())
@@ -353,8 +372,8 @@ class CocoRetrieval(Suite):
         if not data.offline:
             raise HarnessError(f"COCO is read from a local folder only (pass --data-dir); {HOW_TO_GET_COCO}")
         folder = data.folder("coco", HOW_TO_GET_COCO)
-        for split in ("train", "val"):
-            coco_split_files(folder, split)
+        for split in ("train", "val"):  # read and validated now (the runs reuse it), before a model loads
+            read_captioned_images(*coco_split_files(folder, split))
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch

@@ -24,6 +24,7 @@ results never share a leaderboard cell. The ``cpu`` preset evaluates with a defa
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import coerce
+from harness.datafiles import cached, fail, read_checked, read_json, require_fields
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
 from harness.registry import register_suite
@@ -211,6 +213,70 @@ def score_humaneval(samples: list[dict[str, Any]], limits: SandboxLimits,
     return outcomes["passed"] / max(1, len(samples)), outcomes
 
 
+def check_benchmark_files(root: Path) -> None:
+    """Every local benchmark file read with the loaders lm-eval will call (lm_eval_tasks/ie_utils.py),
+    its structure validated, once per file identity and process: a malformed file is one line before any
+    model loads, not a traceback inside lm-eval after training."""
+    for subject in ie_utils.MMLU_SUBJECTS:
+        for split in ("dev", "test"):
+            path = root / "mmlu" / split / f"{subject}_{split}.csv"
+            if not path.is_file():
+                raise HarnessError(f"{path} is missing (mmlu); {HOW_TO_GET}")
+            cached((path,), "mmlu", lambda path=path: _mmlu_rows(path))
+    for task in ie_utils.BBH_TASKS:
+        for path in (root / "bbh" / "bbh" / f"{task}.json", root / "bbh" / "cot-prompts" / f"{task}.txt"):
+            if not path.is_file():
+                raise HarnessError(f"{path} is missing (bbh); {HOW_TO_GET}")
+            cached((path,), "bbh", lambda path=path: _bbh_file(path))
+    drop = root / "drop" / "drop_v0_dev.jsonl.gz"
+    rows = cached((drop,), "drop", lambda: read_checked(drop, lambda: ie_utils.read_drop_simple_evals(drop),
+                                                        "simple-evals DROP JSON lines (context, ref_text), gzipped"))
+    if len(rows) <= ie_utils.DROP_SHOTS:
+        raise HarnessError(f"{drop} holds {len(rows)} DROP questions: too few for {ie_utils.DROP_SHOTS}-shot prompts")
+    humaneval = ie_utils.humaneval_file(root)
+    cached((humaneval,), "humaneval", lambda: _humaneval_rows(humaneval))
+
+
+def _mmlu_rows(path: Path) -> list[dict[str, Any]]:
+    rows = read_checked(path, lambda: ie_utils.read_mmlu_csv(path), "an MMLU CSV (question,choice0..3,answer)")
+    if not rows:
+        raise HarnessError(f"{path} holds no MMLU questions")
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        if row["answer"] not in range(4) or not all(isinstance(c, str) for c in row["choices"]):
+            raise fail(path, f"line {number}", f"answer must be 0-3 with four choices, got {row['answer']}")
+    return rows
+
+
+def _bbh_file(path: Path) -> Any:
+    if path.suffix == ".txt":  # the CoT prompt: a description and at least BBH_SHOTS exemplars
+        _, shots = read_checked(path, lambda: ie_utils.parse_cot_prompt(path.read_bytes().decode("utf-8")),
+                                "a BBH chain-of-thought prompt file")
+        if len(shots) < ie_utils.BBH_SHOTS:
+            raise HarnessError(f"{path} has {len(shots)} exemplars, {ie_utils.BBH_SHOTS}-shot prompts need {ie_utils.BBH_SHOTS}")
+        return shots
+    data = read_json(path, "a BBH task file ({'examples': [{input, target}, ...]})")
+    require_fields(data, {"examples": list}, path, "top level")
+    if not data["examples"]:
+        raise HarnessError(f"{path} holds no BBH examples")
+    for i, example in enumerate(data["examples"]):
+        require_fields(example, {"input": str, "target": str}, path, f"examples[{i}]")
+    return data
+
+
+def _humaneval_rows(path: Path) -> list[dict[str, Any]]:
+    import gzip
+
+    def read() -> list[Any]:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return [(n, json.loads(line)) for n, line in enumerate(fh, start=1) if line.strip()]
+
+    rows = read_checked(path, read, "HumanEval JSON lines, gzipped")
+    if not rows:
+        raise HarnessError(f"{path} holds no HumanEval problems")
+    keys = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    return [require_fields(r, {k: str for k in keys}, path, f"line {n}") for n, r in rows]
+
+
 @register_suite("instructeval")
 class InstructEval(InstructionTuningSuite):
     share_task_data = True  # the tokenized Alpaca examples and the eval plan are only read during a run
@@ -253,6 +319,7 @@ class InstructEval(InstructionTuningSuite):
             for path in needed[benchmark]:
                 if not path.exists():
                     raise HarnessError(f"{path} is missing ({benchmark}); {HOW_TO_GET}")
+        check_benchmark_files(data.root)
 
     def load_eval_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> tuple[Any, dict[str, Any]]:
         options = EvalOptions.from_options(ctx.options, ctx.preset)

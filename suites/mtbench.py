@@ -332,8 +332,13 @@ class MTBench(InstructionTuningSuite):
         return CPU_TRAIN_MTBENCH if preset == "cpu" else super().train_config(preset, task, model)
 
     def check_data(self, task: str, data: DataSource) -> None:
-        super().check_data(task, data)
-        check_files(data_root(data), DEFAULT_REFERENCE)
+        root = data_root(data)
+        check_files(root, DEFAULT_REFERENCE)
+        # small files: read and validated now, so a malformed one fails before any model loads
+        load_questions(root / QUESTION_FILE)
+        load_judge_prompts(root / JUDGE_PROMPT_FILE)
+        load_reference_answers(root / REFERENCE_DIR / f"{DEFAULT_REFERENCE}.jsonl")
+        super().check_data(task, data)  # the Alpaca training file, every record
 
     def load_eval_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> tuple[Any, dict[str, Any]]:
         options = MTBenchOptions.from_options(ctx.options)

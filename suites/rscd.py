@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import build
+from harness.datafiles import cached
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
 from harness.models import ModelEntry, find_model_entry, hub_offline, register_model
@@ -220,6 +221,11 @@ def scan_split(folder: Path) -> LabelledImages:
     return LabelledImages(paths, classes, unlabelled)
 
 
+def scanned(folder: Path) -> LabelledImages:
+    """scan_split once per folder identity and process: the plan-time check and the runs share it."""
+    return cached((folder,), "rscd-scan", lambda: scan_split(folder))
+
+
 def select_mode(images: LabelledImages, mode: str) -> tuple[list[Path], list[int]]:
     index = {c: i for i, c in enumerate(mode_classes(mode))}
     paths, labels = [], []
@@ -383,8 +389,12 @@ class Rscd(Suite):
         if not data.offline:
             raise HarnessError(f"RSCD is read from a local folder only (pass --data-dir); {HOW_TO_GET_RSCD}")
         root = release_root(data.folder("rscd", HOW_TO_GET_RSCD))
-        split_folder(root, "train")
-        split_folder(root, "val")
+        for split in ("train", "val"):  # labelled images of this mode must be there before a model loads
+            folder = split_folder(root, split)
+            images = scanned(folder)
+            if not select_mode(images, task)[0]:
+                raise HarnessError(f"{folder} has no labelled RSCD images of mode '{task}' ({len(images.paths)} labelled, "
+                                   f"{images.unlabelled} with an unrecognised name); {HOW_TO_GET_RSCD}")
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch
@@ -416,8 +426,8 @@ class Rscd(Suite):
         if not ctx.data.offline:
             raise HarnessError(f"RSCD is read from a local folder only (pass --data-dir); {HOW_TO_GET_RSCD}")
         root = release_root(ctx.data.folder("rscd", HOW_TO_GET_RSCD))
-        train_all = scan_split(split_folder(root, "train"))
-        eval_all = scan_split(split_folder(root, opts.eval_split))
+        train_all = scanned(split_folder(root, "train"))
+        eval_all = scanned(split_folder(root, opts.eval_split))
         train_paths, train_labels = select_mode(train_all, task)
         eval_paths, eval_labels = select_mode(eval_all, task)
         if not train_paths or not eval_paths:

@@ -204,8 +204,44 @@ CASES = [
     Case("model-folder-binary-config", (*GLUE, "--adapters", "lora", "--model", "{tmp}/m"),
          "transformers cannot read its config.json", setup=lambda t, s: _model_folder(t, config=b"\xff\xfe\x00bin")),
     Case("model-folder-is-the-data", (*GLUE, "--adapters", "lora", "--model", "{data}/glue"), "is not a model"),
+    # malformed data files, through the CLI (tests/test_data_validation.py has the class, file by file)
+    Case("data-sst2-label-2", ("run", "--suite", "glue", "--tasks", "sst2", "--adapters", "lora", "--data-dir",
+                               "{tmp}/data", "--results-dir", "{tmp}/results"),
+         "SST-2/dev.tsv, line 3: label '2' is not one of 0, 1", setup=lambda t, s: _broken_data(t, s, "sst2")),
+    Case("data-stsb-score-abc", ("run", "--suite", "glue", "--tasks", "stsb", "--adapters", "lora", "--data-dir",
+                                 "{tmp}/data", "--results-dir", "{tmp}/results"),
+         "STS-B/train.tsv, line 4: score 'abc' is not a number", setup=lambda t, s: _broken_data(t, s, "stsb")),
+    Case("data-alpaca-torn", ("run", "--suite", "instructeval", "--adapters", "lora", "--data-dir", "{tmp}/data",
+                              "--results-dir", "{tmp}/results"),
+         "seed_tasks.jsonl, line 2: not JSON", setup=lambda t, s: _broken_data(t, s, "alpaca")),
 ]
-SUBPROCESS_CASES = ("hub-offline", "data-wrong-header")
+SUBPROCESS_CASES = ("hub-offline", "data-wrong-header", "data-sst2-label-2")
+
+
+def _broken_data(tmp: Path, shared: Path, which: str) -> None:
+    """A data root linking the real data, with one file copied and broken."""
+    root = tmp / "data"
+    root.mkdir()
+    for entry in shared.iterdir():
+        if entry.name not in ("glue", "alpaca"):
+            (root / entry.name).symlink_to(entry)
+    if which == "alpaca":
+        (root / "glue").symlink_to(shared / "glue")
+        (root / "alpaca").mkdir()
+        lines = (shared / "alpaca" / "seed_tasks.jsonl").read_text(encoding="utf-8").splitlines()
+        lines[1] = lines[1][:40]
+        (root / "alpaca" / "seed_tasks.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return
+    (root / "alpaca").symlink_to(shared / "alpaca")
+    folder, name, line, column, value = {"sst2": ("SST-2", "dev.tsv", 3, 1, "2"),
+                                         "stsb": ("STS-B", "train.tsv", 4, 9, "abc")}[which]
+    shutil.copytree(shared / "glue" / folder, root / "glue" / folder)
+    path = root / "glue" / folder / name
+    rows = path.read_text(encoding="utf-8").splitlines()
+    fields = rows[line - 1].split("\t")
+    fields[column] = value
+    rows[line - 1] = "\t".join(fields)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def _model_folder(tmp: Path, config: str | bytes | None = None, weights: bool = True) -> None:

@@ -5,6 +5,9 @@ captions, RSCD folders, Alpaca JSON, MMLU/BBH/DROP/HumanEval/MT-Bench question f
 
 from __future__ import annotations
 
+import gzip
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,3 +177,192 @@ def test_glue_data_cache_is_shared_by_copies(shared_data: Path):
     a = offline_splits(TASKS["rte"], shared_data / "glue")[0]
     b = offline_splits(TASKS["rte"], shared_data / "glue")[0]
     assert a is b  # one parsed copy per process; runs subsample into new lists and never mutate it
+
+
+# ---- the other suites' local files: structure validated at plan time, one line -------------------------
+
+
+def _mirror(shared: Path, tmp: Path, rel: str) -> Path:
+    """A data root in ``tmp`` that links every entry of ``shared`` except the path ``rel``, which is a real
+    copy (its parent folders real too, their other entries linked): break it without touching the data."""
+    parts = Path(rel).parts
+    src, dst = shared, tmp
+    dst.mkdir(exist_ok=True)
+    for depth, part in enumerate(parts):
+        for entry in src.iterdir():
+            if entry.name != part and not (dst / entry.name).exists():
+                (dst / entry.name).symlink_to(entry)
+        src, dst = src / part, dst / part
+        if depth == len(parts) - 1:
+            shutil.copyfile(src, dst)
+        else:
+            dst.mkdir()
+    return dst
+
+
+def _jsonl_line(path: Path, line: int, text: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[line - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _edit_json(path: Path, edit: Callable[[dict], object]) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data = edit(data) or data
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _edit_jsonl(path: Path, line: int, edit: Callable[[dict], None]) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[line - 1])
+    edit(record)
+    lines[line - 1] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _gzip_edit(path: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(edit(lines)) + "\n")
+
+
+def _set(record: dict, key: str, value: object) -> None:
+    record[key] = value
+
+
+def _drop(record: dict, key: str) -> None:
+    record.pop(key)
+
+
+COCO_TRAIN = "coco/coco_mini/annotations/captions_train2017.json"
+ALPACA = "alpaca/seed_tasks.jsonl"
+QUESTIONS = "mtbench/mt_bench/question.jsonl"
+MMLU_DEV = "mmlu/dev/anatomy_dev.csv"
+BBH = "bbh/bbh/boolean_expressions.json"
+BBH_COT = "bbh/cot-prompts/navigate.txt"
+DROP = "drop/drop_v0_dev.jsonl.gz"
+HUMANEVAL = "humaneval/HumanEval.jsonl.gz"
+BINARY = b"\x89PNG\r\n\x1a\n\x00\xff" * 64
+
+# (suite, file, how to break it, the message)
+SUITE_CASES: dict[str, tuple[str, str, Callable[[Path], None], str]] = {
+    "coco-binary": ("coco-retrieval", COCO_TRAIN, lambda p: p.write_bytes(BINARY), "not UTF-8 text"),
+    "coco-torn": ("coco-retrieval", COCO_TRAIN, lambda p: p.write_bytes(p.read_bytes()[:500]), "not JSON at line"),
+    "coco-deeply-nested": ("coco-retrieval", COCO_TRAIN, lambda p: p.write_text("[" * 100000 + "]" * 100000),
+                           "JSON nested too deeply"),
+    "coco-a-list": ("coco-retrieval", COCO_TRAIN, lambda p: p.write_text("[]"), "top level: expected a JSON object"),
+    "coco-no-annotations": ("coco-retrieval", COCO_TRAIN, lambda p: _edit_json(p, lambda d: _drop(d, "annotations")),
+                            "top level: missing 'annotations'"),
+    "coco-caption-number": ("coco-retrieval", COCO_TRAIN,
+                            lambda p: _edit_json(p, lambda d: _set(d["annotations"][3], "caption", 7)),
+                            "annotations[3]: 'caption' must be str, got 7"),
+    "coco-image-id-text": ("coco-retrieval", COCO_TRAIN, lambda p: _edit_json(p, lambda d: _set(d["images"][1], "id", "x")),
+                           "images[1]: 'id' must be int"),
+    "coco-image-not-object": ("coco-retrieval", COCO_TRAIN, lambda p: _edit_json(p, lambda d: _set(d, "images", [1])),
+                              "images[0]: expected a JSON object, got int"),
+    "alpaca-torn-line": ("instructeval", ALPACA, lambda p: _jsonl_line(p, 3, '{"instruction": "x", "inst'),
+                         "seed_tasks.jsonl, line 3: not JSON"),
+    "alpaca-record-a-list": ("instructeval", ALPACA, lambda p: _jsonl_line(p, 2, "[1, 2]"),
+                             "line 2: an Alpaca record must be a JSON object, got list"),
+    "alpaca-no-instances": ("instructeval", ALPACA, lambda p: _edit_jsonl(p, 4, lambda r: _set(r, "instances", [])),
+                            "line 4: 'instances' must be a non-empty list"),
+    "alpaca-output-number": ("mt-bench", ALPACA, lambda p: _edit_jsonl(p, 5, lambda r: _set(r, "instances", [{"output": 3}])),
+                             "line 5 instance 0: 'output' must be text, got 3"),
+    "alpaca-instruction-list": ("instructeval", ALPACA, lambda p: _edit_jsonl(p, 1, lambda r: _set(r, "instruction", ["a"])),
+                                "line 1: 'instruction' must be text"),
+    "alpaca-binary": ("instructeval", ALPACA, lambda p: p.write_bytes(BINARY), "not UTF-8 text"),
+    "alpaca-empty": ("instructeval", ALPACA, lambda p: p.write_text(""), "holds no Alpaca examples"),
+    "alpaca-deeply-nested": ("instructeval", ALPACA, lambda p: p.write_text("[" * 100000 + "]" * 100000),
+                             "nested too deeply"),
+    "mtbench-question-no-turns": ("mt-bench", QUESTIONS, lambda p: _edit_jsonl(p, 5, lambda r: _drop(r, "turns")),
+                                  "question.jsonl line 5: not an MT-Bench question"),
+    "mtbench-question-torn": ("mt-bench", QUESTIONS, lambda p: _jsonl_line(p, 1, '{"question_id": 81, "cat'),
+                              "question.jsonl line 1 is not JSON"),
+    "mtbench-question-id-text": ("mt-bench", QUESTIONS, lambda p: _edit_jsonl(p, 2, lambda r: _set(r, "question_id", "x")),
+                                 "line 2: not an MT-Bench question (ValueError"),
+    "mtbench-questions-binary": ("mt-bench", QUESTIONS, lambda p: p.write_bytes(BINARY), "not UTF-8 text"),
+    "mtbench-judge-prompt-field": ("mt-bench", "mtbench/judge_prompts.jsonl",
+                                   lambda p: _edit_jsonl(p, 2, lambda r: _drop(r, "prompt_template")),
+                                   "judge_prompts.jsonl, record 2: missing 'prompt_template'"),
+    "mtbench-reference-no-choices": ("mt-bench", "mtbench/mt_bench/reference_answer/gpt-4.jsonl",
+                                     lambda p: _edit_jsonl(p, 1, lambda r: _set(r, "choices", [])),
+                                     "gpt-4.jsonl, record 1: 'choices' is empty"),
+    "mmlu-answer-7": ("instructeval", MMLU_DEV, lambda p: _csv_field(p, 3, -1, "7"), "anatomy_dev.csv, line 3: answer must be 0-3"),
+    "mmlu-answer-word": ("instructeval", MMLU_DEV, lambda p: _csv_field(p, 2, -1, "B"), "not an MMLU CSV (question,choice0..3,answer) (ValueError"),
+    "mmlu-short-row": ("instructeval", MMLU_DEV, lambda p: p.write_text("question,choice0,choice1,choice2,choice3,answer\nq,a,b\n"),
+                       "not an MMLU CSV (question,choice0..3,answer) (TypeError"),
+    "mmlu-latin1": ("instructeval", MMLU_DEV, lambda p: p.write_bytes(p.read_bytes() + "caf\xe9,a,b,c,d,1\n".encode("latin-1")),
+                    "not UTF-8 text"),
+    "bbh-no-examples": ("instructeval", BBH, lambda p: _edit_json(p, lambda d: _drop(d, "examples")),
+                        "boolean_expressions.json, top level: missing 'examples'"),
+    "bbh-target-number": ("instructeval", BBH, lambda p: _edit_json(p, lambda d: _set(d["examples"][2], "target", 1)),
+                          "examples[2]: 'target' must be str"),
+    "bbh-cot-without-answers": ("instructeval", BBH_COT, lambda p: p.write_text("-----\nTask.\n\nQ: a?\nA: no idea.\n"),
+                                "navigate.txt: not a BBH chain-of-thought prompt file (ValueError"),
+    "drop-truncated-gzip": ("instructeval", DROP, lambda p: p.write_bytes(p.read_bytes()[:5000]), "cannot read"),
+    "drop-not-gzip": ("instructeval", DROP, lambda p: p.write_text('{"context": "x"}\n'), "cannot read"),
+    "drop-missing-field": ("instructeval", DROP, lambda p: _gzip_edit(p, lambda ls: ['{"context": "x"}', *ls[1:]]),
+                           "not simple-evals DROP JSON lines (context, ref_text), gzipped (KeyError"),
+    "humaneval-missing-test": ("instructeval", HUMANEVAL,
+                               lambda p: _gzip_edit(p, lambda ls: [json.dumps({**json.loads(ls[0]), "test": None}), *ls[1:]]),
+                               "HumanEval.jsonl.gz, line 1: 'test' must be str"),
+}
+
+
+def _csv_field(path: Path, line: int, column: int, value: str) -> None:
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows[line - 1][column] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+@pytest.fixture
+def _fresh_file_cache():
+    from harness import datafiles
+
+    datafiles.clear_cache()
+    yield
+    datafiles.clear_cache()
+
+
+@pytest.mark.parametrize("case_id", sorted(SUITE_CASES))
+def test_a_malformed_suite_file_is_one_error_naming_it(case_id: str, tmp_path: Path, shared_data: Path,
+                                                       _fresh_file_cache):
+    from harness.registry import SUITES
+
+    suite_name, rel, corrupt, message = SUITE_CASES[case_id]
+    root = tmp_path / "data"
+    target = _mirror(shared_data, root, rel)
+    suite = SUITES.get(suite_name)()
+    task = suite.default_tasks("cpu")[0]
+    suite.check_data(task, DataSource(root))  # the intact copy passes
+    corrupt(target)
+    with pytest.raises(HarnessError) as caught:
+        suite.check_data(task, DataSource(root))
+    text = str(caught.value)
+    assert "\n" not in text and message in text, text
+    assert str(target) in text
+
+
+def test_rscd_folders_without_labelled_images_fail_at_plan_time(tmp_path: Path, _fresh_file_cache):
+    from suites.rscd import Rscd
+
+    for split in ("train", "vali_20k"):
+        (tmp_path / "rscd" / split).mkdir(parents=True)
+        (tmp_path / "rscd" / split / "notes.txt").write_text("no images")
+        (tmp_path / "rscd" / split / "holiday.jpg").write_bytes(b"\xff\xd8")  # an image name with no RSCD label
+    with pytest.raises(HarnessError, match=r"train has no labelled RSCD images of mode 'easy' \(0 labelled, 1 with"):
+        Rscd().check_data("easy", DataSource(tmp_path))
+
+
+def test_the_real_files_of_every_suite_pass(shared_data: Path, _fresh_file_cache):
+    from harness.registry import SUITES
+
+    for name in ("coco-retrieval", "instructeval", "mt-bench"):
+        suite = SUITES.get(name)()
+        suite.check_data(suite.default_tasks("cpu")[0], DataSource(shared_data))

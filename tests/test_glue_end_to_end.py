@@ -40,7 +40,7 @@ def test_a_failing_run_is_recorded_not_raised(shared_data, tmp_path, monkeypatch
     monkeypatch.setattr(glue.Glue, "training_loss", boom)
     assert main(["run", "--suite", "glue", "--tasks", "rte", "--adapters", "lora", "--preset", "cpu",
                  "--data-dir", str(shared_data), "--results-dir", str(tmp_path), "--max-train-samples", "32",
-                 "--max-eval-samples", "32", "--epochs", "1", "--no-progress"]) == 0
+                 "--max-eval-samples", "32", "--epochs", "1", "--no-progress"]) == 1  # a failed run: exit code 1
     (path,) = list(tmp_path.rglob("*.json"))
     record = json.loads(path.read_text())
     assert record["status"] == "failed" and "synthetic failure" in record["error"]["traceback"]
