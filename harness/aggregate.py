@@ -220,13 +220,16 @@ def _mode(values: list[Any], tie_break: Any = None) -> Any:
 def _inferred_defaults(records: list[Mapping[str, Any]], group_keys: tuple[str, ...], section: str
                        ) -> dict[tuple[str, ...], dict[str, Any]]:
     """Per group, the value of every field of ``spec[section]`` held by most records of the group."""
-    values: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    sections: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in records:
         spec = _section(r, "spec")
-        group = tuple(str(spec.get(k)) for k in group_keys)
-        for name, value in _section(spec, section).items():
-            values.setdefault(group, {}).setdefault(name, []).append(value)
-    return {g: {name: vs for name, vs in fields.items()} for g, fields in values.items()}
+        sections.setdefault(tuple(str(spec.get(k)) for k in group_keys), []).append(_section(spec, section))
+    out: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    for group, items in sections.items():
+        names = sorted({n for item in items for n in item})
+        # a field a record lacks counts as unset (None), so that one record's cap is not taken as the default
+        out[group] = {n: [item.get(n) for item in items] for n in names}
+    return out
 
 
 def _below(value: Any, default: Any) -> bool:
