@@ -291,3 +291,26 @@ def test_every_shipped_record_recomputes_its_own_config_hash():
         spec = RunSpec.from_dict(record["spec"])
         assert spec.config_hash == record["key"]["config_hash"], path
         assert path.name == f"{record['key']['adapter']}-{spec.config_hash}-seed{spec.seed}.json"
+
+
+def test_a_smoke_run_added_to_the_shipped_store_moves_no_full_cell(tmp_path):
+    # the example: one smoke run of LoRA on RTE used to move LoRA's RTE cell and GLUE average
+    import copy
+    import shutil
+
+    from harness.store import ResultStore
+
+    store = tmp_path / "store"
+    shutil.copytree(PROJECT_ROOT / "results" / "glue", store / "glue")
+    before = aggregate.wide_table(frame_of(aggregate_records(store)), "glue")
+    shipped = json.loads(next((store / "glue" / "rte").glob("lora-*-seed42.json")).read_text())
+    smoke = copy.deepcopy(shipped)
+    smoke["spec"]["train"].update(max_steps=2, max_train_samples=32)
+    spec = RunSpec.from_dict(smoke["spec"])
+    smoke["key"]["config_hash"], smoke["run_id"] = spec.config_hash, spec.run_id
+    smoke["metrics"]["score"] = 0.40
+    ResultStore(store).write(smoke)
+    table = frame_of(aggregate_records(store))
+    pd.testing.assert_frame_equal(aggregate.wide_table(table, "glue"), before)
+    limited = aggregate.wide_table(table, "glue", limited=True)
+    assert list(limited["method"]) == ["lora r8 · max steps 2 · train cap 32"] and not limited["complete"].any()
