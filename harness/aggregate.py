@@ -306,6 +306,8 @@ def identify(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             limited_by = [str(c) for c in caps["below_preset"]]
         else:
             limited_by = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
+        # a cap below the preset's is a difference even where the store alone could not tell
+        train_diff = dict(sorted({**train_diff, **{c: train.get(c) for c in limited_by if c in train}}.items()))
         adapter_options = _section(spec, "adapter_options")
         identity = {k: spec.get(k) for k in ("suite", "adapter", "model", "preset")}
         identity.update(adapter_options=adapter_options, suite_options=_section(spec, "suite_options"),
@@ -867,8 +869,12 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     # a task this subset lacks takes its unit from the suite's other runs (limited or full)
     suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
     groups = list(ours.groupby(["model", "preset"], sort=True, dropna=False)) if len(ours) else []
-    for _, group in groups:
-        for task in _group_tasks(group):  # a preset task no run of this subset has scored
+    # the suite's tasks for a model and preset: those of its full runs (a smoke run on another task must
+    # not make full rows incomplete); a limited row needs the full runs' tasks and its own
+    basis = table[table["suite"] == suite] if limited and len(table) else ours
+    suite_tasks = {(m, p): _group_tasks(g) for (m, p), g in basis.groupby(["model", "preset"], dropna=False)}
+    for (model, preset), _group in groups:
+        for task in suite_tasks[(model, preset)]:  # a preset task no run of this subset has scored
             if task not in units:
                 units[task] = suite_units.get(task) or {
                     "metric": "score", "unit": "unknown", "label": metric_units.UNKNOWN_UNIT.label,
@@ -878,7 +884,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     average_family = _average_unit({t: u for t, u in units.items() if u["unit"] != "unknown"})
     rows = []
     for (model, preset), group in groups:
-        group_tasks = _group_tasks(group)
+        group_tasks = suite_tasks[(model, preset)]
         requested = int(group["n_seeds"].max()) if len(group) else 0
         for row_key, conf in group.groupby("row_key", sort=True):
             by_task = {str(r["task"]): r for _, r in conf.iterrows()}

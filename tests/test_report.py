@@ -62,12 +62,17 @@ def test_a_smoke_run_and_a_full_run_never_share_a_row_or_an_average():
     clean = aggregate.wide_table(frame_of(records), "glue")
     smoke = make_record(task="rte", adapter="lora", seed=42, score=0.10,
                         train={"max_steps": 2, "max_train_samples": 32})
-    table = frame_of([*records, smoke])
+    # a smoke run on a task no full run has must not make the full rows incomplete either (alone on its
+    # task the store cannot tell it is capped; a new record says so in its caps section)
+    other = make_record(task="cola", adapter="lora", seed=42, score=0.10, primary="mcc", train={"max_steps": 2},
+                        annotations={"caps": {"below_preset": ["max_steps"]}})
+    table = frame_of([*records, smoke, other])
     wide = aggregate.wide_table(table, "glue")
     pd.testing.assert_frame_equal(wide, clean)  # the full table does not move
     limited = aggregate.wide_table(table, "glue", limited=True)
-    assert list(limited["method"]) == ["lora r8 · max steps 2 · train cap 32"]
-    assert limited.iloc[0]["limited_by"] == "max_steps,max_train_samples"
+    assert list(limited["method"]) == ["lora r8 · max steps 2", "lora r8 · max steps 2 · train cap 32"]
+    assert list(limited["limited_by"]) == ["max_steps", "max_steps,max_train_samples"]
+    assert not limited["complete"].any()  # a limited row is judged against every task of the suite
     assert limited.iloc[0]["config_hash"] not in set(wide["config_hash"])
 
 
