@@ -859,8 +859,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     Complete: a score on every task this suite has for the same model and preset, with the requested
     number of seeds on each, where requested is the largest number of seeds any row of that model and
     preset has on a task. Incomplete rows follow, ranked among themselves, with ``missing`` saying what
-    is missing. The average (mean of the task means, as the papers' Avg.) is given for complete rows
-    only, and only when every task's unit may be averaged with the others (harness.metrics).
+    is missing. The average (mean of the task means, as the papers' Avg.) is given for rows with
+    every task (complete, or short of seeds: shown, never ranked or bolded), and only when every task's
+    unit may be averaged with the others (harness.metrics).
     """
     ours = table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table
     if "source" in ours:
@@ -915,10 +916,13 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 missing.append("tasks " + ",".join(missing_tasks))
             if short_seeds:
                 missing.append("seeds " + ", ".join(short_seeds))
-            interval = stats.average_ci(per_task_values) if complete and average_family else None
+            # every task present (complete, or short of seeds): the average over all tasks is meaningful,
+            # though only complete rows are ranked and bolded by it
+            has_all = not missing_tasks and bool(group_tasks)
+            interval = stats.average_ci(per_task_values) if has_all and average_family else None
             row.update(
                 complete=complete, missing="; ".join(missing), n_seeds=min(ns) if ns else 0,
-                requested_seeds=requested,
+                requested_seeds=requested, n_tasks=len(ns),
                 average=interval.mean if interval else math.nan,
                 average_ci_low=interval.low if interval else math.nan,
                 average_ci_high=interval.high if interval else math.nan,
@@ -936,7 +940,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             rows.append(row)
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
     columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "complete", "missing", "n_seeds",
-               "requested_seeds", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
+               "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
                "peak_memory_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
                "task_config_hashes", "unit"]
     out = pd.DataFrame(rows, columns=columns)
@@ -947,7 +951,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     # a row's own mean over the tasks it has only orders incomplete rows among themselves
     partial = out[tasks].mean(axis=1, skipna=True) if tasks else pd.Series(math.nan, index=out.index)
     out["_order"] = out["average"].where(out["complete"], partial)
-    out = out.sort_values(["complete", "_order", "method"], ascending=[False, not higher, True],
+    # incomplete rows: those with more tasks first, then more seeds, then their own mean
+    out = out.sort_values(["complete", "n_tasks", "n_seeds", "_order", "method"],
+                          ascending=[False, False, False, not higher, True],
                           na_position="last", kind="stable").drop(columns="_order").reset_index(drop=True)
     out["rank"] = [i + 1 if c else None for i, c in enumerate(out["complete"])]
     out["rank"] = out["rank"].astype("Int64")
