@@ -282,3 +282,25 @@ def test_app_does_not_import_torch_or_the_runner(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_heatmaps_are_square_with_axis_titles_and_singular_values_use_a_log_axis():
+    from record_factory import sample_analysis
+
+    from app import charts
+
+    record = make_record(analysis=sample_analysis())
+    matrices = dict(aggregate.analysis_matrices(record))
+    kl = charts.heatmap(matrices["inter_layer_kl.query"], "KL").to_dict()
+    assert kl["width"] == kl["height"]  # 2 x 2 layers: a square
+    assert kl["encoding"]["x"]["title"] == "layer" and kl["encoding"]["y"]["title"] == "layer"
+    ranks = charts.heatmap(matrices["final rank per layer and module"] if "final rank per layer and module"
+                           in matrices else matrices["lora2_ranks"], "ranks").to_dict()
+    assert ranks["encoding"]["x"]["title"] and ranks["encoding"]["y"]["title"]
+    m_eff = charts.m_eff_chart(aggregate.m_eff_frame(record)).to_dict()
+    # square cells: 4 values of k by 4 components
+    assert m_eff["width"] == m_eff["height"] == 4 * charts.CELL
+    assert m_eff["encoding"]["y"]["title"] and m_eff["encoding"]["x"]["title"]
+    singular = charts.singular_values_chart(aggregate.singular_values_frame(record)).to_dict()
+    # a symlog axis drew these values (all below 1) as a flat strip; a log axis spreads them
+    assert singular["encoding"]["y"]["scale"]["type"] == "log" and singular["height"] >= 300
