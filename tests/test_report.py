@@ -319,3 +319,17 @@ def test_a_smoke_run_added_to_the_shipped_store_moves_no_full_cell(tmp_path):
     pd.testing.assert_frame_equal(aggregate.wide_table(table, "glue"), before)
     limited = aggregate.wide_table(table, "glue", limited=True)
     assert list(limited["method"]) == ["lora r8 · max steps 2 · train cap 32"] and not limited["complete"].any()
+
+
+def test_report_reads_the_store_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    write_store(tmp_path / "store", two_task_store())
+    code = ("import sys\nfrom harness.cli import main\n"
+            f"assert main(['report', '--results-dir', {str(tmp_path / 'store')!r}, '--out', {str(tmp_path / 'out')!r}]) == 0\n"
+            "bad = [m for m in ('torch', 'transformers', 'harness.runner', 'suites') if m in sys.modules]\n"
+            "sys.exit(f'imported {bad}' if bad else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "out" / "glue.csv").is_file()
