@@ -1138,7 +1138,10 @@ def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str
             text = text.replace(mark, tex)
         return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
 
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}", r"\resizebox{\textwidth}{!}{%",
+    title = _latex_cell(caption)
+    for mark, tex in _LATEX_MARKS.items():
+        title = title.replace(mark, tex)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}", r"\resizebox{\textwidth}{!}{%",
              rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
              " & ".join(_latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]

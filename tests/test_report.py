@@ -154,7 +154,7 @@ def test_units_appear_in_every_output(tmp_path):
     md = (out / "glue.md").read_text()
     assert "rte accuracy (%)" in md and "stsb pearson (x100)" in md and "average (points)" in md
     tex = (out / "glue.tex").read_text()
-    assert r"\caption{" in tex and "rte: accuracy (\\%)" in tex
+    assert r"\caption{" in tex and "rte: accuracy (\\%)" in tex and tex.isascii()
     coco = read_csv(out / "coco-retrieval.csv")
     assert coco["coco"].item() == pytest.approx(209.0) and "rsum (sum of %)" in coco["unit"].item()
     assert "alpaca overall (rating 1-10)" in (out / "mt-bench.md").read_text()
