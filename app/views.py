@@ -150,7 +150,7 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
             "memory_estimated": wide["memory_estimated"],
             "higher_is_better": all(u["higher_is_better"] for u in units.values()) if units else True,
         })
-        return points, f"average over tasks ({wide.attrs.get('average_family') or 'points'})"
+        return points, f"average over tasks ({aggregate.family_label(wide.attrs.get('average_family'))})"
     rows = table[(table["suite"] == suite) & (table["task"] == target) & (table["limited"] == limited)]
     scale = rows["scale"].fillna(1.0)
     points = pd.DataFrame({

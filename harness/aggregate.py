@@ -846,6 +846,14 @@ def _average_unit(units: Mapping[str, Mapping[str, Any]]) -> str | None:
     return families.pop()
 
 
+def family_label(family: str | None) -> str:
+    """How an average's unit is printed: "points" for %-like units averaged together, else the unit's label."""
+    if not family:
+        return "units differ: none"
+    unit = metric_units.UNITS.get(family)
+    return unit.label if unit is not None and family != "points" else str(family)
+
+
 def _scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
     seeds = row.get("seed_scores") if isinstance(row.get("seed_scores"), Mapping) else {}
     return {int(s): float(v) * scale for s, v in seeds.items()}
@@ -1020,7 +1028,7 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
             if average_family and len(xs_all) == len(group_tasks) and group_tasks:
                 higher = all(u["higher_is_better"] for u in units.values())
                 result = stats.paired_average_comparison(xs_all, ys_all, higher)
-                rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({average_family})",
+                rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({family_label(average_family)})",
                                             result))
     out = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     if out.empty:
@@ -1086,7 +1094,7 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
             for _, r in wide.iterrows()]
         bold |= {(i, header) for i in _best_index(complete[task], u["higher_is_better"])}
     family = wide.attrs.get("average_family")
-    avg_header = f"average ({family})" if family else "average (units differ: none)"
+    avg_header = f"average ({family_label(family)})"
     out[avg_header] = [
         (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"])
          + f" {VERDICT_MARKS.get(marks.get((r['config_hash'], 'average'), 'n/a'), '')}".rstrip())
