@@ -304,3 +304,25 @@ def test_heatmaps_are_square_with_axis_titles_and_singular_values_use_a_log_axis
     singular = charts.singular_values_chart(aggregate.singular_values_frame(record)).to_dict()
     # a symlog axis drew these values (all below 1) as a flat strip; a log axis spreads them
     assert singular["encoding"]["y"]["scale"]["type"] == "log" and singular["height"] >= 300
+
+
+def test_pareto_chart_labels_points_draws_ci_bars_and_reported_markers():
+    import pandas as pd
+
+    from app import charts
+
+    points = pd.DataFrame({"label": ["lora r8", "full", "head"], "score": [62.0, 72.0, 55.0],
+                           "ci_low": [60.0, 70.0, float("nan")], "ci_high": [64.0, 74.0, float("nan")],
+                           "n": [3, 3, 1], "params": [73_728, 22_000_000, 0], "memory_mib": [900, 1500, 600],
+                           "train_seconds": [10.0, 30.0, 5.0], "higher_is_better": [True, True, True]})
+    reported = pd.DataFrame({"method": ["LoRA"], "paper": ["P"], "model": ["roberta-base"], "score": [86.0],
+                             "params": [294_912.0], "source": ["https://example.org"]})
+    spec = charts.pareto_chart(points, "adapter parameters", "rte accuracy (%)", reported).to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks == ["line", "rule", "point", "text", "point", "text"]  # front, CI bars, points, labels, reported
+    assert spec["layer"][3]["encoding"]["text"]["field"] == "label"
+    assert spec["layer"][1]["encoding"]["y2"]["field"] == "ci_high"
+    front = charts.pareto_points(points, "adapter parameters")
+    assert set(front.loc[front["on_front"], "label"]) == {"head", "lora r8", "full"}
+    cheap = charts.pareto_points(points, "train time")
+    assert cheap["cost"].tolist() == [10.0, 30.0, 5.0]
