@@ -119,6 +119,7 @@ def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
             st.info("Only limited runs in this suite (below).")
         if len(comparison):
             with st.expander(f"Paired comparison against {plain(baseline)} (per task and the average)"):
+                st.caption(plain(aggregate.comparison_caption(baseline)))
                 st.dataframe(aggregate.comparison_display(comparison), hide_index=True, width="stretch",
                              key=f"vs-{suite}")
         if len(limited):

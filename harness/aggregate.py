@@ -1170,10 +1170,18 @@ def comparison_display(comparison: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
+def comparison_caption(baseline: str) -> str:
+    return (f"Per task, in the task's unit: the mean difference (configuration - {baseline}) over the seeds both "
+            "have, its paired bootstrap 95% CI, the paired t-test p-value and P(better), the share of seed pairs "
+            "in which the configuration scores higher (ties count half; not given for one pair). Tied: the CI "
+            "includes 0. The average row resamples seeds within tasks.")
+
+
 def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
     units = wide.attrs.get("units", {})
     text = (f"{suite}: mean over seeds with a 95% bootstrap CI over seeds and n (seeds). Units: {units_text(units)}."
-            " Average: the mean of the task columns, for rows with every task and seed.")
+            " Average: the mean of the task columns, for rows with every task; rows with every task and every"
+            " requested seed are ranked (#), the others follow with what they miss.")
     if baseline:
         text += (f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied (the CI of the "
                  "difference includes 0).")
@@ -1210,7 +1218,7 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
         caption = wide_caption(suite, wide, baseline)
         md = [f"## {suite}", "", caption, "", wide_markdown(wide, comparison), ""]
         if len(comparison):
-            md += [f"### {suite}: against {baseline}", "", wide_caption(suite, wide, None).split(" Average")[0], "",
+            md += [f"### {suite}: against {baseline}", "", comparison_caption(baseline), "",
                    to_markdown(comparison_display(comparison)), ""]
         else:
             md += [f"_no {baseline} row at the same model and preset: no paired comparison_", ""]
