@@ -45,7 +45,9 @@ def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.Dat
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     x = alt.X("cost:Q", title=title, scale=scale)
     y = alt.Y("score:Q", title=y_title, scale=alt.Scale(zero=False))
-    color = alt.Color("label:N", title="configuration", scale=alt.Scale(scheme=PALETTE),
+    # tableau10's ten hues are far apart; tableau20 (pairs of light and dark) only above ten configurations
+    scheme = "tableau10" if data["label"].nunique() <= 10 else PALETTE
+    color = alt.Color("label:N", title="configuration", scale=alt.Scale(scheme=scheme),
                       legend=alt.Legend(orient="right", labelLimit=260))
     tooltip = ["label:N", alt.Tooltip("score:Q", format=".2f", title=y_title),
                alt.Tooltip("ci_low:Q", format=".2f", title="95% CI low"),

@@ -119,6 +119,7 @@ def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
             st.info("Only limited runs in this suite (below).")
         if len(comparison):
             with st.expander(f"Paired comparison against {plain(baseline)} (per task and the average)"):
+                st.caption(plain(aggregate.comparison_caption(baseline)))
                 st.dataframe(aggregate.comparison_display(comparison), hide_index=True, width="stretch",
                              key=f"vs-{suite}")
         if len(limited):
@@ -150,7 +151,7 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
             "memory_estimated": wide["memory_estimated"],
             "higher_is_better": all(u["higher_is_better"] for u in units.values()) if units else True,
         })
-        return points, f"average over tasks ({wide.attrs.get('average_family') or 'points'})"
+        return points, f"average over tasks ({aggregate.family_label(wide.attrs.get('average_family'))})"
     rows = table[(table["suite"] == suite) & (table["task"] == target) & (table["limited"] == limited)]
     scale = rows["scale"].fillna(1.0)
     points = pd.DataFrame({

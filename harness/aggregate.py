@@ -220,13 +220,16 @@ def _mode(values: list[Any], tie_break: Any = None) -> Any:
 def _inferred_defaults(records: list[Mapping[str, Any]], group_keys: tuple[str, ...], section: str
                        ) -> dict[tuple[str, ...], dict[str, Any]]:
     """Per group, the value of every field of ``spec[section]`` held by most records of the group."""
-    values: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    sections: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in records:
         spec = _section(r, "spec")
-        group = tuple(str(spec.get(k)) for k in group_keys)
-        for name, value in _section(spec, section).items():
-            values.setdefault(group, {}).setdefault(name, []).append(value)
-    return {g: {name: vs for name, vs in fields.items()} for g, fields in values.items()}
+        sections.setdefault(tuple(str(spec.get(k)) for k in group_keys), []).append(_section(spec, section))
+    out: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    for group, items in sections.items():
+        names = sorted({n for item in items for n in item})
+        # a field a record lacks counts as unset (None), so that one record's cap is not taken as the default
+        out[group] = {n: [item.get(n) for item in items] for n in names}
+    return out
 
 
 def _below(value: Any, default: Any) -> bool:
@@ -303,6 +306,8 @@ def identify(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             limited_by = [str(c) for c in caps["below_preset"]]
         else:
             limited_by = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
+        # a cap below the preset's is a difference even where the store alone could not tell
+        train_diff = dict(sorted({**train_diff, **{c: train.get(c) for c in limited_by if c in train}}.items()))
         adapter_options = _section(spec, "adapter_options")
         identity = {k: spec.get(k) for k in ("suite", "adapter", "model", "preset")}
         identity.update(adapter_options=adapter_options, suite_options=_section(spec, "suite_options"),
@@ -841,6 +846,14 @@ def _average_unit(units: Mapping[str, Mapping[str, Any]]) -> str | None:
     return families.pop()
 
 
+def family_label(family: str | None) -> str:
+    """How an average's unit is printed: "points" for %-like units averaged together, else the unit's label."""
+    if not family:
+        return "units differ: none"
+    unit = metric_units.UNITS.get(family)
+    return unit.label if unit is not None and family != "points" else str(family)
+
+
 def _scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
     seeds = row.get("seed_scores") if isinstance(row.get("seed_scores"), Mapping) else {}
     return {int(s): float(v) * scale for s, v in seeds.items()}
@@ -854,8 +867,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     Complete: a score on every task this suite has for the same model and preset, with the requested
     number of seeds on each, where requested is the largest number of seeds any row of that model and
     preset has on a task. Incomplete rows follow, ranked among themselves, with ``missing`` saying what
-    is missing. The average (mean of the task means, as the papers' Avg.) is given for complete rows
-    only, and only when every task's unit may be averaged with the others (harness.metrics).
+    is missing. The average (mean of the task means, as the papers' Avg.) is given for rows with
+    every task (complete, or short of seeds: shown, never ranked or bolded), and only when every task's
+    unit may be averaged with the others (harness.metrics).
     """
     ours = table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table
     if "source" in ours:
@@ -864,8 +878,12 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     # a task this subset lacks takes its unit from the suite's other runs (limited or full)
     suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
     groups = list(ours.groupby(["model", "preset"], sort=True, dropna=False)) if len(ours) else []
-    for _, group in groups:
-        for task in _group_tasks(group):  # a preset task no run of this subset has scored
+    # the suite's tasks for a model and preset: those of its full runs (a smoke run on another task must
+    # not make full rows incomplete); a limited row needs the full runs' tasks and its own
+    basis = table[table["suite"] == suite] if limited and len(table) else ours
+    suite_tasks = {(m, p): _group_tasks(g) for (m, p), g in basis.groupby(["model", "preset"], dropna=False)}
+    for (model, preset), _group in groups:
+        for task in suite_tasks[(model, preset)]:  # a preset task no run of this subset has scored
             if task not in units:
                 units[task] = suite_units.get(task) or {
                     "metric": "score", "unit": "unknown", "label": metric_units.UNKNOWN_UNIT.label,
@@ -875,7 +893,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     average_family = _average_unit({t: u for t, u in units.items() if u["unit"] != "unknown"})
     rows = []
     for (model, preset), group in groups:
-        group_tasks = _group_tasks(group)
+        group_tasks = suite_tasks[(model, preset)]
         requested = int(group["n_seeds"].max()) if len(group) else 0
         for row_key, conf in group.groupby("row_key", sort=True):
             by_task = {str(r["task"]): r for _, r in conf.iterrows()}
@@ -906,10 +924,13 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 missing.append("tasks " + ",".join(missing_tasks))
             if short_seeds:
                 missing.append("seeds " + ", ".join(short_seeds))
-            interval = stats.average_ci(per_task_values) if complete and average_family else None
+            # every task present (complete, or short of seeds): the average over all tasks is meaningful,
+            # though only complete rows are ranked and bolded by it
+            has_all = not missing_tasks and bool(group_tasks)
+            interval = stats.average_ci(per_task_values) if has_all and average_family else None
             row.update(
                 complete=complete, missing="; ".join(missing), n_seeds=min(ns) if ns else 0,
-                requested_seeds=requested,
+                requested_seeds=requested, n_tasks=len(ns),
                 average=interval.mean if interval else math.nan,
                 average_ci_low=interval.low if interval else math.nan,
                 average_ci_high=interval.high if interval else math.nan,
@@ -927,7 +948,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             rows.append(row)
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
     columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "complete", "missing", "n_seeds",
-               "requested_seeds", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
+               "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
                "peak_memory_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
                "task_config_hashes", "unit"]
     out = pd.DataFrame(rows, columns=columns)
@@ -938,7 +959,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     # a row's own mean over the tasks it has only orders incomplete rows among themselves
     partial = out[tasks].mean(axis=1, skipna=True) if tasks else pd.Series(math.nan, index=out.index)
     out["_order"] = out["average"].where(out["complete"], partial)
-    out = out.sort_values(["complete", "_order", "method"], ascending=[False, not higher, True],
+    # incomplete rows: those with more tasks first, then more seeds, then their own mean
+    out = out.sort_values(["complete", "n_tasks", "n_seeds", "_order", "method"],
+                          ascending=[False, False, False, not higher, True],
                           na_position="last", kind="stable").drop(columns="_order").reset_index(drop=True)
     out["rank"] = [i + 1 if c else None for i, c in enumerate(out["complete"])]
     out["rank"] = out["rank"].astype("Int64")
@@ -1005,7 +1028,7 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
             if average_family and len(xs_all) == len(group_tasks) and group_tasks:
                 higher = all(u["higher_is_better"] for u in units.values())
                 result = stats.paired_average_comparison(xs_all, ys_all, higher)
-                rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({average_family})",
+                rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({family_label(average_family)})",
                                             result))
     out = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     if out.empty:
@@ -1071,7 +1094,7 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
             for _, r in wide.iterrows()]
         bold |= {(i, header) for i in _best_index(complete[task], u["higher_is_better"])}
     family = wide.attrs.get("average_family")
-    avg_header = f"average ({family})" if family else "average (units differ: none)"
+    avg_header = f"average ({family_label(family)})"
     out[avg_header] = [
         (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"])
          + f" {VERDICT_MARKS.get(marks.get((r['config_hash'], 'average'), 'n/a'), '')}".rstrip())
@@ -1123,7 +1146,10 @@ def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str
             text = text.replace(mark, tex)
         return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
 
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}", r"\resizebox{\textwidth}{!}{%",
+    title = _latex_cell(caption)
+    for mark, tex in _LATEX_MARKS.items():
+        title = title.replace(mark, tex)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}", r"\resizebox{\textwidth}{!}{%",
              rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
              " & ".join(_latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]
@@ -1144,10 +1170,18 @@ def comparison_display(comparison: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
+def comparison_caption(baseline: str) -> str:
+    return (f"Per task, in the task's unit: the mean difference (configuration - {baseline}) over the seeds both "
+            "have, its paired bootstrap 95% CI, the paired t-test p-value and P(better), the share of seed pairs "
+            "in which the configuration scores higher (ties count half; not given for one pair). Tied: the CI "
+            "includes 0. The average row resamples seeds within tasks.")
+
+
 def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
     units = wide.attrs.get("units", {})
     text = (f"{suite}: mean over seeds with a 95% bootstrap CI over seeds and n (seeds). Units: {units_text(units)}."
-            " Average: the mean of the task columns, for rows with every task and seed.")
+            " Average: the mean of the task columns, for rows with every task; rows with every task and every"
+            " requested seed are ranked (#), the others follow with what they miss.")
     if baseline:
         text += (f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied (the CI of the "
                  "difference includes 0).")
@@ -1184,7 +1218,7 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
         caption = wide_caption(suite, wide, baseline)
         md = [f"## {suite}", "", caption, "", wide_markdown(wide, comparison), ""]
         if len(comparison):
-            md += [f"### {suite}: against {baseline}", "", wide_caption(suite, wide, None).split(" Average")[0], "",
+            md += [f"### {suite}: against {baseline}", "", comparison_caption(baseline), "",
                    to_markdown(comparison_display(comparison)), ""]
         else:
             md += [f"_no {baseline} row at the same model and preset: no paired comparison_", ""]

@@ -526,6 +526,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         frame = frame[frame["suite"] == args.suite]
         if frame.empty:
             raise HarnessError(f"--suite {args.suite}: no record of that suite in {root} (no tables written)")
+    if args.baseline not in set(frame["adapter"]):
+        print(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
+              f"(adapters: {', '.join(sorted(set(frame['adapter'])))})", file=sys.stderr)
     files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
     if "leaderboard.md" in files:
         print(files["leaderboard.md"])

@@ -12,6 +12,15 @@ Layout (schema version 1)::
     loss_curve[[step, loss], ...], adapter_info{...}, analysis{...}, model_info{...}, data_info{...},
     environment{python, packages{}, device_name, git_commit, git_dirty, hostname, ...},
     started_at, finished_at (ISO 8601, UTC)
+
+Written by newer runners (additive; readers must not require them, records without them are read as
+described in harness/aggregate.py ``identify``)::
+
+    preset_defaults{train{...TrainConfig of the preset for this task and adapter...}, adapter_options{...},
+                    suite_tasks[...]} | preset_defaults_error,
+    caps{applied{max_train_samples, max_eval_samples, max_steps, limit}, preset{...}, below_preset[...]},
+    metrics.unit, metrics.display_scale, metrics.higher_is_better, metrics.units{name: unit}
+    (units: harness/metrics.py)
 """
 
 from __future__ import annotations

@@ -504,7 +504,10 @@ def metric_annotations(spec: RunSpec, primary: str) -> dict[str, Any]:
     from harness.metrics import record_fields
 
     suite: Suite = SUITES.get(spec.suite)()
-    return record_fields(suite.metrics, primary, suite.name) if suite.metrics else {"unit": None}
+    try:
+        return record_fields(suite.metrics, primary, suite.name) if suite.metrics else {"unit": None}
+    except HarnessError as exc:  # plan_grid refuses this; a run started another way keeps its score
+        return {"unit": None, "unit_error": str(exc)}
 
 
 def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | None = None) -> dict[str, Any]:

@@ -282,3 +282,47 @@ def test_app_does_not_import_torch_or_the_runner(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_heatmaps_are_square_with_axis_titles_and_singular_values_use_a_log_axis():
+    from record_factory import sample_analysis
+
+    from app import charts
+
+    record = make_record(analysis=sample_analysis())
+    matrices = dict(aggregate.analysis_matrices(record))
+    kl = charts.heatmap(matrices["inter_layer_kl.query"], "KL").to_dict()
+    assert kl["width"] == kl["height"]  # 2 x 2 layers: a square
+    assert kl["encoding"]["x"]["title"] == "layer" and kl["encoding"]["y"]["title"] == "layer"
+    ranks = charts.heatmap(matrices["final rank per layer and module"] if "final rank per layer and module"
+                           in matrices else matrices["lora2_ranks"], "ranks").to_dict()
+    assert ranks["encoding"]["x"]["title"] and ranks["encoding"]["y"]["title"]
+    m_eff = charts.m_eff_chart(aggregate.m_eff_frame(record)).to_dict()
+    # square cells: 4 values of k by 4 components
+    assert m_eff["width"] == m_eff["height"] == 4 * charts.CELL
+    assert m_eff["encoding"]["y"]["title"] and m_eff["encoding"]["x"]["title"]
+    singular = charts.singular_values_chart(aggregate.singular_values_frame(record)).to_dict()
+    # a symlog axis drew these values (all below 1) as a flat strip; a log axis spreads them
+    assert singular["encoding"]["y"]["scale"]["type"] == "log" and singular["height"] >= 300
+
+
+def test_pareto_chart_labels_points_draws_ci_bars_and_reported_markers():
+    import pandas as pd
+
+    from app import charts
+
+    points = pd.DataFrame({"label": ["lora r8", "full", "head"], "score": [62.0, 72.0, 55.0],
+                           "ci_low": [60.0, 70.0, float("nan")], "ci_high": [64.0, 74.0, float("nan")],
+                           "n": [3, 3, 1], "params": [73_728, 22_000_000, 0], "memory_mib": [900, 1500, 600],
+                           "train_seconds": [10.0, 30.0, 5.0], "higher_is_better": [True, True, True]})
+    reported = pd.DataFrame({"method": ["LoRA"], "paper": ["P"], "model": ["roberta-base"], "score": [86.0],
+                             "params": [294_912.0], "source": ["https://example.org"]})
+    spec = charts.pareto_chart(points, "adapter parameters", "rte accuracy (%)", reported).to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks == ["line", "rule", "point", "text", "point", "text"]  # front, CI bars, points, labels, reported
+    assert spec["layer"][3]["encoding"]["text"]["field"] == "label"
+    assert spec["layer"][1]["encoding"]["y2"]["field"] == "ci_high"
+    front = charts.pareto_points(points, "adapter parameters")
+    assert set(front.loc[front["on_front"], "label"]) == {"head", "lora r8", "full"}
+    cheap = charts.pareto_points(points, "train time")
+    assert cheap["cost"].tolist() == [10.0, 30.0, 5.0]
