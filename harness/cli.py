@@ -95,9 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="write leaderboard.csv and leaderboard.md here")
     report.add_argument("--suite")
 
+    _reproduce_parser(sub)
+
     analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)")
     analyze.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _reproduce_parser(sub: Any) -> None:
+    rep = sub.add_parser("reproduce", help="plan or run a paper table's rows (harness.paper_tables)")
+    rep.add_argument("table", nargs="?", help="table name (reproduce --list)")
+    rep.add_argument("--list", action="store_true", help="list the tables")
+    rep.add_argument("--dry-run", action="store_true", help="rows, planned runs, parameter counts vs the paper's")
+    rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
+    rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")
+    rep.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
+    rep.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
+    rep.add_argument("--executor", default="local", help="local (default) or ray")
+    rep.add_argument("--workers", type=_positive_int("--workers"), help="parallel runs (executor workers)")
+    rep.add_argument("--address", help="ray executor: 'auto' or ray://host:10001")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from harness.reproduce import cmd_reproduce as run_reproduce
+
+    return run_reproduce(args)
 
 
 def _adapter_flags(p: argparse.ArgumentParser) -> None:
@@ -422,6 +448,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         table.to_csv(out / "leaderboard.csv", index=False)
         (out / "leaderboard.md").write_text(markdown + "\n")
         print(f"wrote {out / 'leaderboard.csv'} and {out / 'leaderboard.md'}", file=sys.stderr)
+        from harness.reproduce import write_reproduction_tables
+
+        write_reproduction_tables(loaded.records, out)
     return 0
 
 
@@ -446,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_params(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "reproduce":
+            return cmd_reproduce(args)
         if args.command == "analyze":
             return cmd_analyze(args)
     except HarnessError as exc:
