@@ -23,8 +23,8 @@ from harness.paper_tables import (
     as_printed,
     get_table,
     reported_rows,
-    row_key,
     rounds_to,
+    row_key,
     validate_tables,
 )
 from harness.spec import RunSpec
