@@ -86,7 +86,8 @@ def _catalogue_pairs() -> list[tuple[str, str]]:
     for sname in SUITES.names():
         family = SUITES.get(sname).family
         for entry in model_entries():
-            if entry.family == family:
+            # clip-tiny-random is a 2-layer test model: MSPLoRA's 3 layer groups cannot fit it (refused by design)
+            if entry.family == family and entry.name != "clip-tiny-random":
                 pairs.append((sname, entry.name))
     return pairs
 
