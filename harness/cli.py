@@ -106,6 +106,8 @@ def _reproduce_parser(sub: Any) -> None:
     rep = sub.add_parser("reproduce", help="plan or run a paper table's rows (harness.paper_tables)")
     rep.add_argument("table", nargs="?", help="table name (reproduce --list)")
     rep.add_argument("--list", action="store_true", help="list the tables")
+    rep.add_argument("--row", dest="rows", action="append", metavar="ROW",
+                     help="only this row (repeatable): its name as --dry-run prints it")
     rep.add_argument("--dry-run", action="store_true", help="rows, planned runs, parameter counts vs the paper's")
     rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
     rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")

@@ -90,7 +90,7 @@ class PaperTable:
         for row in self.rows:
             if row.label == label or row_key(row) == label:
                 return row
-        raise UnknownNameError(f"row of table {self.name}", label, [row_key(r) for r in self.rows])
+        raise UnknownNameError(f"{self.name} row", label, [row_key(r) for r in self.rows])
 
     def row_models(self, row: TableRow) -> tuple[str, ...]:
         return row.models or self.models

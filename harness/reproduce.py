@@ -45,6 +45,18 @@ class PlannedRow:
     specs: tuple[RunSpec, ...]
 
 
+def select_rows(table: PaperTable, rows: list[str] | None) -> PaperTable:
+    """``table`` with only the rows named (labels or row keys as ``--dry-run`` prints them; a label shared
+    by one row per model selects them all)."""
+    if not rows:
+        return table
+    from dataclasses import replace
+
+    for name in rows:
+        table.row(name)  # an unknown name: the list and the closest match
+    return replace(table, rows=tuple(r for r in table.rows if r.label in rows or row_key(r) in rows))
+
+
 def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool = False) -> list[PlannedRow]:
     """Every runnable row's runs. ``cpu``: the same rows and options on each suite's embedded model with
     the cpu budget and seeds (the table's training protocol is the paper model's, so it is left out)."""
@@ -166,7 +178,7 @@ def format_dry_run(table: PaperTable, rows: list[dict[str, Any]], preset: str) -
                  f"{'paper':>8}  status")
     for r in rows:
         ours, printed = r["trainable_params"], r["reported_params"]
-        shown = as_printed(ours, printed) if ours is not None and printed else ""
+        shown = as_printed(ours, printed) if ours is not None and printed and preset == "paper" else ""
         mark = {True: "=", False: "≠", None: ""}[r["params_match"]]
         lines.append(f"{r['key'][:44]:<44} {(r['adapter'] or '-'):<10} {r['model']:<16} {r['runs']:>4} "
                      f"{(f'{ours:,}' if ours is not None else '-'):>14} {shown:>10} {(printed or '-'):>8}{mark:>2} "
@@ -249,6 +261,14 @@ def reproduction_rows(table: PaperTable, records: list[dict[str, Any]], preset: 
                     scaled = metric not in UNSCALED_METRICS and ref["scale"] == "percent"
                     values.append(100.0 * m if scaled else m)
             if not values:
+                if any(r["spec"]["task"] == task for r in suite_runs):  # we ran it but do not measure this metric
+                    out.append({
+                        "table": table.name, "preset": preset, "row": row_key(p.row), "adapter": p.row.adapter,
+                        "model": p.model, "paper_model": p.paper_model, "task": task, "metric": metric,
+                        "reported": float(ref["value"]), "scale": ref["scale"], "reproduced_mean": None,
+                        "ci_low": None, "ci_high": None, "n": 0, "difference": None, "reported_in_ci": None,
+                        "note": f"our {ref['suite']} records have no '{metric}'",
+                    })
                 continue
             reported = float(ref["value"])
             mean, low, high = mean_ci(values)
@@ -314,7 +334,7 @@ def cmd_reproduce(args: Any) -> int:
     if args.list or not args.table:
         print(list_tables())
         return 0
-    table = get_table(args.table)
+    table = select_rows(get_table(args.table), getattr(args, "rows", None))
     preset = args.preset or "paper"
     if args.dry_run:
         rows = dry_run_rows(table, preset)

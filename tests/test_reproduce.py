@@ -157,3 +157,21 @@ def test_every_table_lists_its_protocol_and_flags():
     for table in TABLES:
         assert table.protocol and table.seeds and table.tasks
         assert all(r.adapter or r.note for r in table.rows), table.name  # reported-only rows say why
+
+
+def test_cpu_records_are_reported_as_cpu_and_marked():
+    planned = plan_table(get_table("sera-t4"), "cpu")
+    spec = next(p for p in planned if p.row.label == "SeRA (r=8)").specs[0]
+    record = _record(spec, 0.6)
+    rows = reproduction_rows(get_table("sera-t4"), [record], "cpu")
+    assert len(rows) == 1 and rows[0]["preset"] == "cpu" and rows[0]["model"] == "minilm-l6"
+    assert "model differs" in rows[0]["note"] and rows[0]["n"] == 1
+    assert reproduction_rows(get_table("sera-t4"), [record], "paper") == []  # never mixed into the paper rows
+
+
+def test_row_selection_and_unknown_row(capsys):
+    assert main(["reproduce", "sera-t1", "--dry-run", "--json", "--row", "FT"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["row"], r["model"]) for r in rows] == [("FT", "clip-vit-b32"), ("FT", "clip-vit-l14")]
+    assert main(["reproduce", "sera-t4", "--dry-run", "--row", "SeRA (r=9)"]) != 0
+    assert "did you mean 'SeRA (r=8)'" in capsys.readouterr().err
