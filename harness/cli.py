@@ -131,7 +131,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _adapter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", type=str, help="rank r of low-rank adapters")
     p.add_argument("--alpha", type=str, help="scaling alpha of low-rank adapters")
-    p.add_argument("--targets", help="module names inside the blocks (query,value) or all-linear")
+    p.add_argument("--targets", help="module names inside the blocks (query,value), all-linear, or a role: "
+                   "attention-qv, attention-qk, attention-kv, attention-qkv, attention-ffn (harness.targets)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="adapter-specific option")
 
 
@@ -378,7 +379,9 @@ def cmd_params(args: argparse.Namespace) -> int:
             options["alpha"] = _alpha(args.alpha)
         # with `all`, an option goes to the adapters that have it; named adapters must accept it
         options.update(extra if explicit else {k: v for k, v in extra.items() if k.replace("-", "_") in fields})
-        adapter = build_adapter(name, options)
+        from harness.targets import resolve_target_options  # --targets attention-qv: the model's module names
+
+        adapter = build_adapter(name, resolve_target_options(options, entry.name, fallback=default_targets))
         model, head = build_skeleton()
         count = count_on_skeleton(adapter, model, head, entry.family)
         rows.append({"adapter": name, "trainable_params": count, "model": entry.name,
