@@ -138,8 +138,16 @@ def check_reachable(planned: list[PlannedRow]) -> None:
                 pass
 
 
-def dry_run_rows(table: PaperTable, preset: str = "paper") -> list[dict[str, Any]]:
-    """One object per table row (reported-only rows too), with its planned runs and parameter counts."""
+def _done_runs(specs: tuple[RunSpec, ...], store: Any) -> int:
+    from harness.runner import base_record
+    from harness.store import DONE_STATUSES
+
+    return sum(store.status(base_record(s)["key"]) in DONE_STATUSES for s in specs)
+
+
+def dry_run_rows(table: PaperTable, preset: str = "paper", store: Any = None) -> list[dict[str, Any]]:
+    """One object per table row (reported-only rows too), with its planned runs and parameter counts;
+    ``done``: how many of its runs already have a record in ``store`` (None without a store)."""
     planned = {(id(p.row), p.paper_model): p for p in plan_table(table, preset)}
     out: list[dict[str, Any]] = []
     for row in table.rows:
@@ -152,6 +160,7 @@ def dry_run_rows(table: PaperTable, preset: str = "paper") -> list[dict[str, Any
                 "suites": list(table.suites), "tasks": list(table.tasks),
                 "seeds": sorted({s.seed for s in p.specs}) if p else [],
                 "runs": len(p.specs) if p else 0, "options": dict(row.options),
+                "done": (_done_runs(p.specs, store) if p else 0) if store is not None else None,
                 "targets": row.targets or table.targets,
                 "trainable_params": ours, "reported_params": row.params,
                 "params_match": (rounds_to(ours, row.params) if ours is not None and row.params and preset == "paper"
@@ -190,6 +199,8 @@ def format_dry_run(table: PaperTable, rows: list[dict[str, Any]], preset: str) -
     total = sum(r["runs"] for r in rows)
     lines.append(f"{total} runs in {sum(r['status'] == 'planned' for r in rows)} rows "
                  f"({sum(r['status'] != 'planned' for r in rows)} reported only); tasks {', '.join(table.tasks)}")
+    if rows and rows[0].get("done") is not None:
+        lines.append(f"{sum(r['done'] for r in rows)} of them already have a record (skipped by the run)")
     return "\n".join(lines)
 
 
@@ -207,7 +218,8 @@ def all_specs(planned: list[PlannedRow]) -> list[RunSpec]:
 
 
 def mean_ci(values: list[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and a bootstrap (BCa where possible) confidence interval over seeds; one value: (v, v, v).
+    """Mean and a percentile-bootstrap confidence interval over seeds (BCa is undefined for the 1-5 seeds
+    of these tables when values tie); one value or all equal: (v, v, v).
     harness.stats may replace this once the leaderboard's statistics land."""
     import numpy as np
     from scipy import stats
@@ -337,7 +349,11 @@ def cmd_reproduce(args: Any) -> int:
     table = select_rows(get_table(args.table), getattr(args, "rows", None))
     preset = args.preset or "paper"
     if args.dry_run:
-        rows = dry_run_rows(table, preset)
+        from harness.runner import default_results_dir
+        from harness.store import ResultStore
+
+        store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
+        rows = dry_run_rows(table, preset, store)
         print(json.dumps(rows, indent=1) if args.json else format_dry_run(table, rows, preset))
         return 0
     from harness.cli import _check_writable, _cuda_available, resolve_data
