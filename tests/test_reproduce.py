@@ -175,3 +175,22 @@ def test_row_selection_and_unknown_row(capsys):
     assert [(r["row"], r["model"]) for r in rows] == [("FT", "clip-vit-b32"), ("FT", "clip-vit-l14")]
     assert main(["reproduce", "sera-t4", "--dry-run", "--row", "SeRA (r=9)"]) != 0
     assert "did you mean 'SeRA (r=8)'" in capsys.readouterr().err
+
+
+def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
+    from record_factory import grid_records, write_store
+    from streamlit.testing.v1 import AppTest
+
+    write_store(tmp_path, grid_records())
+    planned = plan_table(get_table("sera-t4"))
+    r8 = next(p for p in planned if p.row.label == "SeRA (r=8)")
+    write_reproduction_tables([_record(s, 0.80) for s in r8.specs[:3]], tmp_path / "tables")
+    monkeypatch.setenv("HARNESS_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv("HARNESS_TABLES_DIR", raising=False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "leaderboard.py"),
+                           default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    tab = next(t for t in at.tabs if t.label == "Reproduction")
+    assert any("sera-t4" in s.value for s in tab.subheader)
+    shown = tab.dataframe[-1].value
+    assert set(shown["row"]) == {"SeRA (r=8)"} and (shown["reported_in_ci"] == False).all()  # noqa: E712
