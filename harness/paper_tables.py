@@ -2,8 +2,10 @@
 
 Torch-free (the app imports it). ``harness.reproduce`` plans the rows through the normal runner; the
 reported numbers themselves live in ``results/reference/*.csv`` and are joined here by (table, method
-label, params). Every entry is validated on import (``validate_tables``): unknown adapters, suites,
-target roles, task names or reference rows fail with one line naming the table and row.
+label, params). Each entry checks its own structure when built (``__post_init__``: roles, printed
+counts, reported-only rows); ``validate_tables`` (run by ``reproduce`` and the tests; it needs the
+registries) checks adapters, suites, tasks and that every row finds its reported numbers, one line
+naming the table and row.
 
 Protocol fields that neither the paper nor the authors' code states are our documented choice and are
 listed in ``PaperTable.flagged`` / ``TableRow.flagged``; ``reproduce --dry-run`` prints them.
@@ -61,6 +63,19 @@ class TableRow:
     params_mismatch: str = ""  # why our count cannot print as the paper's (checked by the tests)
     note: str = ""
 
+    def __post_init__(self) -> None:
+        where = f"paper table row '{self.label}'"
+        if not self.label:
+            raise HarnessError("a paper table row needs the paper's method label")
+        if self.targets is not None and self.targets not in ROLES:
+            raise HarnessError(f"{where}: unknown target role '{self.targets}'; roles: {', '.join(ROLES)}")
+        if self.params is not None:
+            parse_printed(self.params)
+        if self.adapter is None and not self.note:
+            raise HarnessError(f"{where}: a reported-only row must say why (note)")
+        if self.adapter is None and (self.options or self.flagged):
+            raise HarnessError(f"{where}: a reported-only row has no options to run")
+
     @property
     def runnable(self) -> bool:
         return self.adapter is not None
@@ -85,6 +100,15 @@ class PaperTable:
     train_by_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-task overrides
     suite_options: dict[str, Any] = field(default_factory=dict)
     flagged: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"paper table {self.name}"
+        if len(self.models) != len(self.reference_models) or not self.models:
+            raise HarnessError(f"{where}: models and reference_models must be non-empty and of one length")
+        if self.targets not in ROLES:
+            raise HarnessError(f"{where}: unknown target role '{self.targets}'; roles: {', '.join(ROLES)}")
+        if not (self.suites and self.tasks and self.seeds and self.rows):
+            raise HarnessError(f"{where}: suites, tasks, seeds and rows must be non-empty")
 
     def row(self, label: str) -> TableRow:
         for row in self.rows:

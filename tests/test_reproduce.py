@@ -194,3 +194,23 @@ def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
     assert any("sera-t4" in s.value for s in tab.subheader)
     shown = tab.dataframe[-1].value
     assert set(shown["row"]) == {"SeRA (r=8)"} and (shown["reported_in_ci"] == False).all()  # noqa: E712
+
+
+def test_bad_table_entries_fail_with_one_line():
+    from harness.paper_tables import PaperTable, TableRow
+
+    with pytest.raises(HarnessError, match="unknown target role 'q-and-v'"):
+        TableRow("LoRA", "lora", targets="q-and-v")
+    with pytest.raises(HarnessError, match="reported-only row must say why"):
+        TableRow("SoRA", None)
+    with pytest.raises(HarnessError, match="not like 0.135M"):
+        TableRow("LoRA", "lora", params="0,3M")
+    with pytest.raises(HarnessError, match="one length"):
+        PaperTable(name="x", paper="p", where="Table 1", title="t", reference_file="msplora.csv", suites=("glue",),
+                   models=("roberta-base",), reference_models=(), tasks=("rte",), seeds=(1,),
+                   targets="attention-qv", protocol="p", rows=(TableRow("LoRA", "lora"),))
+    bad = PaperTable(name="x", paper="p", where="Table 1", title="t", reference_file="msplora.csv", suites=("glue",),
+                     models=("roberta-base",), reference_models=("roberta-base",), tasks=("rte",), seeds=(1,),
+                     targets="attention-qv", protocol="p", rows=(TableRow("LoRA (r=3)", "lora"),))
+    with pytest.raises(HarnessError, match="row 'LoRA \\(r=3\\)'.*no reported number"):
+        validate_tables((bad,))
