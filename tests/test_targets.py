@@ -122,3 +122,25 @@ def test_every_adapter_plans_on_every_catalogue_model(suite_name, model, monkeyp
     for spec in specs:
         if ADAPTERS.get(spec.adapter).trains and spec.adapter not in ("head",):
             assert counts[(spec.adapter, spec.config_hash)] > 0, (spec.adapter, model)
+
+
+def test_shipped_records_are_found_again_by_their_config_hash():
+    """Every shipped record's spec is what ``plan_grid`` plans today for its suite, task, adapter, model and
+    preset: target roles moved no record hash."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    planned: dict[str, str] = {}
+    checked = 0
+    for path in sorted(root.rglob("*.json")):
+        record = json.loads(path.read_text())
+        spec = record.get("spec")
+        if not isinstance(spec, dict):
+            continue
+        key = json.dumps([spec[k] for k in ("suite", "task", "adapter", "model", "preset", "suite_options")],
+                         sort_keys=True)
+        if key not in planned:
+            request = GridRequest(suite=spec["suite"], adapters=[spec["adapter"]], tasks=spec["task"], seeds=(1,),
+                                  preset=spec["preset"], model=spec["model"], suite_options=spec["suite_options"])
+            planned[key] = plan_grid(request, cuda_available=False)[0].config_hash
+        assert planned[key] == record["key"]["config_hash"], path
+        checked += 1
+    assert checked >= 91
