@@ -33,7 +33,7 @@ from adapters._peft_common import (
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     import torch
@@ -109,15 +109,15 @@ class AdaLoRA(Adapter):
     # way. MSPLoRA's AdaLoRA row could not be read offline when this was written
     # (results/reference/README.md): check its budget there.
     paper_options = {
-        "glue": {"rank": 8, "init_rank": 12, "targets": "query,value", "delta_t": 100},
+        "glue": {"rank": 8, "init_rank": 12, "targets": ATTENTION_QV, "delta_t": 100},
         "instructeval": {
             "rank": 64,
             "init_rank": 96,
             "alpha": 128,
-            "targets": "q_proj,v_proj",
+            "targets": ATTENTION_QV,
             "delta_t": 100,
         },
-        "mt-bench": {"rank": 64, "init_rank": 96, "alpha": 128, "targets": "q_proj,v_proj", "delta_t": 100},
+        "mt-bench": {"rank": 64, "init_rank": 96, "alpha": 128, "targets": ATTENTION_QV, "delta_t": 100},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "init_rank": 12, "delta_t": 10}}

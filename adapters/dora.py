@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from adapters._peft_common import inject, merge_all, merged_delta_components, target_regex, unmerge_all
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,9 +33,9 @@ class DoRA(Adapter):
     # instruction setting. The tables' per-method hyper-parameters could not be read offline when this
     # was written (see results/reference/README.md), so these mirror adapters/lora.py: check them there.
     paper_options = {
-        "glue": {"rank": 8, "alpha": 8, "targets": "query,value"},
-        "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
+        "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV},
+        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}

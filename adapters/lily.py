@@ -20,7 +20,7 @@ from adapters._peft_common import inject
 from harness.adapter import Adapter, ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -85,9 +85,9 @@ class Lily(Adapter):
     # 2x the LoRA rank it replaces, stride_a and num_b about L/4) at LoRA's RoBERTa targets (Hu et al.
     # 2021, Table 9: query,value): 148,608 parameters on RoBERTa-base, about half of LoRA r=8.
     paper_options = {
-        "glue": {"rank": 16, "stride_a": 4, "num_b": 3, "targets": "query,value"},
-        "instructeval": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": "q_proj,v_proj"},
+        "glue": {"rank": 16, "stride_a": 4, "num_b": 3, "targets": ATTENTION_QV},
+        "instructeval": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 128, "stride_a": 4, "num_b": 8, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 16, "stride_a": 2, "num_b": 3}}

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from adapters._peft_common import inject, lora_delta_components, merge_all, target_regex, unmerge_all
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,8 +26,8 @@ class LoRA(Adapter):
     # LoRA's own RoBERTa GLUE setting (Hu et al. 2021, Table 9), which MSPLoRA and SeRA compare against.
     paper_options = {
         "glue": {"rank": 8, "alpha": 8},  # targets come from the suite (query,value / query_proj,value_proj)
-        "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
+        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}

@@ -41,6 +41,7 @@ from adapters._linear_wrap import AdaptedLinear, WrappingAdapter, normal_, wrap_
 from harness.adapter import ApplyContext, DeltaComponent, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.targets import ATTENTION_FFN
 
 INIT_STD = 0.02
 
@@ -260,12 +261,10 @@ class LoRA2(WrappingAdapter):
     # The authors' DeBERTaV3-base scripts (run_debertav3_*.sh): r = 8, alpha 16, reg 0.1, beta 0.85,
     # mask interval 100, target rank 2 (SST-2) or 3 (MNLI), all of q, k, v, attention output,
     # intermediate and output; k = 8 in their code (k = 1 is the paper's smaller budget: --opt k=1).
-    _deberta_targets = "query_proj,key_proj,value_proj,attention.output.dense,intermediate.dense,output.dense"
-    _bert_targets = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
+    # all six weight types (q, k, v, attention output, both FF) of each architecture: harness.targets
     paper_options = {
         "glue": {"rank": 8, "k": 8, "alpha": 16, "target_rank": 2, "orth_reg": 0.1, "mask_interval": 100,
-                 "beta1": 0.85, "beta2": 0.85, "targets": _bert_targets},
-        "glue/deberta-v3-base": {"targets": _deberta_targets},
+                 "beta1": 0.85, "beta2": 0.85, "targets": ATTENTION_FFN},
     }
     cpu_options = {"glue": {"rank": 8, "k": 8, "alpha": 16}}
     # With u, v, U, V at std 0.02 the update P·Λ·Q starts about 1e-3 the size of LoRA's, so at the cpu

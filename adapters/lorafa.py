@@ -27,7 +27,7 @@ from adapters._peft_common import (
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     import torch
@@ -65,9 +65,9 @@ class LoraFA(Adapter):
     # r=8 on query,value) and the seeds' LoRA instruction setting (adapters/lora.py). Its own row in the
     # seeds' tables could not be read offline when this was written (results/reference/README.md).
     paper_options = {
-        "glue": {"rank": 8, "alpha": 8, "targets": "query,value"},
-        "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
+        "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV},
+        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}

@@ -55,7 +55,7 @@ from adapters._linear_wrap import (
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 LEVELS = ("global", "mid", "layer")
 
@@ -189,10 +189,9 @@ class MSPLoRA(WrappingAdapter):
     # RoBERTa-base with alpha 16 and dropout 0.05 (lr 4e-4, 5e-4 for SST-2: the glue suite's paper lr);
     # ranks 64/32/16 on q_proj,v_proj of LLaMA2-7B with alpha 16 (lr 3e-4: the instruction suites' lr).
     paper_options = {
-        "glue": {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": "query,value", "groups": 3},
-        "glue/deberta-v3-base": {"targets": "query_proj,value_proj"},
-        "instructeval": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": "q_proj,v_proj"},
+        "glue": {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ATTENTION_QV, "groups": 3},
+        "instructeval": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 64, "alpha": 16, "dropout": 0.05, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}

@@ -27,7 +27,7 @@ from adapters._peft_common import (
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,9 +61,9 @@ class PiSSA(Adapter):
     # runs use alpha = r (Meng et al. 2024, Sec. 5). The tables' per-method settings could not be read
     # offline when this was written (results/reference/README.md): these mirror adapters/lora.py.
     paper_options = {
-        "glue": {"rank": 8, "alpha": 8, "targets": "query,value"},
-        "instructeval": {"rank": 64, "alpha": 64, "targets": "q_proj,v_proj", "init": "niter_4"},
-        "mt-bench": {"rank": 64, "alpha": 64, "targets": "q_proj,v_proj", "init": "niter_4"},
+        "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV},
+        "instructeval": {"rank": 64, "alpha": 64, "targets": ATTENTION_QV, "init": "niter_4"},
+        "mt-bench": {"rank": 64, "alpha": 64, "targets": ATTENTION_QV, "init": "niter_4"},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 8}}

@@ -33,7 +33,7 @@ from adapters._linear_wrap import AdaptedLinear, WrappingAdapter, kaiming_unifor
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 
 @dataclass(frozen=True)
@@ -95,13 +95,12 @@ class SeRA(WrappingAdapter):
     wrapper_cls = SeRALinear
     # SeRA's GLUE setting: RoBERTa-large, query and value, r = 8 (and r = 16 with --rank 16), split = r.
     paper_options = {
-        "glue": {"rank": 8, "alpha": 16, "targets": "query,value"},
-        "glue/roberta-large": {"rank": 8, "alpha": 16, "targets": "query,value"},
-        "glue/deberta-v3-base": {"targets": "query_proj,value_proj"},
+        "glue": {"rank": 8, "alpha": 16, "targets": ATTENTION_QV},
+        "glue/roberta-large": {"rank": 8, "alpha": 16, "targets": ATTENTION_QV},
         # Instruction tuning at LoRA's rank there (r = 64, alpha 128; split = r): MSPLoRA's protocol adapts q,v
         # of LLaMA2-7B; SeRA's own (LLaMA3-8B, 4-bit base) adapts all linear layers.
-        "instructeval": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": "q_proj,v_proj"},
+        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}

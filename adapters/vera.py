@@ -28,7 +28,7 @@ from adapters._peft_common import (
 from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
     import torch
@@ -69,11 +69,11 @@ class VeRA(Adapter):
     # and r=256 on RoBERTa-large GLUE (SeRA, Table 3 for the latter). No seed table runs VeRA on the
     # instruction suites: those entries only mirror the LoRA targets so the preset runs.
     paper_options = {
-        "glue": {"rank": 1024, "targets": "query,value"},
+        "glue": {"rank": 1024, "targets": ATTENTION_QV},
         "glue/roberta-large": {"rank": 256},
         "coco-retrieval": {"rank": 1024},
-        "instructeval": {"rank": 1024, "targets": "q_proj,v_proj"},
-        "mt-bench": {"rank": 1024, "targets": "q_proj,v_proj"},
+        "instructeval": {"rank": 1024, "targets": ATTENTION_QV},
+        "mt-bench": {"rank": 1024, "targets": ATTENTION_QV},
         **LLAMA3_INSTRUCTION_ALL_LINEAR,
     }
     cpu_options = {"glue": {"rank": 256}}

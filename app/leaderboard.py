@@ -122,8 +122,8 @@ def main() -> None:
         st.info("No runs match the filters.")
         return
     table = aggregate.leaderboard(frame)
-    tab_board, tab_pareto, tab_detail, tab_reported, tab_export = st.tabs(
-        ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export"]
+    tab_board, tab_pareto, tab_detail, tab_reported, tab_export, tab_reproduction = st.tabs(
+        ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction"]
     )
     with tab_board:
         views.render_leaderboard(table, baseline)
@@ -135,6 +135,10 @@ def main() -> None:
         views.render_reported(reference, reference_skipped)
     with tab_export:
         views.render_export(frame, baseline)
+    with tab_reproduction:
+        from app.reproduction import render_reproduction
+
+        render_reproduction(results_dir)
 
 
 main()

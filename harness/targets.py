@@ -116,3 +116,86 @@ def linear_names_in_blocks(model: nn.Module) -> set[str]:
 def peft_target_regex(sites: list[TargetSite]) -> str:
     """A full-match regex for peft's ``target_modules`` that selects exactly these modules."""
     return "|".join(re.escape(s.name) for s in sites)
+
+
+# ---------------------------------------------------------------------------------------------------
+# target roles: what a paper's "q and v" or "all linear layers" means for each architecture
+# ---------------------------------------------------------------------------------------------------
+
+ATTENTION_QV = "attention-qv"  # the query and value projections (LoRA's default, most seeds' tables)
+ATTENTION_QK = "attention-qk"  # query and key (LoRA² Table 4)
+ATTENTION_KV = "attention-kv"  # key and value
+ATTENTION_QKV = "attention-qkv"  # query, key and value
+# every weight type of the block, listed by name (not the all-linear token): LoRA²'s six DeBERTaV3 weight
+# types (q, k, v, attention output, FFN in, FFN out), so the spec records the modules it adapted
+ATTENTION_FFN = "attention-ffn"
+
+TARGET_ROLES: dict[str, str] = {
+    ATTENTION_QV: "the attention query and value projections",
+    ATTENTION_QK: "the attention query and key projections",
+    ATTENTION_KV: "the attention key and value projections",
+    ATTENTION_QKV: "the attention query, key and value projections",
+    ATTENTION_FFN: "query, key, value, attention output and both feed-forward projections, by name",
+    ALL_LINEAR: "every linear layer inside the blocks (peft's all-linear; kept as the token)",
+}
+
+
+def _attention_roles(q: str, k: str, v: str, *ffn: str) -> dict[str, tuple[str, ...]]:
+    roles = {ATTENTION_QV: (q, v), ATTENTION_QK: (q, k), ATTENTION_KV: (k, v), ATTENTION_QKV: (q, k, v)}
+    if ffn:
+        roles[ATTENTION_FFN] = (q, k, v, *ffn)
+    return roles
+
+
+# Module names (as ``find_sites`` matches them inside a block) per architecture.
+ARCHITECTURE_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    # BERT, RoBERTa, MiniLM: bert.encoder.layer.N.attention.self.{query,key,value}
+    "bert": _attention_roles("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"),
+    # DeBERTaV2/V3: attention.self.{query,key,value}_proj; same output/FFN names as BERT
+    "deberta-v2": _attention_roles("query_proj", "key_proj", "value_proj", "attention.output.dense",
+                                   "intermediate.dense", "output.dense"),
+    # LLaMA-2/3, SmolLM2: self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj
+    "llama": _attention_roles("q_proj", "k_proj", "v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                              "mlp.down_proj"),
+    # open_clip towers after suites._vision splits in_proj into attn.{q,k,v}
+    "open_clip": _attention_roles("q", "k", "v", "attn.out_proj", "mlp.c_fc", "mlp.c_proj"),
+    # timm ViT after suites._vision splits attn.qkv into attn.{q,k,v}
+    "timm-vit": _attention_roles("q", "k", "v", "attn.proj", "mlp.fc1", "mlp.fc2"),
+    # convolutional networks: no linear layers in blocks, no roles (only head / full / bitfit apply)
+    "convolutional": {},
+}
+
+# transformers ``model_type`` -> architecture above (for catalogue entries with an arch config)
+MODEL_TYPE_ARCHITECTURES = {"bert": "bert", "roberta": "bert", "deberta-v2": "deberta-v2", "llama": "llama"}
+
+
+def resolve_targets(value: object, model: str, *, fallback: object = None) -> object:
+    """A target role ("attention-qv", ...) -> the module names it means for ``model``'s architecture
+    (``harness.models.model_architecture``); anything else (module names, "all-linear") is returned as
+    is. A model outside the catalogue (a hub id, a local folder) has no known architecture: for the
+    q,v role the suite's own per-model default (``fallback``) is used, any other role is an error."""
+    if not isinstance(value, str) or value not in TARGET_ROLES or value == ALL_LINEAR:
+        return value
+    from harness.models import model_architecture
+
+    arch = model_architecture(model)
+    if arch is None:
+        if value == ATTENTION_QV and fallback is not None:
+            return fallback
+        raise HarnessError(
+            f"target role '{value}' needs a catalogue model whose architecture is known; model '{model}' is not one: "
+            "pass module names with --targets (e.g. --targets query,value)"
+        )
+    roles = ARCHITECTURE_ROLES[arch]
+    if value not in roles:
+        raise HarnessError(
+            f"model '{model}' ({arch}) has no '{value}' targets; its roles: {', '.join(roles) or '(none)'}"
+        )
+    return roles[value]
+
+
+def resolve_target_options(options: dict, model: str, *, fallback: object = None) -> dict:
+    """``options`` with a ``targets`` role replaced by the model's module names (see resolve_targets)."""
+    if "targets" not in options:
+        return options
+    return {**options, "targets": resolve_targets(options["targets"], model, fallback=fallback)}

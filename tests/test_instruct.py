@@ -194,7 +194,7 @@ def test_paper_preset_targets_all_linear_on_llama3_and_q_v_on_llama2(suite):
     # the lookup itself: suite entry, then the more specific suite/model entry
     lora = ADAPTERS.get("lora")
     assert lora.preset_options("paper", suite, "llama3-8b") == {"rank": 64, "alpha": 128, "targets": "all-linear"}
-    assert lora.preset_options("paper", suite, "llama2-7b")["targets"] == "q_proj,v_proj"
+    assert lora.preset_options("paper", suite, "llama2-7b")["targets"] == "attention-qv"  # a role (harness.targets)
     assert ADAPTERS.get("sera").preset_options("cpu", suite, "llama3-8b") == {}  # cpu: the suite's defaults
 
 

@@ -35,6 +35,7 @@ from harness.config import build, field_types
 from harness.errors import HarnessError
 from harness.measure import MemoryMeter, unique_named_buffers
 from harness.registry import ADAPTERS
+from harness.targets import ATTENTION_QV, resolve_targets
 
 NAMES = ("dora", "pissa", "adalora", "vera", "lily", "lorafa")
 HIDDEN, INTERMEDIATE, LAYERS = 32, 64, 4
@@ -86,15 +87,18 @@ def test_registered_and_every_preset_option_set_builds(name):
 
 
 def test_paper_configs_match_the_seeds_baselines():
+    # adapters name the role; the model's architecture turns it into module names (harness.targets)
     vera = VeRA.preset_options("paper", "glue", "roberta-large")
-    assert vera["rank"] == 256 and vera["targets"] == "query,value"
+    assert vera["rank"] == 256 and resolve_targets(vera["targets"], "roberta-large") == ("query", "value")
     assert VeRA.preset_options("paper", "coco-retrieval", "clip-base")["rank"] == 1024
     for cls in (DoRA, PiSSA, LoraFA):
         assert cls.preset_options("paper", "glue", "roberta-base") == {
             "rank": 8,
             "alpha": 8,
-            "targets": "query,value",
+            "targets": ATTENTION_QV,
         }
+        assert resolve_targets(ATTENTION_QV, "roberta-base") == ("query", "value")
+        assert resolve_targets(ATTENTION_QV, "deberta-v3-base") == ("query_proj", "value_proj")
     ada = AdaLoRA.preset_options("paper", "glue", "roberta-base")
     assert ada["rank"] == 8 and ada["init_rank"] == 12
 
