@@ -499,6 +499,16 @@ def _reference_row_problems(row: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _reference_score(suite: str, metric: str, value: float, scale: str) -> float:
+    """A printed number on the scale our records store: divided by the display scale of the metric's
+    declared unit (accuracy 94.7 -> 0.947, MCC 63.4 -> 0.634, rsum and MT-Bench ratings as printed);
+    a metric no suite declares (MNLI-mismatched) by the row's own ``scale``."""
+    for spec in metric_units.BUILTIN_METRICS.get(suite, ()):
+        if spec.name == metric:
+            return value / spec.display_scale
+    return value / REFERENCE_SCALES[scale]
+
+
 def load_reference(folder: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Every ``*.csv`` of reported numbers under ``folder``, and the (file, why) of rows skipped.
 
@@ -527,10 +537,9 @@ def load_reference(folder: str | Path) -> tuple[pd.DataFrame, list[tuple[str, st
     frame = pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS))
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     frame["params"] = pd.to_numeric(frame["params"], errors="coerce").astype("float64")
-    frame["score"] = frame["value"] / frame["scale"].map(REFERENCE_SCALES).astype("float64")
-    # metrics our tables show on their own scale (COCO rsum 0-600, MT-Bench 1-10) stay as printed
-    unscaled = frame["metric"].isin(UNSCALED_METRICS)
-    frame.loc[unscaled, "score"] = frame.loc[unscaled, "value"]
+    frame["score"] = [_reference_score(*row) for row in zip(frame["suite"], frame["metric"], frame["value"],
+                                                             frame["scale"])]
+    frame["score"] = frame["score"].astype("float64")
     frame["source_kind"] = "reported"
     return frame, skipped
 
