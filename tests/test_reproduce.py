@@ -18,8 +18,8 @@ from harness.reproduce import (
     check_reachable,
     dry_run_rows,
     plan_table,
-    reproduction_rows,
     reproduction_files,
+    reproduction_rows,
 )
 
 ISSUE_TABLES = ("msplora-t1", "msplora-t2", "lora2-t1", "lora2-t4", "sera-t1", "sera-t2", "sera-t3", "sera-t4",
