@@ -147,6 +147,11 @@ class MSPLoRALinear(AdaptedLinear):
         super().__init__(base, site, dropout)
         self.levels = nn.ModuleDict(pairs)
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The levels' dtype at call time (follows ``model.to(dtype)``), without a walk over modules."""
+        return next(iter(self.levels.values())).A.dtype
+
     def update(self, x: torch.Tensor) -> torch.Tensor:
         pairs = list(self.levels.values())
         if len(pairs) == 1:
