@@ -196,8 +196,12 @@ def _init_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) ->
 def _start_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -> None:
     """The pool's initializer: stop signals handled like Ctrl-C, death with the driver, then the setup."""
     signals.install_in_worker()
+    _DRIVER["pid"] = os.getppid()
     _die_with_parent()
     _init_pool_worker(slots, plan, modules)
+
+
+_DRIVER: dict[str, int] = {}  # in a pool worker: the driver's pid
 
 
 def _die_with_parent() -> None:
@@ -215,11 +219,20 @@ def _die_with_parent() -> None:
 
 
 def _pool_task(spec: RunSpec, root: str, options: ExecutionOptions) -> RunResult:
-    stopping = signals.received()
-    if stopping is not None:  # this worker was told to stop: start no further run
-        raise signals.Interrupted(stopping)
-    with signals.running():
-        result, _ = run_and_record(spec, ResultStore(root), options)
+    try:
+        stopping = signals.received()
+        if stopping is not None:  # this worker was told to stop: start no further run
+            raise signals.Interrupted(stopping)
+        with signals.running():
+            result, _ = run_and_record(spec, ResultStore(root), options)
+    except KeyboardInterrupt as exc:  # the run's cancelled record is written by now
+        if _DRIVER and os.getppid() != _DRIVER["pid"]:
+            # the driver is gone (killed): nobody will read the answer or send the pool's stop, and
+            # the pool's queues would keep this process waiting for ever; leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(signals.exit_code(exc))
+        raise
     return result
 
 
