@@ -458,8 +458,10 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     t0 = time.perf_counter()
     device = resolve_device(options.device)
     partial: dict[str, Any] = {}
-    work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
+    work_dir: Path | None = None
     try:
+        # inside the try: a full or unwritable temporary folder fails this run (recorded), not the grid
+        work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
         result = _train_and_evaluate(spec, options, device, work_dir, partial, record_path)
         record.update(result)
         record["status"] = "success"
@@ -485,7 +487,8 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - t0
         record["finished_at"] = _now()
         record["environment"] = environment_info(device)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return record

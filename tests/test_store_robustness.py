@@ -503,3 +503,19 @@ def test_records_and_report_tables_are_created_with_the_umask(umask, mode, tmp_p
     assert path.stat().st_mode & 0o777 == mode
     for table in ("leaderboard.csv", "leaderboard.md"):
         assert (tmp_path / "tables" / table).stat().st_mode & 0o777 == mode
+
+
+def test_a_full_temporary_folder_fails_the_run_not_the_grid(fake_suite, tmp_path: Path, monkeypatch):
+    import tempfile
+
+    from harness.runner import ExecutionOptions, run_grid
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    store = ResultStore(tmp_path / "results")
+    outcome = run_grid([_plan_one(seed=1), _plan_one(seed=2)], store, ExecutionOptions(device="cpu", progress=False),
+                       echo=lambda _: None)
+    assert outcome.by_status == {"failed": 2}  # both recorded (and rerun next time), the grid went on
+    assert all("No space left" in r["error"]["message"] for r in store.records(warn=False))
