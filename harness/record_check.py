@@ -188,6 +188,7 @@ def _clean(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if isinstance(train, dict) and train.get("limit") is not None and not _fits(train["limit"], "int"):
         notes.append(f"spec.train.limit {_show(train['limit'])} is not {_KIND_TEXT['int']}")
         train["limit"] = None
+    _clean_components(record.get("analysis"), notes)
     curve = record.get("loss_curve")
     if curve is not None:
         points = curve if isinstance(curve, list) else []
@@ -196,6 +197,31 @@ def _clean(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"loss_curve: {len(points) - len(good) if isinstance(curve, list) else 'all'} bad points dropped")
             record["loss_curve"] = good
     return record, notes
+
+
+# analysis.components[i] fields the run detail plots, and the JSON type each must have
+COMPONENT_FIELDS = {"singular_values": list, "m_eff": dict, "kind": str, "module": str, "component": str}
+
+
+def _clean_components(analysis: Any, notes: list[str]) -> None:
+    if not isinstance(analysis, dict) or analysis.get("components") is None:
+        return
+    components = analysis["components"]
+    if not isinstance(components, list):
+        notes.append(f"analysis.components is a JSON {_kind(components)}, not an array")
+        analysis["components"] = None
+        return
+    for i, component in enumerate(components):
+        if not isinstance(component, dict):
+            continue  # the readers skip what is not an object
+        for field, kind in COMPONENT_FIELDS.items():
+            if component.get(field) is not None and not isinstance(component[field], kind):
+                notes.append(f"analysis.components[{i}].{field} {_show(component[field])} is not a JSON "
+                             f"{_kind(kind())}")
+                component[field] = None
+        if component.get("layer") is not None and not _fits(component["layer"], "int"):
+            notes.append(f"analysis.components[{i}].layer {_show(component['layer'])} is not a whole number")
+            component["layer"] = None
 
 
 def _finite_copy(value: Any, path: str, notes: list[str]) -> Any:

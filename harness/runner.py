@@ -45,7 +45,7 @@ from harness.record import SCHEMA_VERSION
 from harness.registry import ADAPTERS, SUITES
 from harness.signals import deferred, signal_name
 from harness.spec import RunSpec, TrainConfig
-from harness.store import NEWER_SCHEMA, ResultStore
+from harness.store import DONE_STATUSES, NEWER_SCHEMA, ResultStore
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
 
 MAX_LOSS_POINTS = 400
@@ -811,8 +811,8 @@ def iter_pending(specs: list[RunSpec], store: ResultStore, force: bool) -> Itera
     overwritten by this (older) harness."""
     for spec in specs:
         key = base_record(spec)["key"]
-        status = store.status(key)
-        yield spec, status == NEWER_SCHEMA or (not force and store.is_complete(key))
+        status = store.status(key)  # one read (is_complete would read the record again)
+        yield spec, status == NEWER_SCHEMA or (not force and status in DONE_STATUSES)
 
 
 def execution_order(specs: list[RunSpec]) -> list[RunSpec]:

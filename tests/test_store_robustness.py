@@ -244,6 +244,19 @@ def test_non_finite_numbers_anywhere_become_null_and_the_loss_curve_keeps_good_p
     assert check_record(make_record(seed=3)) == (make_record(seed=3), [])  # a good record is untouched
 
 
+@pytest.mark.parametrize("field,value", [("singular_values", 5), ("m_eff", [1]), ("layer", "L3"), ("kind", 3)])
+def test_bad_analysis_components_are_dropped_and_the_run_detail_still_draws(field, value):
+    analysis = {"components": [{"module": "m", "kind": "query", "layer": 0, "component": "A",
+                                "singular_values": [3.0, 1.0], "m_eff": {"1": 0.5}}]}
+    record = make_record(seed=4, analysis=analysis)
+    record["analysis"]["components"][0][field] = value
+    cleaned, notes = check_record(json.loads(json.dumps(record)))
+    assert cleaned["analysis"]["components"][0][field] is None and len(notes) == 1
+    aggregate.singular_values_frame(cleaned)
+    aggregate.m_eff_frame(cleaned)
+    aggregate.analysis_matrices(cleaned)
+
+
 def test_report_prints_one_warning_per_file_with_bad_values(tmp_path: Path, capsys):
     _good_store(tmp_path)
     record = make_record(seed=5)
