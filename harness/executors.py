@@ -21,6 +21,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -198,7 +199,18 @@ def _start_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -
     signals.install_in_worker()
     _DRIVER["pid"] = os.getppid()
     _die_with_parent()
+    threading.Thread(target=_leave_without_driver, name="driver-watch", daemon=True).start()
     _init_pool_worker(slots, plan, modules)
+
+
+def _leave_without_driver() -> None:
+    """A worker between runs whose driver is gone (killed while it stopped the pool) would wait on the
+    pool's queue for ever (the workers hold both ends of it): leave. A run in progress is left to the
+    stop signal, which records it as cancelled first."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != _DRIVER["pid"] and not signals.is_running():
+            os._exit(128 + (signals.received() or signal.SIGTERM))
 
 
 _DRIVER: dict[str, int] = {}  # in a pool worker: the driver's pid

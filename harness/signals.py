@@ -88,6 +88,10 @@ def install_in_worker(signals: tuple[int, ...] = (*HANDLED, signal.SIGINT)) -> N
         signal.signal(s, _handler)
 
 
+def is_running() -> bool:
+    return bool(_state["running"])
+
+
 @contextlib.contextmanager
 def running() -> Iterator[None]:
     """A run is executing (a stop signal interrupts it instead of exiting the worker)."""

@@ -139,7 +139,7 @@ def test_a_cancelled_run_reruns_after_sigterm(plugin: Path, tmp_path: Path):
 
 PARALLEL_CASES = [  # (who gets the signal, signal): the driver alone, or the whole group (systemd, SLURM, Ctrl-C)
     ("driver", signal.SIGTERM), ("driver", signal.SIGHUP), ("group", signal.SIGTERM), ("group", signal.SIGINT),
-    ("driver", signal.SIGKILL),
+    ("driver", signal.SIGKILL), ("driver-then-kill", signal.SIGTERM),
 ]
 
 
@@ -151,6 +151,10 @@ def test_a_parallel_grid_stopped_by_a_signal(target: str, signum: int, plugin: P
         os.killpg(grid.process.pid, signum)
     else:
         os.kill(grid.process.pid, signum)
+    if target == "driver-then-kill":  # SIGKILL while the driver stops its workers (SLURM's KillWait ran out)
+        time.sleep(0.3)
+        os.kill(grid.process.pid, signal.SIGKILL)
+        signum = signal.SIGKILL
     code, out = grid.finish()
     assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), out
     assert_nothing_left(grid)
@@ -188,3 +192,26 @@ def test_a_signal_during_a_record_write_waits_until_it_is_written():
                 time.sleep(0.1)
                 written.append("record")
     assert written == ["record"]
+
+
+WATCH = """
+import sys, threading, time
+from harness import executors, signals
+executors._DRIVER["pid"] = -1  # a driver that is gone
+threading.Thread(target=executors._leave_without_driver, daemon=True).start()
+if sys.argv[1] == "running":
+    with signals.running():
+        time.sleep(4)
+    print("run finished", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("state", ["idle", "running"])
+def test_a_worker_whose_driver_is_gone_leaves_once_no_run_is_in_progress(state: str):
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", WATCH, state], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    # idle: within the watch interval; running: not before the run is over
+    assert ("run finished" in done.stdout) == (state == "running")
+    assert time.monotonic() - start < 30
