@@ -860,10 +860,10 @@ def write_record(store: ResultStore, record: dict[str, Any]) -> tuple[Path | Non
     with deferred():
         try:
             return store.write(record), ""
-        except OSError as exc:
+        except (OSError, TypeError, ValueError) as exc:  # a full disk; a value JSON cannot hold
             target = store.path_for(record["key"])
             kept = store.keep_unsaved(record)
-            why = f"[unsaved] {record['run_id']}: cannot write {target} ({exc.strerror or exc})"
+            why = f"[unsaved] {record['run_id']}: cannot write {target} ({getattr(exc, 'strerror', None) or exc})"
             if kept is not None:
                 line = (f"{why}; the record is kept at {kept}: move it to {target} once that works, or the next "
                         "invocation runs it again")

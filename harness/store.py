@@ -195,7 +195,10 @@ class ResultStore:
         """Write a record whose own path could not be written somewhere else: ``.unsaved/`` under the
         results folder, else the temporary folder. None when neither can be written."""
         relpath = record_relpath(record["key"])
-        text = dumps(sanitize(record))
+        try:
+            text = dumps(sanitize(record))
+        except (TypeError, ValueError):  # a value JSON cannot hold: kept as its text
+            text = json.dumps(sanitize(record), indent=1, default=str) + "\n"
         for base in (self.root / UNSAVED_DIR, Path(tempfile.gettempdir()) / f"harness-unsaved-{os.getuid()}"):
             target = base / relpath
             try:

@@ -464,6 +464,27 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
     assert len(printed) == 1 and json.loads(printed[0])["status"] == "success"  # printed, so still not lost
 
 
+def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_suite, tmp_path: Path, monkeypatch):
+    from harness import runner
+    from harness.runner import ExecutionOptions, run_grid
+
+    real = runner.execute_run
+
+    def with_an_odd_value(*args, **kwargs):
+        record = real(*args, **kwargs)
+        record["data_info"] = {"odd": object()}  # what a suite's info could carry by mistake
+        return record
+
+    monkeypatch.setattr(runner, "execute_run", with_an_odd_value)
+    results = tmp_path / "results"
+    lines: list[str] = []
+    outcome = run_grid([_plan_one(seed=1), _plan_one(seed=2)], ResultStore(results),
+                       ExecutionOptions(device="cpu", progress=False), echo=lines.append)
+    assert outcome.ran == 2 and outcome.unsaved == 2 and "not JSON serialisable" in lines[0]
+    kept = sorted((results / UNSAVED_DIR).rglob("*.json"))
+    assert len(kept) == 2 and json.loads(kept[0].read_text())["data_info"]["odd"].startswith("<object")
+
+
 def test_a_parallel_driver_counts_unsaved_results():
     from harness.executors import _record_result
     from harness.runner import GridOutcome, RunResult
