@@ -111,6 +111,7 @@ def records(grid: Grid) -> dict[int, dict]:
 def test_a_sequential_grid_stopped_by_a_signal(signum: int, plugin: Path, tmp_path: Path):
     grid = Grid(plugin, tmp_path, "--seeds", "1,2")
     assert grid.wait_for_runs(1) == [1]
+    assert [int(p.split()[0]) for p in survivors(grid.token)] == [grid.process.pid]  # what is checked after
     os.kill(grid.process.pid, signum)
     code, out = grid.finish()
     assert code == 128 + signum, out
@@ -147,6 +148,8 @@ PARALLEL_CASES = [  # (who gets the signal, signal): the driver alone, or the wh
 def test_a_parallel_grid_stopped_by_a_signal(target: str, signum: int, plugin: Path, tmp_path: Path):
     grid = Grid(plugin, tmp_path, "--seeds", "1,2,3", "--workers", "2", group=True)
     started = grid.wait_for_runs(2)  # both workers are training; the third run waits
+    # the driver, the resource tracker and two workers, all found by their marker before the signal
+    assert len(survivors(grid.token)) == 4, survivors(grid.token)
     if target == "group":
         os.killpg(grid.process.pid, signum)
     else:
