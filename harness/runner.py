@@ -473,7 +473,8 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record["error"] = {"type": "OutOfMemoryError", "message": str(exc).splitlines()[0], "traceback": traceback.format_exc()}
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (harness.signals raises Interrupted)
         signum = getattr(exc, "signum", None)
-        how = "interrupted by the user (Ctrl-C)" if signum is None else f"stopped by {signal_name(signum)}"
+        ctrl_c = signum is None or signal_name(signum) == "SIGINT"
+        how = "interrupted by the user (Ctrl-C)" if ctrl_c else f"stopped by {signal_name(signum)}"
         record["status"] = "cancelled"
         record["error"] = {"type": "KeyboardInterrupt", "message": how, "traceback": None,
                            "signal": signal_name(signum) if signum is not None else "SIGINT"}

@@ -6,9 +6,9 @@ closed terminal sends SIGHUP. Python's default for both is to die at once, which
 raise ``Interrupted`` (a KeyboardInterrupt) in the main thread instead, so the code that already
 handles Ctrl-C (the cancelled record, the temporary folder, stopping the pool) handles them too.
 
-The first signal interrupts; later ones it handles are ignored so that the cleanup it started (writing
-the cancelled record, stopping the workers) is not cut short; SIGKILL remains the way to force it (and
-in the driver, whose SIGINT stays Python's, a second Ctrl-C).
+The first signal interrupts; later ones are ignored so that the cleanup it started (writing the
+cancelled record, stopping the workers) is not cut short; SIGKILL remains the way to force it, and in
+the driver a second Ctrl-C (except while a record is being written).
 Inside ``deferred()`` (a record being written) a signal is held and raised when the block ends.
 """
 
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-HANDLED = (signal.SIGTERM, signal.SIGHUP)
+HANDLED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _state: dict[str, Any] = {"received": None, "deferring": 0, "pending": None, "idle_exit": False, "running": 0}
 
 
@@ -54,6 +54,8 @@ def received() -> int | None:
 
 def _handler(signum: int, frame: Any) -> None:
     if _state["received"] is not None:
+        if signum == signal.SIGINT and not _state["deferring"] and not _state["idle_exit"]:
+            raise KeyboardInterrupt  # a second Ctrl-C at the driver's terminal: stop waiting for the cleanup
         return  # already stopping: let the cleanup finish
     _state["received"] = signum
     if _state["deferring"]:
@@ -80,9 +82,9 @@ def interrupt_on_signals(signals: tuple[int, ...] = HANDLED) -> Iterator[None]:
             signal.signal(s, old)
 
 
-def install_in_worker(signals: tuple[int, ...] = (*HANDLED, signal.SIGINT)) -> None:
-    """For a pool worker process, for its whole life: SIGINT too, so that a second Ctrl-C does not cut
-    the cancelled record's write short. A worker signalled between runs exits at once."""
+def install_in_worker(signals: tuple[int, ...] = HANDLED) -> None:
+    """For a pool worker process, for its whole life (a second Ctrl-C does not cut the cancelled
+    record's write short there). A worker signalled between runs exits at once."""
     _state["idle_exit"] = True
     for s in signals:
         signal.signal(s, _handler)

@@ -183,7 +183,11 @@ def test_sigterm_raises_interrupted_and_later_signals_wait_for_the_cleanup():
         assert signals.exit_code(caught.value) == 143
         os.kill(os.getpid(), signal.SIGHUP)  # a second signal during the cleanup: ignored
         time.sleep(0.1)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the previous handler is back
+        with pytest.raises(KeyboardInterrupt):  # but a second Ctrl-C at the driver forces the stop
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the previous handlers are back
+    assert signal.getsignal(signal.SIGINT) is not signals._handler
 
 
 def test_a_signal_during_a_record_write_waits_until_it_is_written():
