@@ -336,6 +336,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     preflight(specs)
     store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
     _check_writable(store.root)
+    _check_store(store, specs)
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     if args.dry_run:
         print(_plan_table(specs, counts, store, args.force))
@@ -345,7 +346,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     outcome = run_with_executor(executor, specs, store, options, force=args.force,
                                 echo=lambda line: print(line, flush=True))
     print(outcome.totals_line())
-    return 1 if outcome.unfinished else 0  # failed, cancelled or lost runs: see GridOutcome.unfinished
+    return 1 if outcome.unfinished or outcome.unsaved else 0  # see GridOutcome.unfinished
 
 
 def _check_writable(root: Path) -> None:
@@ -385,6 +386,21 @@ def check_device(text: str) -> None:
                                f"cuda:{torch.cuda.device_count() - 1})")
 
 
+def _check_store(store: Any, specs: list[Any]) -> None:
+    """Before any training: every planned record path must be writable (one error line if not), and
+    records of a newer schema are named (a grid skips them, never overwrites them)."""
+    from harness.runner import base_record
+
+    keys = [base_record(spec)["key"] for spec in specs]
+    problems = store.write_blockers(keys)
+    if problems:
+        more = f" (and {len(problems) - 1} more such paths)" if len(problems) > 1 else ""
+        raise HarnessError(f"the result store cannot take this grid's records: {problems[0]}{more}")
+    for path in store.newer_records(keys):
+        print(f"warning: {path} holds a record of a newer schema version: kept, that run is skipped "
+              "(use another --results-dir to run it with this version)", file=sys.stderr)
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -393,10 +409,12 @@ def _cuda_available() -> bool:
 
 def plan_state(status: str | None, force: bool) -> str:
     """What the next invocation does with a run, given its recorded status (None: no record)."""
-    from harness.store import DONE_STATUSES
+    from harness.store import DONE_STATUSES, NEWER_SCHEMA
 
     if status is None:
         return "pending"
+    if status == NEWER_SCHEMA:
+        return "newer schema version (kept, skip)"
     if status in DONE_STATUSES:
         return f"done: {status} (will rerun: --force)" if force else f"done: {status} (skip)"
     return f"{status} (will rerun)"
@@ -545,8 +563,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise HarnessError(f"--results-dir {root} does not exist (no tables written)")
     loaded = ResultStore(root).load(warn=False)
-    for path, why in loaded.skipped:
-        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+    for line in loaded.warnings:  # one line per bad file; never fatal
+        print(f"warning: {line}", file=sys.stderr)
     if not loaded.records:
         raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
     frame = aggregate.load_frame(loaded.records)
@@ -624,7 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by harness/signals.py
+        from harness.signals import exit_code, signal_name
+
+        print(f"interrupted ({signal_name(exit_code(exc) - 128)})", file=sys.stderr)
+        return exit_code(exc)
     return EXIT_USAGE

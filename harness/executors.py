@@ -19,12 +19,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness import signals
 from harness.errors import HarnessError
 from harness.registry import ADAPTERS, SUITES
 from harness.runner import (
@@ -40,6 +44,9 @@ from harness.store import ResultStore
 
 EXECUTORS = ("local", "ray")
 BUILTIN_PACKAGES = ("adapters", "suites", "harness")
+# After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
+# they are killed (SLURM waits 30 s between SIGTERM and SIGKILL, docker stop 10 s)
+STOP_GRACE_SECONDS = float(os.environ.get("HARNESS_STOP_GRACE_SECONDS", "20"))
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,14 @@ def run_with_executor(
     force: bool = False,
     echo: Callable[[str], None] = print,
 ) -> GridOutcome:
+    # SIGTERM (SLURM, docker stop, systemd) and SIGHUP stop the grid the way Ctrl-C does: the run in
+    # progress is recorded as cancelled, temporary folders go, the workers stop (harness/signals.py)
+    with signals.interrupt_on_signals():
+        return _run_with_executor(executor, specs, store, options, force=force, echo=echo)
+
+
+def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: ResultStore, options: ExecutionOptions,
+                       *, force: bool, echo: Callable[[str], None]) -> GridOutcome:
     if not executor.parallel:
         return run_grid(specs, store, options, force=force, echo=echo)
     outcome = GridOutcome(planned=len(specs))
@@ -115,7 +130,7 @@ def _import_plugins(modules: tuple[str, ...]) -> None:
 
 
 def _record_result(result: RunResult, outcome: GridOutcome, echo: Callable[[str], None]) -> None:
-    outcome.count(result.status)
+    outcome.count(result.status, result.unsaved)
     echo(result.summary)
 
 
@@ -179,9 +194,77 @@ def _init_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) ->
     _import_plugins(modules)
 
 
+def _start_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -> None:
+    """The pool's initializer: stop signals handled like Ctrl-C, death with the driver, then the setup."""
+    signals.install_in_worker()
+    _DRIVER["pid"] = os.getppid()
+    _die_with_parent()
+    threading.Thread(target=_leave_without_driver, name="driver-watch", daemon=True).start()
+    _init_pool_worker(slots, plan, modules)
+
+
+def _leave_without_driver() -> None:
+    """A worker between runs whose driver is gone (killed while it stopped the pool) would wait on the
+    pool's queue for ever (the workers hold both ends of it): leave. A run in progress is left to the
+    stop signal, which records it as cancelled first."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != _DRIVER["pid"] and not signals.is_running():
+            os._exit(128 + (signals.received() or signal.SIGTERM))
+
+
+_DRIVER: dict[str, int] = {}  # in a pool worker: the driver's pid
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the driver dies, even by SIGKILL, so that no worker is orphaned (it
+    then records its run as cancelled and exits). Elsewhere the driver's own stop has to do."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the driver died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _pool_task(spec: RunSpec, root: str, options: ExecutionOptions) -> RunResult:
-    result, _ = run_and_record(spec, ResultStore(root), options)
+    try:
+        stopping = signals.received()
+        if stopping is not None:  # this worker was told to stop: start no further run
+            raise signals.Interrupted(stopping)
+        with signals.running():
+            result, _ = run_and_record(spec, ResultStore(root), options)
+    except KeyboardInterrupt as exc:  # the run's cancelled record is written by now
+        if _DRIVER and os.getppid() != _DRIVER["pid"]:
+            # the driver is gone (killed): nobody will read the answer or send the pool's stop, and
+            # the pool's queues would keep this process waiting for ever; leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(signals.exit_code(exc))
+        raise
     return result
+
+
+def _stop_pool(pool: Any, grace: float) -> None:
+    """After a stop (Ctrl-C, a signal, an error in the driver): cancel the queued runs, tell the workers
+    to stop (SIGTERM: each records its run as cancelled; ignored by one that got the signal already),
+    wait for them, kill what is left. The pool has no public list of its processes, hence _processes."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, workers: int,
@@ -198,7 +281,7 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
         slots.put(i)
     echo(f"executor: local, {workers} worker processes"
          + (f", GPUs {','.join(plan.gpus)}" if plan.gpus else f", {plan.threads} torch threads each"))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_pool_worker,
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_pool_worker,
                                initargs=(slots, plan, modules))
     try:
         futures = {pool.submit(_pool_task, spec, str(root), options): spec for spec in pending}
@@ -210,9 +293,9 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
             else:
                 _record_result(result, outcome, echo)
     except BaseException:
-        # Ctrl-C reaches the workers too (one process group) and interrupts their runs; the queued runs
-        # must not start after it, so cancel them instead of waiting for them
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C reaches the workers too (one process group), SIGTERM to the driver alone does not: either
+        # way the queued runs must not start, and no worker may outlive the driver
+        _stop_pool(pool, STOP_GRACE_SECONDS)
         raise
     pool.shutdown(wait=True)
 

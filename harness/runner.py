@@ -43,8 +43,9 @@ from harness.measure import (
 )
 from harness.record import SCHEMA_VERSION
 from harness.registry import ADAPTERS, SUITES
+from harness.signals import deferred, signal_name
 from harness.spec import RunSpec, TrainConfig
-from harness.store import ResultStore
+from harness.store import DONE_STATUSES, NEWER_SCHEMA, ResultStore
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
 
 MAX_LOSS_POINTS = 400
@@ -65,11 +66,17 @@ class DivergedError(RuntimeError):
 
 
 class RunCancelled(KeyboardInterrupt):
-    """Ctrl-C during a run: carries the run's ``cancelled`` record so that it is written, not lost."""
+    """Ctrl-C (or SIGTERM/SIGHUP) during a run: carries the run's ``cancelled`` record so that it is
+    written, not lost, and the signal (None for a plain KeyboardInterrupt) for the exit code."""
 
-    def __init__(self, record: dict[str, Any]):
+    def __init__(self, record: dict[str, Any], signum: int | None = None):
         super().__init__("run cancelled")
         self.record = record
+        if signum is not None:
+            self.signum = signum
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a pool worker sends it to the driver
+        return (RunCancelled, (self.record, getattr(self, "signum", None)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,8 +530,10 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     t0 = time.perf_counter()
     device = resolve_device(options.device)
     partial: dict[str, Any] = {}
-    work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
+    work_dir: Path | None = None
     try:
+        # inside the try: a full or unwritable temporary folder fails this run (recorded), not the grid
+        work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
         result = _train_and_evaluate(spec, options, device, work_dir, partial, record_path)
         record.update(result)
         record["status"] = "success"
@@ -534,10 +543,14 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     except torch.OutOfMemoryError as exc:
         record["status"] = "oom"
         record["error"] = {"type": "OutOfMemoryError", "message": str(exc).splitlines()[0], "traceback": traceback.format_exc()}
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (harness.signals raises Interrupted)
+        signum = getattr(exc, "signum", None)
+        ctrl_c = signum is None or signal_name(signum) == "SIGINT"
+        how = "interrupted by the user (Ctrl-C)" if ctrl_c else f"stopped by {signal_name(signum)}"
         record["status"] = "cancelled"
-        record["error"] = {"type": "KeyboardInterrupt", "message": "interrupted by the user", "traceback": None}
-        raise RunCancelled(record) from None  # completed by the finally block before it propagates
+        record["error"] = {"type": "KeyboardInterrupt", "message": how, "traceback": None,
+                           "signal": signal_name(signum) if signum is not None else "SIGINT"}
+        raise RunCancelled(record, signum) from None  # completed by the finally block before it propagates
     except Exception as exc:  # the grid goes on; the traceback is in the record
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
@@ -547,7 +560,8 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - t0
         record["finished_at"] = _now()
         record["environment"] = environment_info(device)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return record
@@ -839,18 +853,24 @@ class GridOutcome:
     by_status: dict[str, int] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     lost: int = 0  # dispatched runs that came back without a record (a worker or node died)
+    unsaved: int = 0  # runs whose record could not be written at its path (kept elsewhere, see RunResult)
 
-    def count(self, status: str) -> None:
+    def count(self, status: str, unsaved: bool = False) -> None:
         self.ran += 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.unsaved += unsaved
 
     def totals_line(self) -> str:
         statuses = ", ".join(f"{k}={v}" for k, v in sorted(self.by_status.items())) or "none"
         line = f"planned {self.planned}, already done {self.skipped}, ran {self.ran} ({statuses})"
         if self.lost:
             line += f", lost {self.lost} (no record: rerun the same command to resume them)"
-        if self.unfinished:
-            line += f"; {self.unfinished} of them not done: exit code 1 (the same command reruns them)"
+        if self.unsaved:
+            line += (f", unsaved {self.unsaved} (their records could not be written to the store; kept where "
+                     "the [unsaved] lines say)")
+        if self.unfinished or self.unsaved:
+            # an unsaved record is not in the store either: the next invocation runs it again
+            line += f"; {self.unfinished + self.unsaved} of them not done: exit code 1 (the same command reruns them)"
         return line
 
     @property
@@ -870,7 +890,8 @@ class RunResult:
     run_id: str
     status: str
     summary: str
-    path: str
+    path: str  # where the record is: its place in the store, or where it was kept when that failed
+    unsaved: bool = False  # the store's write failed; the record is at ``path`` (or printed) instead
 
 
 def summary_line(record: dict[str, Any]) -> str:
@@ -892,9 +913,12 @@ def summary_line(record: dict[str, Any]) -> str:
 
 
 def iter_pending(specs: list[RunSpec], store: ResultStore, force: bool) -> Iterator[tuple[RunSpec, bool]]:
+    """(spec, done). A record of a newer schema counts as done even with --force: it is never
+    overwritten by this (older) harness."""
     for spec in specs:
         key = base_record(spec)["key"]
-        yield spec, (not force and store.is_complete(key))
+        status = store.status(key)  # one read (is_complete would read the record again)
+        yield spec, status == NEWER_SCHEMA or (not force and status in DONE_STATUSES)
 
 
 def execution_order(specs: list[RunSpec]) -> list[RunSpec]:
@@ -926,10 +950,33 @@ def run_and_record(spec: RunSpec, store: ResultStore, options: ExecutionOptions)
     try:
         record = execute_run(spec, options, record_path=path)
     except RunCancelled as cancelled:
-        store.write(cancelled.record)  # the next invocation reruns it (cancelled is not done)
+        _, unsaved = write_record(store, cancelled.record)  # the next invocation reruns it (not done)
+        if unsaved:
+            print(unsaved, file=sys.stderr, flush=True)
         raise
-    written = store.write(record)
-    return RunResult(spec.run_id, record["status"], summary_line(record), str(written)), record
+    written, unsaved = write_record(store, record)
+    summary = summary_line(record) + (f"\n{unsaved}" if unsaved else "")
+    return RunResult(spec.run_id, record["status"], summary, str(written or ""), unsaved=bool(unsaved)), record
+
+
+def write_record(store: ResultStore, record: dict[str, Any]) -> tuple[Path | None, str]:
+    """Write a finished run's record; a stop signal waits until it is written. When the store refuses
+    the write (a full disk, a folder turned read-only mid-grid) the record is kept elsewhere instead of
+    lost and the grid goes on: (where it is, a ``[unsaved]`` line saying so; '' when all went well)."""
+    with deferred():
+        try:
+            return store.write(record), ""
+        except (OSError, TypeError, ValueError) as exc:  # a full disk; a value JSON cannot hold
+            target = store.path_for(record["key"])
+            kept = store.keep_unsaved(record)
+            why = f"[unsaved] {record['run_id']}: cannot write {target} ({getattr(exc, 'strerror', None) or exc})"
+            if kept is not None:
+                line = (f"{why}; the record is kept at {kept}: move it to {target} once that works, or the next "
+                        "invocation runs it again")
+            else:
+                line = f"{why}, nor anywhere else; the record was printed on stderr as JSON"
+                print(json.dumps(record, default=str), file=sys.stderr, flush=True)
+            return kept, line
 
 
 def run_grid(
@@ -945,7 +992,7 @@ def run_grid(
     pending, outcome.skipped = split_pending(specs, store, force)
     for spec in pending:
         result, record = run_and_record(spec, store, options)
-        outcome.count(result.status)
+        outcome.count(result.status, result.unsaved)
         outcome.records.append(record)
         echo(result.summary)
     return outcome

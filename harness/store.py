@@ -4,8 +4,18 @@ Writes are atomic (a temporary file in the same folder, fsync, then ``os.replace
 killed writer never leaves a partial record, and two writers of one run leave one whole record (the last
 replace wins; there is one file per key, so a run can never be recorded twice). Temporary files are
 named ``.tmp-<pid>@<host>@...`` and are never read as records; ``clean_stale_temps`` removes those whose
-writer is gone (killed mid-write). Reading skips files that are not records, with a warning that names
-them, so one foreign or corrupt file cannot hide the rest.
+writer is gone (killed mid-write). Records are created with the process umask, like any file (so a
+leaderboard run by another account can read them when the umask allows it).
+
+Reading goes through ``harness.record_check``: a file that is not a record (corrupt, binary, nested too
+deep, a required field of the wrong type) is skipped with one warning that names it, so one foreign or
+corrupt file cannot hide the rest; bad values in a usable record become None (missing, never counted),
+with one warning for the file. Files under hidden folders (``.unsaved/``) are not read.
+
+Writes that would fail are found before a grid trains (``write_blockers``); a write that fails anyway
+(a full disk) keeps the record in ``.unsaved/`` under the results folder or in the temporary folder
+(``keep_unsaved``), so a finished run is never lost. A record of a newer schema version is never
+overwritten (``NEWER_SCHEMA``).
 
 Resume: a run is done when its record says success, diverged or oom (rerunning would give the same
 answer); failed and cancelled runs, and corrupt records, are run again by the next invocation.
@@ -16,19 +26,25 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.record import RecordError, dumps, load_record, record_relpath, sanitize
+from harness.record import RecordError, dumps, record_relpath, sanitize
+from harness.record_check import NewerSchemaError, notes_text, read_record_file
 
 # statuses that count as done for resume; the others (failed, cancelled) are rerun
 DONE_STATUSES = ("success", "diverged", "oom")
 TEMP_PREFIX = ".tmp-"
+# what ``status`` says for a record a newer harness wrote: skipped by a grid, even with --force
+NEWER_SCHEMA = "newer-schema"
+# where a record goes when its own path cannot be written (hidden: never read as a record)
+UNSAVED_DIR = ".unsaved"
 # a temporary file whose writer we cannot check (another host, an old name) is stale after this long
 STALE_TEMP_SECONDS = 24 * 3600
 
@@ -40,7 +56,15 @@ class StoreWarning(UserWarning):
 @dataclass
 class LoadReport:
     records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files that are not records
+    cleaned: list[tuple[str, str]] = field(default_factory=list)  # (path, which values were set to None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per file that was skipped or had values dropped, in path order."""
+        lines = [(p, f"skipped {p}: {why}") for p, why in self.skipped]
+        lines += [(p, f"{p}: values ignored (read as missing): {why}") for p, why in self.cleaned]
+        return [line for _, line in sorted(lines)]
 
 
 class ResultStore:
@@ -58,14 +82,22 @@ class ResultStore:
         if not path.is_file():
             return None
         try:
-            return load_record(path)
+            return read_record_file(path)[0]
         except RecordError:
             return None
 
     def status(self, key: Mapping[str, Any]) -> str | None:
-        """The recorded status of a run, or None when it has no (valid) record."""
-        record = self.get(key)
-        return None if record is None else str(record["status"])
+        """The recorded status of a run, ``NEWER_SCHEMA`` for a record of a newer harness, or None when
+        it has no (valid) record."""
+        path = self.path_for(key)
+        if not path.is_file():
+            return None
+        try:
+            return str(read_record_file(path)[0]["status"])
+        except NewerSchemaError:
+            return NEWER_SCHEMA
+        except RecordError:
+            return None
 
     def is_complete(self, key: Mapping[str, Any]) -> bool:
         """A run counts as done when its record's status is in DONE_STATUSES; failed and cancelled
@@ -79,6 +111,7 @@ class ResultStore:
         # the writer's pid and host in the name let clean_stale_temps tell a dead writer from a live one
         fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}@", suffix=".json", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a record is an ordinary file
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
@@ -94,7 +127,8 @@ class ResultStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.rglob("*.json")):
-            if not path.name.startswith(TEMP_PREFIX):
+            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts[:-1])
+            if not path.name.startswith(TEMP_PREFIX) and not hidden:
                 yield path
 
     def clean_stale_temps(self, *, now: float | None = None) -> list[Path]:
@@ -114,15 +148,119 @@ class ResultStore:
         report = LoadReport()
         for path in self.iter_paths():
             try:
-                report.records.append(load_record(path))
+                record, notes = read_record_file(path)
             except RecordError as exc:
                 report.skipped.append((str(path), str(exc)))
                 if warn:
                     warnings.warn(f"skipped {path}: {exc}", StoreWarning, stacklevel=2)
+                continue
+            report.records.append(record)
+            if notes:
+                report.cleaned.append((str(path), notes_text(notes)))
+                if warn:
+                    warnings.warn(f"{path}: values ignored (read as missing): {notes_text(notes)}", StoreWarning,
+                                  stacklevel=2)
         return report
 
     def records(self, *, warn: bool = True) -> list[dict[str, Any]]:
         return self.load(warn=warn).records
+
+
+    # -- before and after a grid's writes --------------------------------------------------------------
+
+    def write_blockers(self, keys: Iterable[Mapping[str, Any]]) -> list[str]:
+        """What would make ``write`` fail (or overwrite what it cannot read) for these runs, one line
+        each: a folder or a non-regular file at a record's path, an existing file that cannot be read,
+        a record folder that cannot be created or written to. Checked by writing (a probe file per
+        folder), not with os.access, which root passes and a read-only mount fails only on write."""
+        problems: list[str] = []
+        probed: dict[Path, str | None] = {}
+        for key in keys:
+            path = self.path_for(key)
+            problem = _path_problem(path)
+            if problem is None:
+                folder = _nearest_existing(path.parent)
+                if folder not in probed:
+                    probed[folder] = _folder_problem(folder, path.parent)
+                problem = probed[folder]
+            if problem is not None and problem not in problems:
+                problems.append(problem)
+        return problems
+
+    def newer_records(self, keys: Iterable[Mapping[str, Any]]) -> list[Path]:
+        """Paths of these runs that hold a record of a newer schema version (never overwritten)."""
+        return [self.path_for(k) for k in keys if self.status(k) == NEWER_SCHEMA]
+
+    def keep_unsaved(self, record: Mapping[str, Any]) -> Path | None:
+        """Write a record whose own path could not be written somewhere else: ``.unsaved/`` under the
+        results folder, else the temporary folder. None when neither can be written."""
+        relpath = record_relpath(record["key"])
+        try:
+            text = dumps(sanitize(record))
+        except (TypeError, ValueError):  # a value JSON cannot hold: kept as its text
+            text = json.dumps(sanitize(record), indent=1, default=str) + "\n"
+        for base in (self.root / UNSAVED_DIR, Path(tempfile.gettempdir()) / f"harness-unsaved-{os.getuid()}"):
+            target = base / relpath
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            except OSError:
+                with _suppress():
+                    target.unlink()  # a partial copy would look like a record
+                continue
+            return target
+        return None
+
+
+def _path_problem(path: Path) -> str | None:
+    if not os.path.lexists(path):
+        return None
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"cannot read {path} ({exc.strerror or exc}): fix it or remove it; a file there is not overwritten unread"
+    if stat.S_ISDIR(info.st_mode):
+        return f"{path} is a folder, so the run's record cannot be written there: move it away"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a regular file, so the run's record cannot be written there: remove it"
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return f"cannot read {path} ({exc.strerror or exc}): fix it or remove it; a file there is not overwritten unread"
+    return None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _folder_problem(existing: Path, wanted: Path) -> str | None:
+    if not existing.is_dir():
+        return f"cannot create the record folder {wanted}: {existing} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=existing)
+    except OSError as exc:
+        return f"cannot write records in {wanted} (creating a file in {existing}: {exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask sets it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class _suppress:

@@ -34,3 +34,31 @@ def test_an_interrupted_run_is_recorded_as_cancelled(interrupted_suite, tmp_path
     assert record["environment"] and record["finished_at"]
     assert "cancelled" not in DONE_STATUSES  # so the next invocation runs it again
     assert issubclass(RunCancelled, KeyboardInterrupt)
+
+
+class TerminatedSuite(FakeDualSuite):
+    def training_loss(self, model, batch):
+        import signal
+
+        from harness.signals import Interrupted
+
+        raise Interrupted(signal.SIGTERM)  # what harness/signals.py raises for SIGTERM
+
+
+def test_a_run_stopped_by_sigterm_is_recorded_as_cancelled_with_the_signal(tmp_path):
+    import pickle
+
+    SUITES.register(SUITE)(TerminatedSuite)
+    try:
+        store = ResultStore(tmp_path)
+        run = spec("full")
+        with pytest.raises(RunCancelled) as caught:
+            run_and_record(run, store, ExecutionOptions(device="cpu", progress=False, cache=False))
+    finally:
+        SUITES.unregister(SUITE)
+    record = store.get(base_record(run)["key"])
+    assert record["status"] == "cancelled" and record["error"]["signal"] == "SIGTERM"
+    assert record["error"]["message"] == "stopped by SIGTERM"
+    # a pool worker sends it to the driver: the record and the signal (the exit code) survive the trip
+    back = pickle.loads(pickle.dumps(caught.value))
+    assert back.record == caught.value.record and back.signum == 15
