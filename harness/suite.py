@@ -63,6 +63,7 @@ class RunContext:
     preset: str
     work_dir: Path  # scratch space for this run (generated answers, caches)
     options: dict[str, Any] = field(default_factory=dict)  # suite options from the CLI
+    progress: bool = True  # False (--no-progress): a suite's own bars stay silent too
 
 
 class Suite:
