@@ -20,6 +20,7 @@ runs went against their own estimates (a faster or busier machine corrects itsel
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -74,13 +75,32 @@ class _Ref:
     adapter: str
     model: str
     preset: str
-    seconds: float
+    seconds: float  # total_seconds of the run
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+    epochs: int
     samples: float | None
-    limited: bool  # a smoke run (max_steps or a small sample cap): not comparable with full runs
+    max_steps: int | None
+    limit: int | None
 
-
-def _is_limited(train: Mapping[str, Any]) -> bool:
-    return bool(train.get("max_steps")) or bool(train.get("limit"))
+    def predict(self, train: Mapping[str, Any]) -> float | None:
+        """This run's time for a budget that may stop after ``max_steps``: the training part scales
+        with the steps, the evaluations with how many epochs end (one when the run stops inside the
+        first epoch); loading and the rest stay."""
+        if train.get("limit") != self.limit:
+            return None
+        want = train.get("max_steps")
+        if not want:
+            return None if self.max_steps else self.seconds
+        if not self.steps:
+            return None
+        ratio = min(1.0, want / self.steps)
+        evals = max(1, self.epochs)
+        steps_per_epoch = self.steps / evals
+        evals_planned = min(evals, max(1, math.ceil(want / steps_per_epoch)))
+        fixed = self.seconds - self.train_seconds - self.eval_seconds
+        return fixed + self.train_seconds * ratio + self.eval_seconds * evals_planned / evals
 
 
 @dataclass
@@ -97,44 +117,52 @@ class Estimator:
             if record.get("status") != "success" or record.get("run_id") in seen:
                 continue
             seen.add(str(record.get("run_id")))
-            seconds = (record.get("timing") or {}).get("total_seconds")
+            timing = record.get("timing") or {}
+            seconds = timing.get("total_seconds")
             spec = record.get("spec")
             if not isinstance(seconds, (int, float)) or seconds <= 0 or not isinstance(spec, Mapping):
                 continue
             f = _spec_fields(spec)
-            samples = (record.get("timing") or {}).get("samples")
+            samples = timing.get("samples")
             refs.append(_Ref(f["suite"], f["task"], f["adapter"], f["model"], f["preset"], float(seconds),
-                             float(samples) if samples else None, _is_limited(f["train"])))
+                             float(timing.get("train_seconds") or 0.0), float(timing.get("eval_seconds") or 0.0),
+                             int(timing.get("steps") or 0), int(timing.get("epochs") or 0),
+                             float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit")))
         return cls(refs)
 
-    def _pool(self, f: Mapping[str, Any], **same: bool) -> list[_Ref]:
-        limited = _is_limited(f["train"])
-        return [r for r in self.refs if r.limited == limited
-                and all(getattr(r, k) == f[k] for k, wanted in same.items() if wanted)]
+    def _predictions(self, f: Mapping[str, Any], **same: bool) -> list[tuple[_Ref, float]]:
+        out = []
+        for r in self.refs:
+            if all(getattr(r, k) == f[k] for k, wanted in same.items() if wanted):
+                value = r.predict(f["train"])
+                if value is not None:
+                    out.append((r, value))
+        return out
 
     def estimate(self, spec: Any) -> float | None:
         f = _spec_fields(spec)
-        exact = self._pool(f, suite=True, task=True, adapter=True, model=True, preset=True)
+        exact = self._predictions(f, suite=True, task=True, adapter=True, model=True, preset=True)
         if exact:
-            return statistics.median(r.seconds for r in exact)
-        task_refs = self._pool(f, suite=True, task=True, model=True, preset=True)
+            return statistics.median(v for _, v in exact)
+        task_refs = self._predictions(f, suite=True, task=True, model=True, preset=True)
         if task_refs:
-            return statistics.median(r.seconds for r in task_refs) * self._adapter_factor(f)
-        suite_refs = self._pool(f, suite=True, model=True, preset=True)
+            return statistics.median(v for _, v in task_refs) * self._adapter_factor(f)
+        suite_refs = self._predictions(f, suite=True, model=True, preset=True)
         if not suite_refs:
             return None
         planned = planned_samples(f["train"])
-        per_sample = [r.seconds / r.samples for r in suite_refs if r.samples]
-        if planned and per_sample:
+        per_sample = [v / r.samples for r, v in suite_refs if r.samples and not r.max_steps]
+        if planned and per_sample and not f["train"].get("max_steps"):
             return planned * statistics.median(per_sample) * self._adapter_factor(f)
-        return statistics.median(r.seconds for r in suite_refs) * self._adapter_factor(f)
+        return statistics.median(v for _, v in suite_refs) * self._adapter_factor(f)
 
     def _adapter_factor(self, f: Mapping[str, Any]) -> float:
         """Median over tasks of (this adapter's time / the median time of the task's runs)."""
         ratios = []
         by_task: dict[tuple[str, str], list[_Ref]] = {}
-        for r in self._pool(f, suite=True, model=True, preset=True):
-            by_task.setdefault((r.suite, r.task), []).append(r)
+        for r in self.refs:
+            if (r.suite, r.model, r.preset) == (f["suite"], f["model"], f["preset"]) and not r.max_steps:
+                by_task.setdefault((r.suite, r.task), []).append(r)
         for refs in by_task.values():
             own = [r.seconds for r in refs if r.adapter == f["adapter"]]
             if own:
@@ -168,6 +196,9 @@ class GridEstimate:
     def line(self, parallel: int = 1) -> str:
         if not self.per_run:
             return "estimated grid time: nothing to run"
+        if not self.known:
+            return ("estimated grid time: unknown (no comparable finished records to time it by; "
+                    "the ETA appears after the first run)")
         total = sum(s for s in self.per_run if s is not None) / max(1, parallel)
         text = f"estimated grid time: {format_duration(total)}"
         if self.unknown:

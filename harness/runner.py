@@ -614,16 +614,26 @@ def merged_for_eval(adapter: Adapter, model: Any) -> Iterator[bool]:
         return
     with torch.no_grad():
         frozen = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if not p.requires_grad}
-        adapter.merge(model)
-    try:
-        yield True
-    finally:
+
+    def restore() -> None:
         with torch.no_grad():
             adapter.unmerge(model)
             for name, p in model.named_parameters():
                 saved = frozen.get(name)
                 if saved is not None:
                     p.copy_(saved)
+
+    try:
+        with torch.no_grad():
+            adapter.merge(model)
+    except HarnessError:  # this configuration cannot merge (e.g. a quantised base): evaluate unmerged
+        restore()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        restore()
 
 
 def resolve_precision(name: str, device: Any) -> str:
