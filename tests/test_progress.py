@@ -117,6 +117,10 @@ def test_glue_evaluation_bar_obeys_no_progress(monkeypatch: pytest.MonkeyPatch, 
     from suites.glue import Encoded, Glue
     from tests.conftest import tiny_bert_classifier
 
+    # the model (and so transformers, which subclasses tqdm) before tqdm is replaced
+    loaded = LoadedModel(model=tiny_bert_classifier().eval(), family="encoder", head_modules=(),
+                         tokenizer=SimpleNamespace(pad_token_id=0), info={"task": "sst2"})
+    enc = Encoded(input_ids=[[1, 2, 3], [4, 5]], token_type_ids=None, labels=[0, 1])
     seen: list[object] = []
 
     def fake_tqdm(iterable, **kwargs):
@@ -124,9 +128,6 @@ def test_glue_evaluation_bar_obeys_no_progress(monkeypatch: pytest.MonkeyPatch, 
         return iterable
 
     monkeypatch.setattr(tqdm.auto, "tqdm", fake_tqdm)
-    enc = Encoded(input_ids=[[1, 2, 3], [4, 5]], token_type_ids=None, labels=[0, 1])
-    loaded = LoadedModel(model=tiny_bert_classifier().eval(), family="encoder", head_modules=(),
-                         tokenizer=SimpleNamespace(pad_token_id=0), info={"task": "sst2"})
     train = Glue().train_config("cpu", "sst2", "minilm-l6")
     for on in (True, False):
         ctx = RunContext(device=torch.device("cpu"), data=DataSource(None), seed=0, preset="cpu", work_dir=tmp_path,
