@@ -523,12 +523,14 @@ def cmd_params(args: argparse.Namespace) -> int:
     from harness.config import parse_key_values
     from harness.models import get_model_entry
     from harness.registry import ADAPTERS
-    from harness.runner import build_adapter, count_on_skeleton
+    from harness.runner import build_adapter, count_on_skeleton, scope_adapter_options
 
     entry = get_model_entry(args.model)
     names = ADAPTERS.resolve_list(args.adapters)
     explicit = args.adapters != "all"
     extra = parse_key_values(args.opt)
+    applicable = [n for n in names if entry.family in ADAPTERS.get(n).families]
+    scoped = scope_adapter_options(applicable, extra) if applicable else {}
     rows: list[dict[str, Any]] = []
     build_skeleton, default_targets = _params_skeleton(entry, args.suite)
     for name in names:
@@ -547,8 +549,8 @@ def cmd_params(args: argparse.Namespace) -> int:
             options["rank"] = _rank(args.rank)
         if "alpha" in fields and args.alpha is not None:
             options["alpha"] = _alpha(args.alpha)
-        # with `all`, an option goes to the adapters that have it; named adapters must accept it
-        options.update(extra if explicit else {k: v for k, v in extra.items() if k.replace("-", "_") in fields})
+        # an option goes to the selected adapters that have it (ADAPTER.KEY to that one only), as in `run`
+        options.update(scoped[name])
         adapter = build_adapter(name, options)
         model, head = build_skeleton()
         count = count_on_skeleton(adapter, model, head, entry.family)

@@ -98,6 +98,13 @@ def test_the_grid_talks_and_no_progress_silences_the_bars(toy, tmp_path: Path,  
     for line in finished:
         assert " -> " + str(tmp_path / "a" / "speedtoy") in line and "| elapsed " in line and ", ETA " in line
     assert "it/s" in captured.err  # the training bar, on by default
+    # this process's startup (imports, planning, shape checks) is in the first record it wrote, only there
+    import json
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "a").rglob("*.json")]
+    with_startup = [r for r in records if "startup" in r["timing"]]
+    assert len(with_startup) == 1
+    assert {"imports", "planning", "shape_checks"} <= set(with_startup[0]["timing"]["startup"])
 
     # the same grid again: all done, and now its own records time the estimate
     assert main(_run("--dry-run", "--force", results=tmp_path / "a")) == 0
