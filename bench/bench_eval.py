@@ -84,12 +84,15 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
         print(f"repeat {r + 1}: before {times['before'][-1]:.2f}s, after {times['after'][-1]:.2f}s", flush=True)
     b, a = statistics.median(times["before"]), statistics.median(times["after"])
+    paired = sorted(x / y for x, y in zip(times["after"], times["before"]))
     n = len(data.eval.labels)
     print(f"glue/{args.task} {args.adapter} (merges: {adapter_merges(adapter)}), {n} dev examples, batch "
           f"{train.eval_batch_size}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
     print(f"before (unmerged, no_grad):      median {b:.2f}s (min {min(times['before']):.2f}, max {max(times['before']):.2f})")
     print(f"after (merged, inference_mode):  median {a:.2f}s (min {min(times['after']):.2f}, max {max(times['after']):.2f})")
-    print(f"evaluation time after/before: {a / b:.3f}; scores equal: {metrics['before'] == metrics['after']} "
+    print(f"evaluation time after/before, per repeat: {', '.join(f'{x:.3f}' for x in paired)}; median "
+          f"{statistics.median(paired):.3f}")
+    print(f"evaluation time after/before (medians): {a / b:.3f}; scores equal: {metrics['before'] == metrics['after']} "
           f"({metrics['after']})")
 
     path = Path(args.record) if args.record else next(iter(sorted(
@@ -100,10 +103,10 @@ def main() -> None:
     evals = max(1, timing.get("epochs") or 1)
     other = timing["total_seconds"] - timing["eval_seconds"]
     # the record's evaluations, scaled by this machine's after/before ratio
-    projected = timing["eval_seconds"] * a / b
+    projected = timing["eval_seconds"] * statistics.median(paired)
     print(f"record {path.name}: evaluation {timing['eval_seconds']:.1f}s of {timing['total_seconds']:.1f}s "
           f"({100 * timing['eval_seconds'] / timing['total_seconds']:.1f}%, {evals} evaluations); with the after/before "
-          f"ratio: {100 * projected / (other + projected):.1f}% of the run")
+          f"ratio (median per repeat): {100 * projected / (other + projected):.1f}% of the run")
 
 
 if __name__ == "__main__":

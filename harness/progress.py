@@ -244,7 +244,6 @@ class GridProgress:
         self.done = 0
         self._pending: dict[str, float | None] = dict(zip(run_ids, estimates))
         self._est_done = 0.0  # estimates of the finished runs that had one
-        self._time_est_done = 0.0  # ... and the share of elapsed time they stand for
 
     def eta_seconds(self) -> float | None:
         remaining = len(self._pending)
