@@ -20,6 +20,7 @@ computes; the peak is the best of a few n x n fp32 matmuls (2 n^3 FLOPs) with th
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import sys
@@ -79,7 +80,9 @@ def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, 
     loaded = suite.load_model(spec.model, spec.task, ctx)
     data = suite.load_data(spec.task, loaded, spec.train, ctx)
     adapter = build_adapter("lora", dict(spec.adapter_options))
-    model = loaded.model
+    # a deep copy, as the harness's load cache hands each run: a fresh from_pretrained model may sit in
+    # memory-mapped file pages, which would time the page cache instead of the loop
+    model = copy.deepcopy(loaded.model)
     sites = tuple(find_sites(model, adapter.config.targets, exclude=loaded.head_modules))
     seed_everything(spec.seed)
     model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=loaded.head_modules,
