@@ -340,9 +340,12 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(talk.header, flush=True)
     print(talk.estimate_line, flush=True)
     t_run = time.perf_counter()
-    note_startup(process_start_to_command=age, imports=t_imports - t_cmd, planning=t_shapes - t_plan,
-                 shape_checks=t_preflight - t_shapes, preflight_and_store_scan=t_run - t_preflight,
-                 other_before_first_run=t_plan - t_imports)
+    # named by what each span does; the heavy imports happen where they are first needed: torch at the
+    # device check, transformers at the first shape check
+    note_startup(process_start_to_command=age, harness_imports=t_imports - t_cmd,
+                 torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
+                 shape_checks_with_transformers_import=t_preflight - t_shapes,
+                 preflight_store_scan_and_estimate=t_run - t_preflight)
     outcome = run_with_executor(executor, specs, store, options, force=args.force,
                                 echo=lambda line: print(line, flush=True), on_result=talk.on_result)
     print(outcome.totals_line())

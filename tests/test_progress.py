@@ -104,7 +104,8 @@ def test_the_grid_talks_and_no_progress_silences_the_bars(toy, tmp_path: Path,  
     records = [json.loads(p.read_text()) for p in (tmp_path / "a").rglob("*.json")]
     with_startup = [r for r in records if "startup" in r["timing"]]
     assert len(with_startup) == 1
-    assert {"imports", "planning", "shape_checks"} <= set(with_startup[0]["timing"]["startup"])
+    assert {"harness_imports", "torch_import_and_device_check", "planning", "shape_checks_with_transformers_import",
+            "preflight_store_scan_and_estimate"} <= set(with_startup[0]["timing"]["startup"])
 
     # the same grid again: all done, and now its own records time the estimate
     assert main(_run("--dry-run", "--force", results=tmp_path / "a")) == 0
