@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -54,33 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="PEFT benchmark harness")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run suites x tasks x adapters x seeds, one record per run")
-    run.add_argument("--suite", required=True)
-    run.add_argument("--tasks", help="comma list, or 'all' (default: the preset's tasks whose data is present)")
-    run.add_argument("--adapters", default="all", help="comma list or 'all' (default: all that apply)")
-    run.add_argument("--seeds", type=str, help="comma list (default: the preset's seeds)")
-    run.add_argument("--preset", help="paper or cpu (default: paper with a GPU, cpu without)")
-    run.add_argument("--model", help="catalogue name, hub id or local folder (default: the preset's)")
-    run.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
-    run.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--dry-run", action="store_true", help="print the plan (runs, parameter counts, done or not)")
-    run.add_argument("--force", action="store_true", help="rerun runs that already have a record")
-    run.add_argument("--config", help="JSON file with any of these options (keys as flag names)")
-    _adapter_flags(run)
-    run.add_argument("--suite-opt", action="append", default=[], metavar="KEY=VALUE", help="suite-specific option")
-    for name in TRAIN_OVERRIDES:
-        run.add_argument("--" + name.replace("_", "-"), type=str, help=f"override the preset's {name}")
-    run.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
-    run.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads (per run)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--executor", default="local", help="local (default) or ray")
-    run.add_argument("--workers", type=_positive_int("--workers"),
-                     help="local executor: runs at once in worker processes (one per GPU; on CPU cores split evenly)")
-    run.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
-                                       "(default: a local Ray instance for this grid)")
-    run.add_argument("--no-cache", action="store_true",
-                     help="load the model and tokenize the data again for every run (default: shared within a process)")
+    run = sub.add_parser("run", help="run suites x tasks x adapters x seeds, one record per run",
+                         description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(run)
 
     ls = sub.add_parser("ls", help="list adapters, suites, models or presets")
     ls.add_argument("what", choices=["adapters", "suites", "models", "presets"])
@@ -133,12 +111,111 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return run_reproduce(args)
 
 
-def _adapter_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rank", type=str, help="rank r of low-rank adapters")
-    p.add_argument("--alpha", type=str, help="scaling alpha of low-rank adapters")
+def _adapter_flags(p: Any) -> None:
+    p.add_argument("--rank", type=str, help="rank r of low-rank adapters (the others ignore it)")
+    p.add_argument("--alpha", type=str, help="scaling alpha of low-rank adapters (default: equal to the rank)")
     p.add_argument("--targets", help="module names inside the blocks (query,value), all-linear, or a role: "
                    "attention-qv, attention-qk, attention-kv, attention-qkv, attention-ffn (harness.targets)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="adapter-specific option")
+    p.add_argument("--opt", action="append", default=[], metavar="[ADAPTER.]KEY=VALUE",
+                   help="adapter option, repeatable: KEY=VALUE goes to every selected adapter that has KEY "
+                        "(an error if none has it), ADAPTER.KEY=VALUE to that adapter only "
+                        "(see `harness ls adapters` for the options and defaults)")
+
+
+RUN_DESCRIPTION = """Run a grid: every suite task x adapter x seed is one run and one JSON record in the results
+folder. Finished runs are skipped, so rerunning the same command resumes an interrupted grid."""
+RUN_EXAMPLES = """examples:
+  # the main job: every adapter on the six GLUE tasks, CPU preset, offline (prints the plan's ETA first)
+  python -m harness run --suite glue --adapters all --preset cpu --data-dir ../shared/data --dry-run
+  # two adapters, one task, a 30-step smoke run, SeRA's split only for SeRA
+  python -m harness run --suite glue --tasks rte --adapters lora,sera --opt sera.split=8 --max-steps 30
+
+`harness ls adapters|suites|models|presets` lists what exists, with options, defaults and budgets."""
+# help of each TrainConfig override flag: what it changes (every flag overrides the preset's budget)
+TRAIN_HELP = {
+    "epochs": "training epochs per task (fractions allowed)",
+    "lr": "learning rate of the adapter's parameters",
+    "head_lr": "learning rate of the task head (default: --lr)",
+    "batch_size": "training examples per optimizer step (per micro-batch with --grad-accum)",
+    "max_length": "tokens per example; longer examples are truncated",
+    "max_train_samples": "training examples per task (a seeded subsample of the training split)",
+    "max_eval_samples": "evaluation examples per task (a seeded subsample of the dev split)",
+    "max_steps": "stop training after this many optimizer steps (smoke runs)",
+    "limit": "evaluation items per task for smoke runs: examples per lm-eval task (INSTRUCTEVAL), questions "
+             "(MT-Bench); recorded, so limited and full results are never mixed",
+    "grad_accum": "micro-batches accumulated per optimizer step",
+}
+
+
+def _suite_help() -> str:
+    try:
+        from harness.registry import SUITES
+
+        return ", ".join(SUITES.names())
+    except Exception as exc:  # the help must print even when a plug-in fails to import
+        return f"(could not list them: {type(exc).__name__})"
+
+
+class _SuiteHelp(str):
+    """A help string that lists the suites when argparse formats it, not when the parser is built."""
+
+    def __mod__(self, params: Any) -> str:
+        return str.__mod__(f"the suite to run, one of: {_suite_help()}", params)
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    what = run.add_argument_group("what to run")
+    what.add_argument("--suite", required=True, help=_SuiteHelp("the suite to run"))
+    what.add_argument("--tasks", help="comma list, or 'all' (default: the preset's tasks whose data is present)")
+    what.add_argument("--adapters", default="all", help="comma list or 'all' (default: all that apply to the suite)")
+    what.add_argument("--seeds", type=str, help="comma list of seeds (default: the preset's)")
+    what.add_argument("--preset", help="paper or cpu: model, seeds and budgets (default: paper with a GPU, cpu without; "
+                                       "see `harness ls presets`)")
+    what.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
+    what.add_argument("--config", help="JSON file with any of these options (keys as flag names); flags win")
+    what.add_argument("--dry-run", action="store_true",
+                      help="print the plan (runs, parameter counts, done or not) and its estimated time, run nothing")
+
+    model = run.add_argument_group("model and adapter")
+    model.add_argument("--model", help="catalogue name, hub id or local folder (default: the preset's; "
+                                       "see `harness ls models`)")
+    _adapter_flags(model)
+    model.add_argument("--suite-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="suite-specific option, repeatable (e.g. allow_code_execution=true for INSTRUCTEVAL)")
+
+    training = run.add_argument_group("training (each overrides the preset's budget)")
+    for name in TRAIN_OVERRIDES:
+        training.add_argument("--" + name.replace("_", "-"), type=str, help=TRAIN_HELP.get(name, f"override {name}"))
+    training.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                          help="fp32 (default), bf16 autocast, or auto: bf16 on a GPU that supports it, else fp32; "
+                               "recorded, and part of the config hash when not fp32")
+    training.add_argument("--compile", action="store_true",
+                          help="torch.compile the model after the adapter is applied (recorded; part of the hash)")
+
+    grid = run.add_argument_group("grid and executors")
+    grid.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda or cuda:N")
+    grid.add_argument("--executor", default="local", help="local (default) or ray")
+    grid.add_argument("--workers", type=_workers_arg,
+                      help="local executor: runs at once in worker processes (one per GPU; on CPU the cores split "
+                           "evenly), or 'auto': the faster layout for this machine (see the README)")
+    grid.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads per run")
+    grid.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
+                                        "(default: a local Ray instance for this grid)")
+    grid.add_argument("--no-cache", action="store_true",
+                      help="load the model and tokenize the data again for every run (default: shared within a process)")
+    grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+
+    out = run.add_argument_group("output")
+    out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
+    out.add_argument("--no-progress", action="store_true",
+                     help="no progress bars (training, evaluation, model loading); the per-run lines stay")
+
+
+def _workers_arg(text: str) -> int | str:
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    return _positive_int("--workers")(text)
 
 
 def _int_flag(value: int | str | None, name: str) -> int | None:
@@ -289,6 +366,11 @@ def _text(value: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    t_cmd = time.perf_counter()
+    if args.no_progress:  # before transformers is imported: its loading bars read this once
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from harness.config import parse_key_values
     from harness.executors import ExecutorConfig, run_with_executor
     from harness.runner import (
@@ -296,17 +378,27 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         GridRequest,
         check_against_shapes,
         default_results_dir,
+        note_startup,
         plan_grid,
         preflight,
+        process_age_seconds,
     )
     from harness.store import ResultStore
 
+    age = process_age_seconds()
     if args.config:
         _load_config_file(args.config, parser, args)
     check_device(args.device)
     # validated before anything is planned; a config file gives strings, the command line ints
-    args.workers, args.threads = _int_flag(args.workers, "--workers"), _int_flag(args.threads, "--threads")
+    auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
+    args.workers = None if auto_workers else _int_flag(args.workers, "--workers")
+    args.threads = _int_flag(args.threads, "--threads")
     executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
+    if auto_workers and args.executor != "local":
+        raise HarnessError("--workers auto applies to --executor local")
+    if args.precision not in ("auto", "fp32", "bf16"):
+        raise HarnessError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
+    t_imports = time.perf_counter()
     cuda = _cuda_available()
     preset = args.preset or ("paper" if cuda else "cpu")
     if not args.preset:
@@ -317,6 +409,9 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
+    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
+    if args.compile:
+        overrides["compile"] = True
     request = GridRequest(
         suite=args.suite,
         adapters=args.adapters,
@@ -331,22 +426,83 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         train_overrides=overrides,
         suite_options=parse_key_values(args.suite_opt),
     )
+    t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)
+    t_shapes = time.perf_counter()
     counts = check_against_shapes(specs)
+    t_preflight = time.perf_counter()
     preflight(specs)
     store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
     _check_writable(store.root)
     _check_store(store, specs)
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
-    if args.dry_run:
-        print(_plan_table(specs, counts, store, args.force))
-        return 0
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
                                progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
+    pending = _pending_specs(specs, store, args.force)
+    if auto_workers:
+        from harness.executors import auto_worker_count
+
+        workers, why = auto_worker_count(len(pending), options)
+        executor = ExecutorConfig(kind="local", workers=workers)
+        print(f"--workers auto: {workers} ({why})", file=sys.stderr)
+    talk = _grid_talk(specs, pending, store, options, executor)
+    if args.dry_run:
+        print(_plan_table(specs, counts, store, args.force))
+        print(talk.estimate_line)
+        return 0
+    print(talk.header, flush=True)
+    print(talk.estimate_line, flush=True)
+    t_run = time.perf_counter()
+    # named by what each span does; the heavy imports happen where they are first needed: torch at the
+    # device check, transformers at the first shape check
+    note_startup(process_start_to_command=age, harness_imports=t_imports - t_cmd,
+                 torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
+                 shape_checks_with_transformers_import=t_preflight - t_shapes,
+                 preflight_store_scan_and_estimate=t_run - t_preflight)
     outcome = run_with_executor(executor, specs, store, options, force=args.force,
-                                echo=lambda line: print(line, flush=True))
+                                echo=lambda line: print(line, flush=True), on_result=talk.on_result)
     print(outcome.totals_line())
     return 1 if outcome.unfinished or outcome.unsaved else 0  # see GridOutcome.unfinished
+
+
+def _resolve_precision(requested: str, device: str, cuda: bool) -> str:
+    """--precision auto becomes what the device supports, before planning, so that the spec (and the
+    config hash) names the precision the run really used."""
+    if requested != "auto":
+        return requested
+    if not cuda or device == "cpu":
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _pending_specs(specs: list[Any], store: Any, force: bool) -> list[Any]:
+    from harness.runner import iter_pending
+
+    return [spec for spec, complete in iter_pending(specs, store, force) if not complete]
+
+
+@dataclasses.dataclass
+class _GridTalk:
+    header: str
+    estimate_line: str
+    on_result: Callable[[Any], None]
+
+
+def _grid_talk(specs: list[Any], pending: list[Any], store: Any, options: Any, executor: Any) -> _GridTalk:
+    """The header, the grid's estimated time, and the ``[i/N] ... | ETA`` reporter of finished runs."""
+    from harness import progress
+    from harness.executors import layout_line
+
+    device, layout, parallel = layout_line(executor, options)
+    header = progress.grid_header(specs, len(specs) - len(pending), device=device, layout=layout)
+    estimator = progress.Estimator.from_records(progress.reference_records(store.root))
+    estimate = progress.estimate_grid(pending, estimator)
+    tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=parallel,
+                                    echo=lambda line: print(line, flush=True))
+    return _GridTalk(header, estimate.line(parallel),
+                     lambda result: tracker.finished(result.run_id, result.summary, result.path))
 
 
 def _check_writable(root: Path) -> None:
@@ -449,6 +605,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name in ADAPTERS.names():
             cls = ADAPTERS.get(name)
             print(f"{name:<12} {cls.description}  [families: {', '.join(cls.families)}]")
+            print(f"{'':<12} options: {_adapter_option_text(cls)}")
     elif args.what == "suites":
         for name in SUITES.names():
             cls = SUITES.get(name)
@@ -464,19 +621,66 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         for preset in PRESETS.values():
             print(f"{preset.name:<8} seeds={','.join(map(str, preset.seeds)):<18} {preset.description}")
+            for line in _preset_budget_lines(preset.name):
+                print(f"{'':<8} {line}")
     return 0
+
+
+def _adapter_option_text(cls: Any) -> str:
+    """Each option of an adapter with its default ('(none)' for an adapter without options)."""
+    fields = [f for f in dataclasses.fields(cls.config_cls) if f.init]
+    if not fields:
+        return "(none)"
+    parts = []
+    for f in fields:
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default)) or "()"
+        parts.append(f"{f.name}={default}")
+    return " ".join(parts)
+
+
+def _preset_budget_lines(preset: str) -> list[str]:
+    """Per suite: the model and the training budget of its default tasks under this preset."""
+    from harness.registry import SUITES
+
+    lines = []
+    for name in SUITES.names():
+        suite = SUITES.get(name)()
+        if preset not in suite.presets:
+            continue
+        try:
+            model = suite.default_model(preset)
+            tasks = suite.default_tasks(preset)
+        except Exception as exc:  # a suite that cannot say (e.g. needs data) still lists the rest
+            lines.append(f"{name}: ({type(exc).__name__}: {exc})")
+            continue
+        budgets: dict[str, list[str]] = {}
+        for task in tasks:
+            t = suite.train_config(preset, task, model)
+            text = (f"epochs={t.epochs:g} batch={t.batch_size}x{t.grad_accum} lr={t.lr:g} max_length={t.max_length} "
+                    f"train={t.max_train_samples or 'all'} eval={t.max_eval_samples or 'all'}"
+                    + (f" limit={t.limit}" if t.limit else ""))
+            budgets.setdefault(text, []).append(task)
+        lines.append(f"{name}: model {model}")
+        for text, names in budgets.items():
+            lines.append(f"  {','.join(names)}: {text}")
+    return lines
 
 
 def cmd_params(args: argparse.Namespace) -> int:
     from harness.config import parse_key_values
     from harness.models import get_model_entry
     from harness.registry import ADAPTERS
-    from harness.runner import build_adapter, count_on_skeleton
+    from harness.runner import build_adapter, count_on_skeleton, scope_adapter_options
 
     entry = get_model_entry(args.model)
     names = ADAPTERS.resolve_list(args.adapters)
     explicit = args.adapters != "all"
     extra = parse_key_values(args.opt)
+    applicable = [n for n in names if entry.family in ADAPTERS.get(n).families]
+    scoped = scope_adapter_options(applicable, extra) if applicable else {}
     rows: list[dict[str, Any]] = []
     build_skeleton, default_targets = _params_skeleton(entry, args.suite)
     for name in names:
@@ -495,8 +699,8 @@ def cmd_params(args: argparse.Namespace) -> int:
             options["rank"] = _rank(args.rank)
         if "alpha" in fields and args.alpha is not None:
             options["alpha"] = _alpha(args.alpha)
-        # with `all`, an option goes to the adapters that have it; named adapters must accept it
-        options.update(extra if explicit else {k: v for k, v in extra.items() if k.replace("-", "_") in fields})
+        # an option goes to the selected adapters that have it (ADAPTER.KEY to that one only), as in `run`
+        options.update(scoped[name])
         from harness.targets import resolve_target_options  # --targets attention-qv: the model's module names
 
         adapter = build_adapter(name, resolve_target_options(options, entry.name, fallback=default_targets))

@@ -83,17 +83,21 @@ def run_with_executor(
     *,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> GridOutcome:
+    """``on_result`` (harness.progress's ``[i/N] ... | ETA`` line) replaces the plain summary line of
+    each run as it finishes, whichever executor ran it."""
     # SIGTERM (SLURM, docker stop, systemd) and SIGHUP stop the grid the way Ctrl-C does: the run in
     # progress is recorded as cancelled, temporary folders go, the workers stop (harness/signals.py)
     with signals.interrupt_on_signals():
-        return _run_with_executor(executor, specs, store, options, force=force, echo=echo)
+        return _run_with_executor(executor, specs, store, options, force=force, echo=echo, on_result=on_result)
 
 
 def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: ResultStore, options: ExecutionOptions,
-                       *, force: bool, echo: Callable[[str], None]) -> GridOutcome:
+                       *, force: bool, echo: Callable[[str], None],
+                       on_result: Callable[[RunResult], None] | None) -> GridOutcome:
     if not executor.parallel:
-        return run_grid(specs, store, options, force=force, echo=echo)
+        return run_grid(specs, store, options, force=force, echo=echo, on_result=on_result)
     outcome = GridOutcome(planned=len(specs))
     pending, outcome.skipped = split_pending(specs, store, force)
     if not pending:
@@ -102,11 +106,79 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
     options = replace(options, progress=False)
     root = store.root.resolve()
     modules = plugin_modules(pending)
+    report = _reporter(outcome, echo, on_result)
     if executor.kind == "ray":
-        _run_ray(pending, root, options, executor.address, modules, outcome, echo)
+        _run_ray(pending, root, options, executor.address, modules, outcome, echo, report)
     else:
-        _run_pool(pending, root, options, executor.workers, modules, outcome, echo)
+        _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
     return outcome
+
+
+def _reporter(outcome: GridOutcome, echo: Callable[[str], None],
+              on_result: Callable[[RunResult], None] | None) -> Callable[[RunResult], None]:
+    def report(result: RunResult) -> None:
+        outcome.count(result.status, result.unsaved)
+        (on_result or (lambda r: echo(r.summary)))(result)
+
+    return report
+
+
+# --workers auto on the CPU: each worker needs about this much host memory (a model, its pristine
+# cached copy, tokenized data, activations); env HARNESS_WORKER_RAM_MB
+WORKER_RAM_BYTES = int(float(os.environ.get("HARNESS_WORKER_RAM_MB", 3072)) * 2**20)
+
+
+def _available_ram_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def auto_worker_count(pending: int, options: ExecutionOptions) -> tuple[int, str]:
+    """``--workers auto``. With CUDA: one worker per visible GPU. On the CPU: one single-threaded
+    worker per core (bench/bench_workers.py measured 2 workers x 1 thread against 1 x 2 threads on
+    2 cores for the cpu GLUE grid: see the README), capped by the runs to do and by the host memory
+    (``HARNESS_WORKER_RAM_MB`` per worker); with ``--threads T`` one worker per T cores."""
+    if pending <= 1:
+        return 1, "one run to do"
+    if _uses_cuda(options.device):
+        gpus = _cuda_count()
+        return max(1, min(gpus, pending)), f"one per GPU, {gpus} visible"
+    cores = _cores()
+    per_worker = options.threads or 1
+    workers = max(1, cores // per_worker)
+    why = f"{cores} cores, {per_worker} thread(s) per worker"
+    ram = _available_ram_bytes()
+    if ram is not None and workers > max(1, ram // WORKER_RAM_BYTES):
+        workers = max(1, ram // WORKER_RAM_BYTES)
+        why += f", capped by {ram / 2**30:.1f} GiB available memory"
+    return min(workers, pending), why
+
+
+def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> tuple[str, str, int]:
+    """(device, layout, runs at once) for the grid header."""
+    cuda = _uses_cuda(options.device)
+    device = options.device if options.device != "auto" else ("cuda" if cuda else "cpu")
+    if executor.kind == "ray":
+        return device, f"executor ray ({executor.address or 'a local instance'})", 1
+    if executor.workers > 1:
+        plan = worker_plan(executor.workers, options)
+        each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
+        return device, f"{executor.workers} worker processes, {each}", executor.workers if cuda else 1
+    if cuda:
+        return device, "1 process", 1
+    import torch
+
+    return device, f"1 process x {options.threads or torch.get_num_threads()} torch threads", 1
 
 
 def plugin_modules(specs: list[RunSpec]) -> tuple[str, ...]:
@@ -127,11 +199,6 @@ def plugin_modules(specs: list[RunSpec]) -> tuple[str, ...]:
 def _import_plugins(modules: tuple[str, ...]) -> None:
     for name in modules:
         importlib.import_module(name)
-
-
-def _record_result(result: RunResult, outcome: GridOutcome, echo: Callable[[str], None]) -> None:
-    outcome.count(result.status, result.unsaved)
-    echo(result.summary)
 
 
 def _record_lost(spec: RunSpec, why: str, outcome: GridOutcome, echo: Callable[[str], None]) -> None:
@@ -268,7 +335,8 @@ def _stop_pool(pool: Any, grace: float) -> None:
 
 
 def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, workers: int,
-              modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None]) -> None:
+              modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
+              report: Callable[[RunResult], None]) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -291,7 +359,7 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
             except Exception as exc:  # a worker died (killed, out of host memory): the pool is broken
                 _record_lost(futures[future], f"worker failed ({type(exc).__name__}: {exc})", outcome, echo)
             else:
-                _record_result(result, outcome, echo)
+                report(result)
     except BaseException:
         # Ctrl-C reaches the workers too (one process group), SIGTERM to the driver alone does not: either
         # way the queued runs must not start, and no worker may outlive the driver
@@ -343,7 +411,8 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 
 def _run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, address: str | None,
-             modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None]) -> None:
+             modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
+             report: Callable[[RunResult], None]) -> None:
     try:
         import ray
     except ImportError:
@@ -379,7 +448,7 @@ def _run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addr
             except ray.exceptions.RayError as exc:  # the task's worker or node died
                 _record_lost(refs[done[0]], f"Ray task failed ({type(exc).__name__})", outcome, echo)
             else:
-                _record_result(result, outcome, echo)
+                report(result)
     finally:
         if started_here:
             ray.shutdown()

@@ -182,29 +182,147 @@ class MemoryMeter:
 
 
 class StepTimer:
-    """Wall time of optimisation steps (synchronised on CUDA so the figure is real)."""
+    """Wall time of optimisation steps. On CUDA each step is bracketed by CUDA events, read once at
+    the end (``mean_step_seconds``), so timing costs no host sync per step and the figure is still
+    the device's real time; on the CPU it is ``perf_counter``."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.step_seconds: list[float] = []
+        self._cpu_seconds: list[float] = []
+        self._events: list[tuple[Any, Any]] = []
         self._t0 = 0.0
+        self._begin: Any = None
 
-    def _sync(self) -> None:
+    def begin(self) -> None:
         if self.device.type == "cuda":
             import torch
 
-            torch.cuda.synchronize(self.device)
-
-    def begin(self) -> None:
-        self._sync()
-        self._t0 = time.perf_counter()
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._begin.record()
+        else:
+            self._t0 = time.perf_counter()
 
     def end(self) -> None:
-        self._sync()
-        self.step_seconds.append(time.perf_counter() - self._t0)
+        if self.device.type == "cuda":
+            import torch
+
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._events.append((self._begin, end))
+        else:
+            self._cpu_seconds.append(time.perf_counter() - self._t0)
+
+    @property
+    def step_seconds(self) -> list[float]:
+        if self._events:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self._cpu_seconds.extend(a.elapsed_time(b) / 1000.0 for a, b in self._events)
+            self._events = []
+        return self._cpu_seconds
 
     @property
     def mean_step_seconds(self) -> float | None:
         # the first step pays one-off costs (allocations, lazy init): leave it out when we can
-        steps = self.step_seconds[1:] if len(self.step_seconds) > 2 else self.step_seconds
+        seconds = self.step_seconds
+        steps = seconds[1:] if len(seconds) > 2 else seconds
         return sum(steps) / len(steps) if steps else None
+
+
+class PhaseTimer:
+    """Seconds per named phase of a run (load, setup, train, eval, ...), so that a record says where
+    its wall time went; ``add`` accumulates, ``time`` measures a block."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+
+# another process holding more than this much of the GPU when a run starts makes its memory and speed
+# figures unreliable (env HARNESS_BUSY_GPU_MB)
+BUSY_GPU_BYTES = int(float(os.environ.get("HARNESS_BUSY_GPU_MB", 1024)) * 2**20)
+
+
+def _percentile(values: list[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))]
+
+
+class CudaStepMemory:
+    """Accelerator memory over the training steps, as peft's method_comparison measures it: a baseline
+    taken before the model loads, then after every optimisation step ``memory_allocated`` and
+    ``memory_reserved`` (host-side allocator counters: no sync), summarised as average, 99th
+    percentile and max relative to the baseline. Evaluation happens between steps and is not sampled;
+    the in-step peak of the training steps alone is the running ``max_memory_allocated`` read before
+    each evaluation."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.enabled = device.type == "cuda"
+        self.base_allocated = 0
+        self.base_reserved = 0
+        self.busy_bytes = 0
+        self.allocated: list[int] = []
+        self.reserved: list[int] = []
+        self.train_peak = 0
+
+    def baseline(self) -> str | None:
+        """Before the model loads. Returns a warning when other processes already hold the GPU."""
+        if not self.enabled:
+            return None
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        self.base_allocated = torch.cuda.memory_allocated(self.device)
+        self.base_reserved = torch.cuda.memory_reserved(self.device)
+        free, total = torch.cuda.mem_get_info(self.device)
+        self.busy_bytes = max(0, total - free - self.base_reserved)
+        if self.busy_bytes > BUSY_GPU_BYTES:
+            return (f"warning: {self.busy_bytes / 2**30:.1f} GiB of {self.device} are held by other processes: "
+                    "this run's memory and step times are not reliable (recorded as cuda_busy_bytes_at_start)")
+        return None
+
+    def sample(self) -> None:
+        if self.enabled:
+            import torch
+
+            self.allocated.append(torch.cuda.memory_allocated(self.device))
+            self.reserved.append(torch.cuda.memory_reserved(self.device))
+
+    def before_eval(self) -> None:
+        if self.enabled:
+            import torch
+
+            self.train_peak = max(self.train_peak, torch.cuda.max_memory_allocated(self.device))
+
+    def report(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {}
+        self.before_eval()
+        out: dict[str, Any] = {
+            "label": "accelerator memory over training steps (evaluation excluded), relative to the baseline taken "
+                     "before the model loaded, as peft's method_comparison",
+            "baseline_allocated_bytes": self.base_allocated,
+            "baseline_reserved_bytes": self.base_reserved,
+            "busy_bytes_at_start": self.busy_bytes,
+            "steps_sampled": len(self.allocated),
+            "train_peak_allocated_bytes": self.train_peak - self.base_allocated,
+        }
+        for name, values, base in (("allocated", self.allocated, self.base_allocated),
+                                   ("reserved", self.reserved, self.base_reserved)):
+            if values:
+                out[f"{name}_avg_bytes"] = int(sum(values) / len(values)) - base
+                out[f"{name}_p99_bytes"] = _percentile(values, 99) - base
+                out[f"{name}_max_bytes"] = max(values) - base
+        return out

@@ -35,7 +35,9 @@ from harness.adapter import Adapter, ApplyContext, LowRankConfig, check_rank_fit
 from harness.config import build, field_types, to_jsonable
 from harness.errors import HarnessError, UnknownNameError, closest
 from harness.measure import (
+    CudaStepMemory,
     MemoryMeter,
+    PhaseTimer,
     SavedTensorMeter,
     StepTimer,
     count_parameters,
@@ -55,7 +57,7 @@ MAX_LOSS_POINTS = 400
 DEFAULT_MODEL_CACHE_MB = 2048
 # TrainConfig fields that only steer the training loop; every other field may change the loaded data
 LOOP_ONLY_FIELDS = frozenset({"epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "grad_accum", "grad_clip",
-                              "max_steps", "eval_each_epoch", "scheduler"})
+                              "max_steps", "eval_each_epoch", "scheduler", "precision", "compile"})
 
 
 class DivergedError(RuntimeError):
@@ -135,6 +137,44 @@ def adapter_options_for(
     return resolve_target_options(options, model, fallback=suite.default_adapter_options(model).get("targets"))
 
 
+def scope_adapter_options(adapters: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``--opt`` per adapter: ``KEY=VALUE`` goes to each of ``adapters`` whose config has KEY (an error
+    when none has it, naming the closest option); ``ADAPTER.KEY=VALUE`` to that adapter only (it
+    must be selected; a KEY it lacks fails when its config is built)."""
+    fields = {name: set(field_types(ADAPTERS.get(name).config_cls)) for name in adapters}
+    scoped: dict[str, dict[str, Any]] = {name: {} for name in adapters}
+    for key, value in options.items():
+        if "." in key:
+            target, option = key.split(".", 1)
+            if target not in scoped:
+                known = ADAPTERS.names()
+                if target in known:
+                    raise HarnessError(f"--opt {key}: adapter '{target}' is not in this grid "
+                                       f"(selected: {', '.join(adapters)})")
+                hint = closest(target, known)
+                raise HarnessError(f"--opt {key}: no adapter '{target}'" + (f"; did you mean '{hint}'?" if hint else ""))
+            scoped[target][option] = value
+            continue
+        norm = key.replace("-", "_")
+        having = [name for name in adapters if norm in fields[name]]
+        if not having:
+            every = sorted(set().union(*fields.values())) if fields else []
+            hint = closest(norm, every)
+            raise HarnessError(
+                f"unknown option '{key}' for the selected adapters ({', '.join(adapters)}): none of them has it"
+                + (f"; did you mean '{hint}'?" if hint else "")
+                + f" Their options: {', '.join(every) or '(none)'}"
+            )
+        for name in having:
+            scoped[name].setdefault(key, value)
+    # a scoped value wins over an unscoped one for the same adapter and option
+    for key, value in options.items():
+        if "." in key:
+            target, option = key.split(".", 1)
+            scoped[target][option] = value
+    return scoped
+
+
 def build_adapter(name: str, options: dict[str, Any]) -> Adapter:
     adapter_cls = ADAPTERS.get(name)
     config = build(adapter_cls.config_cls, options, f"adapter '{name}'")
@@ -169,6 +209,8 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
     # the config hash: runs judged by different judges never share a record
     suite_options = suite.resolve_options(preset_name, model, dict(request.suite_options))
     explicit = request.adapters != "all" and request.adapters != ["all"]
+    applicable = [a for a in adapters if suite.family in ADAPTERS.get(a).families]
+    per_adapter = scope_adapter_options(applicable, dict(request.adapter_options)) if applicable else {}
     specs: list[RunSpec] = []
     for adapter_name in adapters:
         adapter_cls = ADAPTERS.get(adapter_name)
@@ -179,7 +221,8 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
                     f"it applies to: {', '.join(adapter_cls.families)}"
                 )
             continue  # `--adapters all` means all that apply
-        options = adapter_options_for(adapter_cls, suite, preset_name, model, request)
+        options = adapter_options_for(adapter_cls, suite, preset_name, model,
+                                      replace(request, adapter_options=per_adapter[adapter_name]))
         adapter = build_adapter(adapter_name, options)
         for task in tasks:
             train = suite.train_config(preset_name, task, model)
@@ -557,14 +600,49 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     finally:
         for key, value in partial.items():
             record.setdefault(key, value)
-        record.setdefault("timing", {})["total_seconds"] = time.perf_counter() - t0
         record["finished_at"] = _now()
+        t_env = time.perf_counter()
         record["environment"] = environment_info(device)
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        _finish_timing(record, t0, time.perf_counter() - t_env)
     return record
+
+
+# What this process spent before its first run (imports, planning, shape checks), noted by the CLI
+# and recorded in the timing of the first run the process executes: with it, the records of a
+# one-run grid add up to the command's wall time (less the record write and the interpreter's exit).
+_PROCESS_STARTUP: dict[str, float] = {}
+
+
+def note_startup(**seconds: float) -> None:
+    _PROCESS_STARTUP.update(seconds)
+
+
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux /proc), or None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _finish_timing(record: dict[str, Any], t0: float, environment_seconds: float) -> None:
+    timing = record.setdefault("timing", {})
+    timing["total_seconds"] = time.perf_counter() - t0
+    phases = timing.get("phases")
+    if isinstance(phases, dict):
+        phases["environment"] = environment_seconds
+        phases["unaccounted"] = timing["total_seconds"] - sum(phases.values())
+    if _PROCESS_STARTUP:
+        timing["startup"] = dict(_PROCESS_STARTUP)  # once per process: only its first run paid it
+        _PROCESS_STARTUP.clear()
 
 
 def _loss_points(losses: list[float]) -> list[list[float]]:
@@ -599,6 +677,148 @@ def _better(a: float | None, b: float | None) -> bool:
     return b is None or a > b
 
 
+# How often a CUDA run reads its losses back (one host sync per this many steps, not one per step)
+LOSS_SYNC_STEPS = 25
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def adapter_merges(adapter: Adapter) -> bool:
+    """Whether the adapter overrides the merge/unmerge hooks (the base class refuses both)."""
+    return type(adapter).merge is not Adapter.merge and type(adapter).unmerge is not Adapter.unmerge
+
+
+@contextlib.contextmanager
+def merged_for_eval(adapter: Adapter, model: Any) -> Iterator[bool]:
+    """Evaluate at the cost of the base model: merge the adapter into the base weights, and afterwards
+    unmerge it and put back the exact frozen weights (a copy on the CPU), because W + BA - BA is not W
+    in floating point and the next epoch must train from the very same weights as an unmerged run.
+    Yields whether the weights were merged."""
+    import torch
+
+    if not adapter_merges(adapter):
+        yield False
+        return
+    with torch.no_grad():
+        frozen = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if not p.requires_grad}
+
+    def restore() -> None:
+        with torch.no_grad():
+            adapter.unmerge(model)
+            for name, p in model.named_parameters():
+                saved = frozen.get(name)
+                if saved is not None:
+                    p.copy_(saved)
+
+    try:
+        with torch.no_grad():
+            adapter.merge(model)
+    except HarnessError:  # this configuration cannot merge (e.g. a quantised base): evaluate unmerged
+        restore()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        restore()
+
+
+def resolve_precision(name: str, device: Any) -> str:
+    """``auto``: bf16 autocast on a CUDA device that supports bf16, else fp32. On the CPU ``auto``
+    stays fp32 (bf16 autocast is slower than fp32 on most CPUs); an explicit ``bf16`` is honoured."""
+    import torch
+
+    if name not in PRECISIONS:
+        raise HarnessError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "auto":
+        cuda = getattr(device, "type", str(device)) == "cuda"
+        return "bf16" if cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return name
+
+
+def autocast_for(precision: str, device: Any) -> Callable[[], contextlib.AbstractContextManager]:
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def compile_for_run(model: Any, enabled: bool) -> tuple[Any, dict[str, Any]]:
+    """torch.compile after the adapter is applied (``--compile``); the adapter and the bookkeeping keep
+    the plain module (parameter names, hooks), only the forward passes go through the compiled one.
+    ``HARNESS_COMPILE_BACKEND`` picks the backend (default inductor)."""
+    if not enabled:
+        return model, {"enabled": False}
+    import torch
+
+    backend = os.environ.get("HARNESS_COMPILE_BACKEND", "inductor")
+    return torch.compile(model, backend=backend), {"enabled": True, "backend": backend}
+
+
+def _silence_library_bars() -> None:
+    """--no-progress reaches the libraries' own bars too (transformers' weight loading, the hub)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _sync(device: Any) -> None:
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class LossLog:
+    """Per-step training losses. On the CPU a loss is read at once (free there) and checked for NaN
+    every step; on CUDA the losses stay on the device and are read and checked every
+    ``LOSS_SYNC_STEPS`` steps, so the loop has no host sync per step (a divergence is still reported
+    with the first bad step)."""
+
+    def __init__(self, on_device: bool):
+        self.on_device = on_device
+        self.values: list[float] = []
+        self._pending: list[Any] = []
+
+    def append(self, loss: Any, step: int) -> None:
+        if not self.on_device:
+            self.values.append(loss)
+            return
+        self._pending.append(loss)
+        if len(self._pending) >= LOSS_SYNC_STEPS:
+            self.flush()
+
+    def flush(self, check: bool = True) -> None:
+        if not self._pending:
+            return
+        import torch
+
+        first = len(self.values)
+        read = torch.stack(self._pending).float().tolist()
+        self._pending = []
+        self.values.extend(read)
+        if check:
+            for i, value in enumerate(read):
+                if not math.isfinite(value):
+                    raise DivergedError(first + i, value)
+
+    @property
+    def last(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+
+def _evaluate(suite: Suite, model: Any, data: TaskData, loaded: LoadedModel, train: TrainConfig,
+              ctx: RunContext) -> dict[str, float]:
+    """One evaluation: eval mode, ``torch.inference_mode`` (no autograd bookkeeping at all)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        return suite.evaluate(model, data, loaded, train, ctx)
+
+
 def _train_and_evaluate(
     spec: RunSpec,
     options: ExecutionOptions,
@@ -620,13 +840,24 @@ def _train_and_evaluate(
     ctx = RunContext(
         device=device, data=options.data, seed=spec.seed, preset=spec.preset, work_dir=work_dir,
         options=dict(spec.suite_options), run_id=spec.run_id, record_path=record_path,
+        progress=options.progress,
     )
+    if not options.progress:
+        _silence_library_bars()
     seed_everything(spec.seed)
+    phases = PhaseTimer()
+    step_memory = CudaStepMemory(device)
+    busy = step_memory.baseline()  # before the model loads, as peft's method_comparison
+    if busy:
+        print(busy, file=sys.stderr)
+    precision = resolve_precision(train.precision, device)
+    amp = autocast_for(precision, device)
     t_load = time.perf_counter()
     loaded, data, cache_hits = load_for_run(suite, spec, ctx, options.cache)
     partial["model_info"] = {"family": loaded.family, "head_modules": list(loaded.head_modules), **loaded.info}
     partial["data_info"] = dict(data.info)
     load_seconds = time.perf_counter() - t_load
+    t_setup = time.perf_counter()
 
     model = loaded.model
     batches_per_epoch = suite.num_train_batches(data, train)
@@ -674,11 +905,15 @@ def _train_and_evaluate(
         warmup = int(train.warmup_ratio * total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train.scheduler, warmup, total_steps))
 
+    forward_model, compile_info = compile_for_run(model, train.compile)
     memory = MemoryMeter(device)
     memory.start()
     timer = StepTimer(device)
     saved_meter = SavedTensorMeter()
-    losses: list[float] = []
+    loss_log = LossLog(on_device=device.type == "cuda")
+    losses = loss_log.values
+    eval_per_epoch: list[float] = []
+    merged_eval = False
     per_epoch: list[dict[str, Any]] = []
     best: dict[str, float] | None = None
     best_epoch: int | None = None
@@ -687,6 +922,7 @@ def _train_and_evaluate(
     samples = 0
     step = 0
     epoch = 0
+    phases.add("setup", time.perf_counter() - t_setup)
     train_t0 = time.perf_counter()
     bar = tqdm(total=total_steps, desc=f"{spec.adapter} {spec.task} s{spec.seed}", disable=not options.progress,
                leave=False, file=sys.stderr, dynamic_ncols=True)
@@ -710,10 +946,12 @@ def _train_and_evaluate(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         timer.end()
-        losses.append(accumulated)
+        step_memory.sample()
+        loss_log.append(accumulated, step)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if loss_log.last is not None and (not loss_log.on_device or step % LOSS_SYNC_STEPS == 0):
+            bar.set_postfix(loss=f"{loss_log.last:.4f}")
 
     try:
         while step < total_steps:
@@ -728,17 +966,21 @@ def _train_and_evaluate(
                     timer.begin()
                 measure = step == 1 and micro == 0
                 with saved_meter.measure() if measure else contextlib.nullcontext():
-                    loss = suite.training_loss(model, batch)
-                    extra = adapter.extra_loss(model)
-                    if extra is not None:
-                        loss = loss + extra
+                    with amp():
+                        loss = suite.training_loss(forward_model, batch)
+                        extra = adapter.extra_loss(model)
+                        if extra is not None:
+                            loss = loss + extra
                     (loss / train.grad_accum).backward()
                 if measure:
                     memory.saved_for_backward = saved_meter.bytes
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise DivergedError(step, value)
-                accumulated += value / train.grad_accum
+                if loss_log.on_device:  # no host sync per step: LossLog reads and checks them in blocks
+                    accumulated = loss.detach().float() / train.grad_accum + accumulated
+                else:
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise DivergedError(step, value)
+                    accumulated += value / train.grad_accum
                 samples += n
                 micro += 1
                 if micro < train.grad_accum:
@@ -754,47 +996,62 @@ def _train_and_evaluate(
                 raise RuntimeError(f"suite '{spec.suite}' gave no training batch in epoch {epoch}")
             epoch += 1
             last = step >= total_steps
+            loss_log.flush()
             if train.eval_each_epoch or last:
+                _sync(device)
+                step_memory.before_eval()
                 t_eval = time.perf_counter()
-                model.eval()
-                with torch.no_grad():
-                    metrics = suite.evaluate(model, data, loaded, train, ctx)
-                eval_seconds += time.perf_counter() - t_eval
+                with merged_for_eval(adapter, model) as merged_eval, amp():
+                    metrics = _evaluate(suite, forward_model, data, loaded, train, ctx)
+                eval_per_epoch.append(time.perf_counter() - t_eval)
+                eval_seconds += eval_per_epoch[-1]
                 per_epoch.append({"epoch": epoch, "step": step, **metrics})
                 if best is None or _better(metrics.get(primary), best.get(primary)):
                     best, best_epoch = metrics, epoch
         if total_steps == 0:  # an evaluation-only run: score the model once as it came
             t_eval = time.perf_counter()
-            model.eval()
-            with torch.no_grad():
-                metrics = suite.evaluate(model, data, loaded, train, ctx)
-            eval_seconds += time.perf_counter() - t_eval
+            with amp():
+                metrics = _evaluate(suite, forward_model, data, loaded, train, ctx)
+            eval_per_epoch.append(time.perf_counter() - t_eval)
+            eval_seconds += eval_per_epoch[-1]
             per_epoch.append({"epoch": 0, "step": 0, **metrics})
             best, best_epoch = metrics, 0
     finally:
         bar.close()
+        loss_log.flush(check=False)
         partial["loss_curve"] = _loss_points(losses)
+    _sync(device)
     train_seconds = time.perf_counter() - train_t0 - eval_seconds
+    phases.add("train", train_seconds)
+    phases.add("eval", eval_seconds)
     mem = memory.report(model, optimizer)
+    cuda_steps = step_memory.report()
+    if cuda_steps:  # accelerator figures in their own keys, never mixed with the CPU estimate
+        mem["cuda_train_steps"] = cuda_steps
     final = per_epoch[-1] if per_epoch else {}
     final_metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
     selection = suite.selection if train.eval_each_epoch else "final"
     chosen = (best or {}) if selection == "best-dev-epoch" else final_metrics
 
     variants: dict[str, dict[str, float]] = {}
+    t_variants = time.perf_counter()
     for variant, manager in adapter.evaluation_variants(model):
         t_eval = time.perf_counter()
         model.eval()
         with manager, torch.no_grad():
             variants[variant] = suite.evaluate(model, data, loaded, train, ctx)
         eval_seconds += time.perf_counter() - t_eval
+    phases.add("eval_variants", time.perf_counter() - t_variants)
 
+    t_analysis = time.perf_counter()
     analysis: dict[str, Any] = {}
     components = adapter.delta_components(model)
     if components:
         from harness.analysis import analyze_components
 
         analysis = analyze_components(components)
+    phases.add("analysis", time.perf_counter() - t_analysis)
+    t_save = time.perf_counter()
 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in adapter.adapter_state_dict(model, head_ids).items()}
     adapter_file = work_dir / "adapter.safetensors"
@@ -807,6 +1064,7 @@ def _train_and_evaluate(
     if options.save_adapters and record_path is not None:
         record_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(adapter_file, record_path.with_suffix(".adapter.safetensors"))
+    phases.add("save_adapter", time.perf_counter() - t_save)
 
     mean_step = timer.mean_step_seconds
     return {
@@ -833,7 +1091,14 @@ def _train_and_evaluate(
             "mean_step_seconds": mean_step,
             "samples_per_second": samples / train_seconds if train_seconds > 0 else None,
             "samples": samples,
+            # where the run's wall time went (execute_run adds environment and the rest), and each
+            # evaluation; total_seconds is their sum up to what no phase names ("unaccounted")
+            "phases": {"load": load_seconds, **phases.seconds},
+            "eval_seconds_per_epoch": eval_per_epoch,
+            "eval_merged": merged_eval,
         },
+        "precision": {"requested": train.precision, "used": precision,
+                      "autocast": precision != "fp32", "compile": compile_info},
         "loss_curve": partial["loss_curve"],
         "adapter_info": adapter.summary(model),
         "analysis": analysis,
@@ -986,15 +1251,20 @@ def run_grid(
     *,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> GridOutcome:
-    """The sequential executor: every run in this process, one after another."""
+    """The sequential executor: every run in this process, one after another. ``on_result`` (the
+    grid's ``[i/N] ... | ETA`` reporter) replaces the plain summary line."""
     outcome = GridOutcome(planned=len(specs))
     pending, outcome.skipped = split_pending(specs, store, force)
     for spec in pending:
         result, record = run_and_record(spec, store, options)
         outcome.count(result.status, result.unsaved)
         outcome.records.append(record)
-        echo(result.summary)
+        if on_result is not None:
+            on_result(result)
+        else:
+            echo(result.summary)
     return outcome
 
 

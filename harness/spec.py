@@ -12,6 +12,8 @@ from harness.config import to_jsonable
 from harness.errors import HarnessError
 
 RECORD_STATUSES = ("success", "failed", "diverged", "oom", "cancelled")
+# TrainConfig fields added after records were shipped, with the default at which identity() omits them
+TRAIN_IDENTITY_DEFAULTS: dict[str, Any] = {"precision": "fp32", "compile": False}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class TrainConfig:
     eval_each_epoch: bool = True
     scheduler: str = "linear"  # linear warm-up then linear decay; "constant" keeps lr after warm-up
     limit: int | None = None  # per-task evaluation limit for smoke runs (instruction suites)
+    # Added after records were shipped: left out of RunSpec.identity() at these defaults, so that
+    # the config hash of every existing record stays what it was (IDENTITY_DEFAULTS)
+    precision: str = "fp32"  # fp32 or bf16 (autocast); the CLI resolves "auto" before planning
+    compile: bool = False  # torch.compile after the adapter is applied
 
     def __post_init__(self) -> None:
         # nan and inf pass the comparisons below (nan <= 0 is False): reject them first, by name
@@ -67,6 +73,8 @@ class TrainConfig:
                 raise HarnessError(f"{name} must be a positive integer, got {value}")
         if self.scheduler not in ("linear", "constant", "cosine"):
             raise HarnessError(f"scheduler must be linear, constant or cosine, got {self.scheduler!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise HarnessError(f"precision must be fp32 or bf16 (auto is resolved before planning), got {self.precision!r}")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -90,6 +98,9 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         data = to_jsonable(self)
         data.pop("seed")
+        for name, default in TRAIN_IDENTITY_DEFAULTS.items():
+            if data["train"].get(name) == default:
+                data["train"].pop(name)
         return data
 
     @property

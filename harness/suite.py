@@ -67,6 +67,7 @@ class RunContext:
     run_id: str = ""  # RunSpec.run_id: names files a suite writes for this run
     record_path: Path | None = None  # where the record will be written (None: no store); suites may keep
     # files of their own beside it (same stem, a suffix of their own, never *.json)
+    progress: bool = True  # False (--no-progress): a suite's own bars stay silent too
 
 
 class Suite:

@@ -576,7 +576,8 @@ class Glue(Suite):
         order = sorted(range(len(enc.labels)), key=lambda i: len(enc.input_ids[i]))
         predictions: dict[int, float] = {}
         chunks = [order[i : i + train.eval_batch_size] for i in range(0, len(order), train.eval_batch_size)]
-        for idx in tqdm(chunks, desc="eval", leave=False, disable=None):
+        # disable=None: no bar without a terminal; --no-progress (ctx.progress False) silences it always
+        for idx in tqdm(chunks, desc="eval", leave=False, disable=None if ctx.progress else True):
             batch = collate(enc, idx, pad, ctx.device, regression)
             batch.pop("num_samples")
             batch.pop("labels")
