@@ -786,9 +786,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if "leaderboard.md" in files:
         print(files["leaderboard.md"])
     if args.out:
-        from harness.reproduce import reproduction_files
+        try:  # matching records to paper-table rows plans the rows (the suites' presets need torch)
+            from harness.reproduce import reproduction_files
 
-        files.update(reproduction_files(loaded.records))
+            files.update(reproduction_files(loaded.records))
+        except ImportError as exc:
+            print(f"warning: no reproduce-<table>.csv written: planning the paper tables' rows needs {exc.name} "
+                  "(the leaderboard tables need only pandas and scipy)", file=sys.stderr)
         written = write_files_atomically(Path(args.out), files)
         print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
     return 0
@@ -799,12 +803,14 @@ def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
     report killed or failing at any point leaves every table either whole and old or whole and new."""
     import tempfile
 
+    from harness.store import process_umask
+
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
         try:
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the tables private to their writer
+            os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600 would hide the tables from others
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text if text.endswith("\n") else text + "\n")
                 fh.flush()

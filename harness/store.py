@@ -111,7 +111,7 @@ class ResultStore:
         # the writer's pid and host in the name let clean_stale_temps tell a dead writer from a live one
         fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}@", suffix=".json", dir=path.parent)
         try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a record is an ordinary file
+            os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; a record is an ordinary file
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
@@ -249,7 +249,7 @@ def _folder_problem(existing: Path, wanted: Path) -> str | None:
     return None
 
 
-def _umask() -> int:
+def process_umask() -> int:
     """The process umask, read without changing it where Linux shows it (os.umask sets it)."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:

@@ -326,10 +326,18 @@ def test_report_reads_the_store_without_torch(tmp_path):
     import sys
 
     write_store(tmp_path / "store", two_task_store())
-    code = ("import sys\nfrom harness.cli import main\n"
+    # torch and transformers made unimportable: the leaderboard tables are pure pandas/scipy; only the
+    # reproduce-<table>.csv files (which plan the paper tables' rows through the suites) need torch
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+            "            raise ModuleNotFoundError(f'blocked: {name}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from harness.cli import main\n"
             f"assert main(['report', '--results-dir', {str(tmp_path / 'store')!r}, '--out', {str(tmp_path / 'out')!r}]) == 0\n"
-            "bad = [m for m in ('torch', 'transformers', 'harness.runner', 'suites') if m in sys.modules]\n"
-            "sys.exit(f'imported {bad}' if bad else 0)\n")
+            "assert 'torch' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (tmp_path / "out" / "glue.csv").is_file()
+    assert "no reproduce-<table>.csv written" in done.stderr

@@ -168,7 +168,7 @@ def test_the_app_renders_a_store_full_of_bad_files(tmp_path: Path, monkeypatch):
     at = render(tmp_path, monkeypatch)  # asserts no exception
     text = " ".join(w.value for w in at.warning)
     assert f"Skipped {len(NOT_RECORDS)} files" in text
-    assert "2 of 2 runs shown" in " ".join(c.value for c in at.caption)
+    assert "2 of 2 runs shown" in " ".join(c.value for c in at.text)
 
 
 # ---------------------------------------------------------------------------------------------------
