@@ -13,12 +13,12 @@ import csv
 import io
 import math
 import random
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import datafiles
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
 from harness.models import arch_config, find_model_entry, get_model_entry, hub_offline
@@ -110,10 +110,8 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
 }
 STSB_RANGE = (0.0, 5.0)  # STS-B similarity scores
 COLA_FIELDS = 4  # source, label, original label, sentence
-# Parsed and validated splits, keyed by file identity (path, size, mtime): the plan-time check reads each
-# file once and every run of the process reuses the result.
-_SPLIT_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-SPLIT_CACHE_ENTRIES = 16
+# Parsed and validated splits are cached by file identity (path, size, mtime) in harness.datafiles: the
+# plan-time check reads each file once and every run of the process reuses the result.
 
 
 def _at(path: Path, line: int, what: str) -> HarnessError:
@@ -217,25 +215,8 @@ def read_split(task: GlueTask, path: Path) -> list[Example]:
     return out
 
 
-def _cached(key_paths: tuple[Path, ...], tag: str, read: Any) -> Any:
-    """``read()`` once per file identity (path, size, mtime) in this process."""
-    key: list[Any] = [tag]
-    for path in key_paths:
-        st = path.stat()
-        key.append((str(path.resolve()), st.st_size, st.st_mtime_ns))
-    ident = tuple(key)
-    if ident in _SPLIT_CACHE:
-        _SPLIT_CACHE.move_to_end(ident)
-        return _SPLIT_CACHE[ident]
-    value = read()
-    _SPLIT_CACHE[ident] = value
-    while len(_SPLIT_CACHE) > SPLIT_CACHE_ENTRIES:
-        _SPLIT_CACHE.popitem(last=False)
-    return value
-
-
 def cached_split(task: GlueTask, path: Path) -> list[Example]:
-    return _cached((path,), task.name, lambda: read_split(task, path))
+    return datafiles.cached((path,), task.name, lambda: read_split(task, path))
 
 
 def read_mrpc_canonical_train(folder: Path) -> list[Example] | None:
@@ -244,7 +225,7 @@ def read_mrpc_canonical_train(folder: Path) -> list[Example] | None:
     msr, dev_ids = folder / "msr_paraphrase_train.txt", folder / "dev_ids.tsv"
     if not (msr.is_file() and dev_ids.is_file()):
         return None
-    return _cached((msr, dev_ids), "mrpc-canonical", lambda: _read_mrpc_canonical(msr, dev_ids))
+    return datafiles.cached((msr, dev_ids), "mrpc-canonical", lambda: _read_mrpc_canonical(msr, dev_ids))
 
 
 def _read_mrpc_canonical(msr: Path, dev_ids: Path) -> list[Example]:

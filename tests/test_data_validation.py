@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import datafiles
 from harness.errors import HarnessError
 from harness.suite import DataSource
 from suites import glue
@@ -96,9 +97,9 @@ FILES = {"sst2": ("train.tsv", "dev.tsv"), "stsb": ("train.tsv", "dev.tsv"), "rt
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    glue._SPLIT_CACHE.clear()
+    datafiles.clear_cache()
     yield
-    glue._SPLIT_CACHE.clear()
+    datafiles.clear_cache()
 
 
 @pytest.mark.parametrize("case_id", sorted(GLUE_CASES))
@@ -108,7 +109,7 @@ def test_a_malformed_glue_file_is_one_error_naming_file_and_line(case_id: str, t
     if task != "qnli":  # the good copy passes (a 11-row QNLI dev is too small by itself)
         Glue().check_data(task, DataSource(tmp_path))
     corrupt(folder / name)
-    glue._SPLIT_CACHE.clear()
+    datafiles.clear_cache()
     with pytest.raises(HarnessError) as caught:
         Glue().check_data(task, DataSource(tmp_path))
     text = str(caught.value)
@@ -173,7 +174,7 @@ def test_a_malformed_file_fails_the_cli_before_any_model_loads(tmp_path: Path, s
 
 
 def test_glue_data_cache_is_shared_by_copies(shared_data: Path):
-    glue._SPLIT_CACHE.clear()
+    datafiles.clear_cache()
     a = offline_splits(TASKS["rte"], shared_data / "glue")[0]
     b = offline_splits(TASKS["rte"], shared_data / "glue")[0]
     assert a is b  # one parsed copy per process; runs subsample into new lists and never mutate it

@@ -486,12 +486,13 @@ def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_sui
 
 
 def test_a_parallel_driver_counts_unsaved_results():
-    from harness.executors import _record_result
+    from harness.executors import _reporter
     from harness.runner import GridOutcome, RunResult
 
     outcome, lines = GridOutcome(planned=2), []
-    _record_result(RunResult("a", "success", "[success] a\n[unsaved] a: ...", "/x", unsaved=True), outcome, lines.append)
-    _record_result(RunResult("b", "success", "[success] b", "/y"), outcome, lines.append)
+    report = _reporter(outcome, lines.append, None)  # what the pool and Ray drivers call per finished run
+    report(RunResult("a", "success", "[success] a\n[unsaved] a: ...", "/x", unsaved=True))
+    report(RunResult("b", "success", "[success] b", "/y"))
     assert (outcome.ran, outcome.unsaved) == (2, 1) and "unsaved 1" in outcome.totals_line()
 
 
