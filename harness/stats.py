@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 CONFIDENCE = 0.95
+ALPHA = 1.0 - CONFIDENCE  # the paired test's level for a better/worse verdict
 EXACT_LIMIT = 3125  # 5**5: enumerate every resample up to five seeds
 N_RESAMPLES = 9999
 RANDOM_SEED = 0
@@ -119,9 +120,16 @@ def average_ci(per_task: Sequence[Sequence[float] | np.ndarray], confidence: flo
     return Interval(mean, low, high, n_min)
 
 
-def verdict(ci_low: float, ci_high: float, higher_is_better: bool = True) -> str:
+def verdict(ci_low: float, ci_high: float, higher_is_better: bool = True, p_value: float = math.nan) -> str:
+    """better / worse only when the interval excludes 0 AND the paired test agrees (p < ALPHA); tied
+    otherwise. The percentile bootstrap of 2-5 seeds is narrow (with 3 seeds it excludes 0 whenever the
+    three differences share a sign, which two equal methods do one time in four), so the t-test, which
+    accounts for the few seeds through its degrees of freedom, must agree. A NaN p-value (differences
+    without variance, or per-task seed sets that differ for an average) leaves the interval to decide."""
     if math.isnan(ci_low) or math.isnan(ci_high):
         return "n/a"
+    if not math.isnan(p_value) and p_value >= ALPHA:
+        return "tied"
     if ci_low > 0:
         return "better" if higher_is_better else "worse"
     if ci_high < 0:
@@ -158,7 +166,7 @@ def paired_comparison(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.n
         if not higher_is_better:
             p_improvement = 1.0 - p_improvement
     return Comparison(n, interval.mean, interval.low, interval.high, p_value, p_improvement,
-                      verdict(interval.low, interval.high, higher_is_better) if n >= 2 else "n/a")
+                      verdict(interval.low, interval.high, higher_is_better, p_value) if n >= 2 else "n/a")
 
 
 def paired_average_comparison(x_tasks: Sequence[Sequence[float]], y_tasks: Sequence[Sequence[float]],
@@ -184,4 +192,4 @@ def paired_average_comparison(x_tasks: Sequence[Sequence[float]], y_tasks: Seque
         whole = paired_comparison(per_seed_x, per_seed_y, higher_is_better, confidence)
         p_value, p_improvement = whole.p_value, whole.p_improvement
     return Comparison(n_pairs, interval.mean, interval.low, interval.high, p_value, p_improvement,
-                      verdict(interval.low, interval.high, higher_is_better) if n_pairs >= 2 else "n/a")
+                      verdict(interval.low, interval.high, higher_is_better, p_value) if n_pairs >= 2 else "n/a")

@@ -15,6 +15,11 @@ run --suite glue --tasks stsb --adapters msplora,sera,lora2
 run --suite coco-retrieval --adapters zero-shot,lora,msplora,sera,vera
 run --suite glue --tasks stsb,rte --adapters all
 run --suite glue --adapters msplora,sera,lora2
+run --suite glue --adapters lora,msplora,sera,lora2,vera,head --seeds 42,64,128 --workers auto   # 3 seeds: the CIs
+run --suite glue --adapters full --seeds 42,64,128 --workers auto
+reproduce() { HF_HUB_OFFLINE=1 python -m harness reproduce "$@" --preset cpu --data-dir "$DATA" --results-dir results --workers 2; }
+reproduce msplora-t1                                             # MSPLoRA Table 1's rows on the cpu preset
+reproduce sera-t3                                                # SeRA Table 3's rows on the cpu preset
 run --suite glue --adapters all                                  # the rest of the GLUE grid
 run --suite coco-retrieval --adapters all
 run --suite instructeval --adapters zero-shot,lora,msplora,sera
