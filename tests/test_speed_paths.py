@@ -349,7 +349,12 @@ def test_gpu_check_fails_clearly_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: bench/gpu_check.sh would run for real")
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300)
+    import os
+    import sys
+
+    # the script calls `python`: this interpreter's, as in an activated environment
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode != 0
     assert "needs a CUDA device" in done.stderr
 
