@@ -687,6 +687,11 @@ def adapter_merges(adapter: Adapter) -> bool:
     return type(adapter).merge is not Adapter.merge and type(adapter).unmerge is not Adapter.unmerge
 
 
+def merged_eval_limit_bytes() -> int:
+    """Frozen weights up to this size (env HARNESS_MERGED_EVAL_MAX_MB, default 4096) are evaluated merged."""
+    return int(float(os.environ.get("HARNESS_MERGED_EVAL_MAX_MB", 4096)) * 2**20)
+
+
 @contextlib.contextmanager
 def merged_for_eval(adapter: Adapter, model: Any) -> Iterator[bool]:
     """Evaluate at the cost of the base model: merge the adapter into the base weights, and afterwards
@@ -698,8 +703,17 @@ def merged_for_eval(adapter: Adapter, model: Any) -> Iterator[bool]:
     if not adapter_merges(adapter):
         yield False
         return
+    frozen_params = [(name, p) for name, p in model.named_parameters() if not p.requires_grad]
+    # The exact restore needs a host copy of every frozen weight: not for a quantised base (its integer
+    # weights cannot take a merged float update and are not copied back bit for bit) nor for a base
+    # whose copy would not pay (a 7-8B model: tens of GB of host memory per evaluation). Those are
+    # evaluated unmerged, which is always correct.
+    frozen_bytes = sum(p.numel() * p.element_size() for _, p in frozen_params)
+    if any(not p.is_floating_point() for _, p in frozen_params) or frozen_bytes > merged_eval_limit_bytes():
+        yield False
+        return
     with torch.no_grad():
-        frozen = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if not p.requires_grad}
+        frozen = {name: p.detach().to("cpu", copy=True) for name, p in frozen_params}
 
     def restore() -> None:
         with torch.no_grad():

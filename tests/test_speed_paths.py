@@ -194,6 +194,25 @@ def test_an_adapter_without_merge_hooks_is_evaluated_as_it_is():
         assert merged is False
 
 
+def test_a_quantised_or_large_base_is_evaluated_unmerged(monkeypatch):
+    from harness.runner import merged_for_eval
+
+    adapter, model = _applied("lora")
+    with merged_for_eval(adapter, model) as merged:
+        assert merged
+    # a frozen integer weight (a 4-bit/8-bit base stores its weights so): no merge, nothing touched
+    model.register_parameter("packed", torch.nn.Parameter(torch.ones(4, dtype=torch.uint8), requires_grad=False))
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with merged_for_eval(adapter, model) as merged:
+        assert merged is False
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # frozen weights above HARNESS_MERGED_EVAL_MAX_MB: the host copy would not pay
+    adapter, model = _applied("lora")
+    monkeypatch.setenv("HARNESS_MERGED_EVAL_MAX_MB", "0")
+    with merged_for_eval(adapter, model) as merged:
+        assert merged is False
+
+
 def test_run_records_merged_evaluation_and_its_timing(toy):
     from harness.runner import ExecutionOptions, execute_run
 
