@@ -10,7 +10,8 @@ from harness import aggregate
 # x axis choices of the Pareto tab: (column of the points frame, axis title, log scale)
 PARETO_AXES = {
     "adapter parameters": ("params", "trainable adapter parameters (head apart; log)", True),
-    "peak memory": ("memory_mib", "peak memory (MiB)", False),
+    "peak memory (GPU measured)": ("memory_mib", "peak memory (MiB, CUDA max_memory_allocated)", False),
+    "memory (CPU estimate)": ("estimate_mib", "peak memory (MiB, CPU estimate: not a measurement)", False),
     "train time": ("train_seconds", "train time (s)", False),
 }
 # 20 distinguishable colours; labels next to the points name them anyway
@@ -21,8 +22,9 @@ CELL = 28  # px per heatmap cell: square cells, so a layer x layer matrix is a s
 def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
     """Rows with a score and the chosen cost, the Pareto front marked (in the metric's direction).
 
-    ``points`` has: label, score, ci_low, ci_high, n, params, memory_mib, train_seconds (and optional
-    memory_estimated, higher_is_better)."""
+    ``points`` has: label, score, ci_low, ci_high, n, params, memory_mib (measured), estimate_mib (the
+    CPU estimate), train_seconds (and optional higher_is_better). A point lacking the chosen cost is
+    left out: a measured peak and an estimate are never on one axis."""
     cost, _, log = PARETO_AXES[axis]
     out = points[points["score"].notna() & points[cost].notna()].copy()
     # log axes cannot show 0 (head-only runs have no adapter parameters): plot them at 1
@@ -34,13 +36,10 @@ def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
     return out.drop(columns="_front_score")
 
 
-def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.DataFrame | None = None,
-                 *, estimated: bool = False) -> alt.LayerChart:
+def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.DataFrame | None = None) -> alt.LayerChart:
     """Score against cost: a labelled point per configuration with its 95% CI as an error bar, the
     front as a dashed step line, and the papers' reported numbers as hollow black diamonds."""
     cost, title, log = PARETO_AXES[axis]
-    if axis == "peak memory" and estimated:
-        title = "peak memory (MiB, CPU estimate)"
     data = pareto_points(points, axis)
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     x = alt.X("cost:Q", title=title, scale=scale)

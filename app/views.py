@@ -51,8 +51,8 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
         "status": table["statuses"],
         "adapter params": table["params_adapter"],
         "head params": table["params_head"],
-        "peak memory MiB": table["peak_memory_bytes"] / 2**20,
-        "memory": table["memory_estimated"].map({True: "CPU estimate", False: "GPU measured"}).fillna("–"),
+        "peak memory MiB (GPU measured)": table["peak_memory_bytes"] / 2**20,
+        "memory MiB (CPU estimate)": table["estimate_memory_bytes"] / 2**20,
         "train s": table["train_seconds"],
         "step ms": table["mean_step_seconds"] * 1000,
     }).reset_index(drop=True)
@@ -60,7 +60,7 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 NUMBER_FORMATS = {
     "score": "%.2f", "95% CI low": "%.2f", "95% CI high": "%.2f", "adapter params": "localized",
-    "head params": "localized", "peak memory MiB": "%.0f", "train s": "%.1f", "step ms": "%.0f",
+    "head params": "localized", "peak memory MiB (GPU measured)": "%.0f", "memory MiB (CPU estimate)": "%.0f", "train s": "%.1f", "step ms": "%.0f",
 }
 
 
@@ -132,10 +132,10 @@ def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
                          key=f"board-{suite}")
             st.download_button("Download (CSV)", shown.to_csv(index=False).encode(),
                                file_name=f"leaderboard-{suite}.csv", mime="text/csv", key=f"csv-{suite}")
-    if table["memory_estimated"].fillna(False).astype(bool).any():
-        st.caption("Peak memory marked CPU estimate is the harness's estimate (parameters, gradients, "
-                   "optimizer state and saved activations), not a measurement; GPU measured is CUDA's "
-                   "max_memory_allocated.")
+    if table["estimate_memory_bytes"].notna().any():
+        st.caption("Memory (CPU estimate) is the harness's estimate (parameters, gradients, optimizer state "
+                   "and saved activations), not a measurement; peak memory (GPU measured) is CUDA's "
+                   "max_memory_allocated. The two are never in one column.")
 
 
 def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) -> tuple[pd.DataFrame, str]:
@@ -147,8 +147,8 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
         points = pd.DataFrame({
             "label": wide["method"], "score": wide["average"], "ci_low": wide["average_ci_low"],
             "ci_high": wide["average_ci_high"], "n": wide["n_seeds"], "params": wide["adapter_params"],
-            "memory_mib": wide["peak_memory_mib"], "train_seconds": wide["train_seconds"],
-            "memory_estimated": wide["memory_estimated"],
+            "memory_mib": wide["peak_memory_mib"], "estimate_mib": wide["cpu_estimate_mib"],
+            "train_seconds": wide["train_seconds"],
             "higher_is_better": all(u["higher_is_better"] for u in units.values()) if units else True,
         })
         return points, f"average over tasks ({aggregate.family_label(wide.attrs.get('average_family'))})"
@@ -157,8 +157,8 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
     points = pd.DataFrame({
         "label": rows["label"], "score": rows["score_mean"] * scale, "ci_low": rows["score_ci_low"] * scale,
         "ci_high": rows["score_ci_high"] * scale, "n": rows["n_seeds"], "params": rows["params_adapter"],
-        "memory_mib": rows["peak_memory_bytes"] / 2**20, "train_seconds": rows["train_seconds"],
-        "memory_estimated": rows["memory_estimated"], "higher_is_better": rows["higher_is_better"].fillna(True),
+        "memory_mib": rows["peak_memory_bytes"] / 2**20, "estimate_mib": rows["estimate_memory_bytes"] / 2**20,
+        "train_seconds": rows["train_seconds"], "higher_is_better": rows["higher_is_better"].fillna(True),
     })
     metric = aggregate._first_valid(rows["primary"]) or "score"
     unit = aggregate._first_valid(rows["unit_label"]) or "unit unknown"
@@ -192,8 +192,7 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
         scale = float(aggregate._first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
                                                           "scale"]) or 1.0)
         reported["score"] = reported["score"] * scale
-    estimated = bool(points["memory_estimated"].fillna(False).astype(bool).any())
-    st.altair_chart(charts.pareto_chart(points, axis, y_title, reported, estimated=estimated), width="stretch")
+    st.altair_chart(charts.pareto_chart(points, axis, y_title, reported), width="stretch")
     front = charts.pareto_points(points, axis)
     st.caption("Error bars: 95% bootstrap CI over seeds (none for one seed). Head-only runs (no adapter "
                "parameters) sit at 1 on the log axis." + (" Hollow diamonds: numbers reported by the papers "
@@ -221,8 +220,10 @@ def render_run_detail(records: list[dict[str, Any]]) -> None:
     scale = float(flat["scale"] or 1.0)
     cols[1].metric("score", "–" if flat["score"] is None else f"{flat['score'] * scale:.2f}")
     cols[2].metric("adapter params", aggregate.format_count(flat["params_adapter"]))
-    cols[3].metric("peak memory" + (" (CPU estimate)" if flat["memory_estimated"] else ""),
-                   aggregate.format_bytes(flat["peak_bytes"]))
+    if flat["peak_bytes"] is not None:
+        cols[3].metric("peak memory (GPU measured)", aggregate.format_bytes(flat["peak_bytes"]))
+    else:
+        cols[3].metric("memory (CPU estimate)", aggregate.format_bytes(flat["estimate_bytes"]))
     st.text(f"metric: {flat['primary'] or '–'} ({flat['unit_label']})")
     if flat["error"]:
         st.error("This run did not succeed; its error:")

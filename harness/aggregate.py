@@ -32,7 +32,7 @@ from harness import stats
 FRAME_COLUMNS = (
     "run_id", "suite", "task", "adapter", "config_hash", "seed", "model", "preset", "configuration",
     "limited", "limit", "status", "error", "primary", "score", "selection", "best_epoch",
-    "params_adapter", "params_head", "params_total", "peak_bytes", "memory_device", "memory_label",
+    "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "memory_device", "memory_label",
     "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
     "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
@@ -49,11 +49,12 @@ LEADERBOARD_COLUMNS = (
     "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",
     "n_runs",
     *(f"n_{s}" for s in FAILURE_STATUSES), "statuses", "params_adapter", "params_head",
-    "peak_memory_bytes", "memory_estimated", "train_seconds", "mean_step_seconds", "git_dirty", "source",
+    "peak_memory_bytes", "estimate_memory_bytes", "memory_estimated", "train_seconds", "mean_step_seconds",
+    "git_dirty", "source",
 )
 AVERAGE_COLUMNS = (
     *AVERAGE_KEYS, "score_avg", "n_tasks", "n_suite_tasks", "complete", "tasks", "params_adapter",
-    "peak_memory_bytes", "memory_estimated", "train_seconds", "n_failed_runs", "source",
+    "peak_memory_bytes", "estimate_memory_bytes", "memory_estimated", "train_seconds", "n_failed_runs", "source",
 )
 REFERENCE_COLUMNS = (
     "paper", "table", "model", "suite", "task", "adapter", "method", "metric", "value", "scale",
@@ -127,7 +128,10 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "params_adapter": _number(params.get("adapter_trainable")),
         "params_head": _number(params.get("head")),
         "params_total": _number(params.get("total")),
-        "peak_bytes": _number(memory.get("peak_bytes")),
+        # A measured peak (CUDA's allocator) and the harness's estimate are different quantities: kept in
+        # two columns, never averaged or ranked together
+        "peak_bytes": _number(memory.get("peak_bytes")) if device == "cuda" else None,
+        "estimate_bytes": _estimate_bytes(memory, device),
         "memory_device": device,
         "memory_label": memory.get("peak_label"),
         # Only CUDA's allocator gives a measured peak; anything else is the harness's estimate.
@@ -146,6 +150,23 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _estimate_bytes(memory: Mapping[str, Any], device: Any) -> float | None:
+    """The harness's estimate (parameters, gradients, optimizer state, saved activations); records on
+    the CPU before ``estimate_bytes`` existed held it as their ``peak_bytes``."""
+    estimate = _number(memory.get("estimate_bytes"))
+    if estimate is None and device is not None and device != "cuda":
+        estimate = _number(memory.get("peak_bytes"))
+    return estimate
+
+
+def _mean_or_nan(values: pd.Series) -> float:
+    return float(values.mean()) if values.notna().any() else math.nan
+
+
+def _max_or_nan(values: pd.Series) -> float:
+    return float(values.max()) if values.notna().any() else math.nan
+
+
 def _unit_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     unit = metric_units.unit_of_record(record)
     return {"unit": unit.name, "unit_label": unit.label, "unit_family": unit.family, "scale": unit.display_scale,
@@ -160,7 +181,7 @@ def load_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     rows = [{**flatten_record(r), **identity} for r, identity in zip(records, identities)]
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     frame.attrs["duplicates"] = duplicates
-    numeric = ("score", "params_adapter", "params_head", "params_total", "peak_bytes", "train_seconds",
+    numeric = ("score", "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "train_seconds",
                "mean_step_seconds", "samples_per_second")
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -386,8 +407,10 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
         statuses=_status_summary(group["status"]),
         params_adapter=_first_valid(source["params_adapter"]),
         params_head=_first_valid(source["params_head"]),
-        peak_memory_bytes=float(source["peak_bytes"].mean()) if source["peak_bytes"].notna().any() else math.nan,
-        memory_estimated=_any_true(source["memory_estimated"]),
+        peak_memory_bytes=_mean_or_nan(source["peak_bytes"]),
+        estimate_memory_bytes=_mean_or_nan(source["estimate_bytes"]),
+        # the cell's memory is an estimate only: no run of it was measured
+        memory_estimated=bool(source["peak_bytes"].isna().all() and source["estimate_bytes"].notna().any()),
         train_seconds=float(source["train_seconds"].mean()) if source["train_seconds"].notna().any() else math.nan,
         mean_step_seconds=(
             float(source["mean_step_seconds"].mean()) if source["mean_step_seconds"].notna().any() else math.nan
@@ -433,8 +456,10 @@ def suite_average(table: pd.DataFrame) -> pd.DataFrame:
             "complete": int(scored["task"].nunique()) == n_suite,
             "tasks": ",".join(sorted(scored["task"].unique())),
             "params_adapter": _first_valid(group["params_adapter"]),
-            "peak_memory_bytes": float(group["peak_memory_bytes"].mean()) if group["peak_memory_bytes"].notna().any() else math.nan,
-            "memory_estimated": _any_true(group["memory_estimated"]),
+            "peak_memory_bytes": _mean_or_nan(group["peak_memory_bytes"]),
+            "estimate_memory_bytes": _mean_or_nan(group["estimate_memory_bytes"]),
+            "memory_estimated": bool(group["peak_memory_bytes"].isna().all()
+                                     and group["estimate_memory_bytes"].notna().any()),
             "train_seconds": float(group["train_seconds"].sum()) if group["train_seconds"].notna().any() else math.nan,
             "n_failed_runs": int(sum(group[f"n_{s}"].sum() for s in FAILURE_STATUSES)),
             "source": "ours",
@@ -707,7 +732,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard with human-readable columns (what the Markdown report and the app print)."""
     if table is None or table.empty:
         return pd.DataFrame(columns=["suite", "task", "adapter", "configuration", "unit", "score", "seeds", "params",
-                                     "head", "peak memory", "train s", "step ms", "status", "notes"])
+                                     "head", "peak memory", "memory estimate", "train s", "step ms", "status", "notes"])
     out = pd.DataFrame({
         "suite": table["suite"],
         "task": table["task"],
@@ -720,7 +745,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "seeds": table["n_seeds"].astype(int),
         "params": table["params_adapter"].map(format_count),
         "head": table["params_head"].map(format_count),
-        "peak memory": [format_bytes(v, e) for v, e in zip(table["peak_memory_bytes"], table["memory_estimated"])],
+        "peak memory": table["peak_memory_bytes"].map(format_bytes),
+        "memory estimate": [format_bytes(v, True) for v in table["estimate_memory_bytes"]],
         "train s": table["train_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),
         "step ms": table["mean_step_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v * 1000:.0f}"),
         "status": table["statuses"],
@@ -948,9 +974,11 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 average_ci_low=interval.low if interval else math.nan,
                 average_ci_high=interval.high if interval else math.nan,
                 adapter_params=_first_valid(conf["params_adapter"]),
-                peak_memory_mib=(float(conf["peak_memory_bytes"].max()) / 2**20
-                                 if conf["peak_memory_bytes"].notna().any() else math.nan),
-                memory_estimated=_any_true(conf["memory_estimated"]),
+                # the largest over tasks, measured and estimated apart
+                peak_memory_mib=_max_or_nan(conf["peak_memory_bytes"]) / 2**20,
+                cpu_estimate_mib=_max_or_nan(conf["estimate_memory_bytes"]) / 2**20,
+                memory_estimated=bool(conf["peak_memory_bytes"].isna().all()
+                                      and conf["estimate_memory_bytes"].notna().any()),
                 # the whole suite's training time: the seed-mean train time of each task, summed
                 train_seconds=float(conf["train_seconds"].sum()) if conf["train_seconds"].notna().any() else math.nan,
                 n_failed_runs=int(sum(conf[f"n_{s}"].sum() for s in FAILURE_STATUSES)),
@@ -962,7 +990,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
     columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "complete", "missing", "n_seeds",
                "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
-               "peak_memory_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
+               "peak_memory_mib", "cpu_estimate_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
                "task_config_hashes", "unit"]
     out = pd.DataFrame(rows, columns=columns)
     if out.empty:
@@ -1116,10 +1144,11 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
     bold |= {(i, avg_header) for i in _best_index(complete["average"], higher)}
     out["adapter params"] = wide["adapter_params"].map(format_count)
     bold |= {(i, "adapter params") for i in _best_index(complete["adapter_params"], False)}
-    estimated = bool(wide["memory_estimated"].fillna(False).astype(bool).any())
-    mem_header = "peak memory (MiB, CPU est.)" if estimated else "peak memory (MiB)"
-    out[mem_header] = wide["peak_memory_mib"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
-    bold |= {(i, mem_header) for i in _best_index(complete["peak_memory_mib"], False)}
+    # a measured peak and the CPU estimate in columns of their own, each only when some row has it
+    for column, header in (("peak_memory_mib", "peak memory (MiB)"), ("cpu_estimate_mib", "peak memory (MiB, CPU est.)")):
+        if wide[column].notna().any():
+            out[header] = wide[column].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+            bold |= {(i, header) for i in _best_index(complete[column], False)}
     out["train time (s)"] = wide["train_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
     bold |= {(i, "train time (s)") for i in _best_index(complete["train_seconds"], False)}
     out["missing"] = wide["missing"].map(lambda v: v or "")

@@ -109,8 +109,11 @@ def test_pareto_front_on_leaderboard_params_and_memory():
     by_params = dict(zip(rte["adapter"], aggregate.pareto_front(rte, "params_adapter", "score_mean")))
     # head (0 params, 0.56) and lora (73k, 0.64) and full (22M, 0.69) each buy score with cost
     assert by_params == {"head": True, "lora": True, "full": True}
-    slow = rte.assign(peak_memory_bytes=[3e9 if a == "lora" else m for a, m in zip(rte["adapter"], rte["peak_memory_bytes"])])
-    by_memory = dict(zip(slow["adapter"], aggregate.pareto_front(slow, "peak_memory_bytes", "score_mean")))
+    # CPU runs: the memory is the estimate (its own column; no measured peak)
+    assert rte["peak_memory_bytes"].isna().all() and rte["estimate_memory_bytes"].notna().all()
+    slow = rte.assign(estimate_memory_bytes=[3e9 if a == "lora" else m
+                                             for a, m in zip(rte["adapter"], rte["estimate_memory_bytes"])])
+    by_memory = dict(zip(slow["adapter"], aggregate.pareto_front(slow, "estimate_memory_bytes", "score_mean")))
     assert by_memory["lora"] is False or by_memory["lora"] == False  # noqa: E712 (numpy bool)
 
 
@@ -273,3 +276,18 @@ def test_rsum_and_mt_bench_ratings_are_not_shown_as_percent():
     assert shown == {"coco-retrieval": "209.18", "mt-bench": "5.03", "glue": "64.00"}
     coco = aggregate.paper_table(table[table["suite"] == "coco-retrieval"]).iloc[0]
     assert coco["coco"] == "209.18" and coco["Avg."] == "209.18"
+
+
+def test_measured_and_estimated_memory_never_share_a_column():
+    from record_factory import make_record
+
+    cpu = make_record(adapter="lora", seed=1, peak_bytes=1 * 2**30)  # on the CPU: the estimate
+    gpu = make_record(adapter="lora", seed=2, peak_bytes=5 * 2**30, device="cuda")  # measured
+    gpu["memory"]["estimate_bytes"] = 3 * 2**30
+    frame = aggregate.load_frame([cpu, gpu])
+    row = aggregate.leaderboard(frame).iloc[0]
+    # one configuration, one seed on each device: the measured 5 GiB is never averaged with an estimate
+    assert row["peak_memory_bytes"] == 5 * 2**30 and not row["memory_estimated"]
+    assert row["estimate_memory_bytes"] == 2 * 2**30  # (1 + 3) / 2: estimates with estimates
+    wide = aggregate.wide_table(aggregate.leaderboard(frame), "glue")
+    assert wide.iloc[0]["peak_memory_mib"] == 5 * 1024 and wide.iloc[0]["cpu_estimate_mib"] == 2 * 1024
