@@ -28,6 +28,7 @@ import pandas as pd
 
 from harness import metrics as metric_units
 from harness import stats
+from harness.status import UNSUCCESSFUL_STATUSES
 
 FRAME_COLUMNS = (
     "run_id", "suite", "task", "adapter", "config_hash", "seed", "model", "preset", "configuration",
@@ -43,7 +44,7 @@ GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "c
 # The same adapter configuration has a different config_hash per task (the task is part of the spec),
 # so the suite average groups by the row key (identify()), which leaves the task and its preset values out.
 AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limited")
-FAILURE_STATUSES = ("failed", "diverged", "oom", "cancelled")
+FAILURE_STATUSES = UNSUCCESSFUL_STATUSES
 LEADERBOARD_COLUMNS = (
     *GROUP_KEYS, "primary", "score_mean", "score_std", "score_ci_low", "score_ci_high", "seed_scores",
     "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",

@@ -30,8 +30,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.status import ALL_STATUSES
+
 SCHEMA_VERSION = 1
-STATUSES = ("success", "failed", "diverged", "oom", "cancelled")
+STATUSES = ALL_STATUSES
 REQUIRED_KEYS = ("schema_version", "run_id", "key", "spec", "status")
 KEY_FIELDS = ("suite", "task", "adapter", "config_hash", "seed")
 

@@ -37,9 +37,8 @@ from typing import Any
 
 from harness.record import RecordError, dumps, record_relpath, sanitize
 from harness.record_check import NewerSchemaError, notes_text, read_record_file
+from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed and cancelled are rerun)
 
-# statuses that count as done for resume; the others (failed, cancelled) are rerun
-DONE_STATUSES = ("success", "diverged", "oom")
 TEMP_PREFIX = ".tmp-"
 # what ``status`` says for a record a newer harness wrote: skipped by a grid, even with --force
 NEWER_SCHEMA = "newer-schema"
