@@ -545,9 +545,8 @@ def check_device(text: str) -> None:
 def _check_store(store: Any, specs: list[Any]) -> None:
     """Before any training: every planned record path must be writable (one error line if not), and
     records of a newer schema are named (a grid skips them, never overwrites them)."""
-    from harness.runner import base_record
 
-    keys = [base_record(spec)["key"] for spec in specs]
+    keys = [spec.key for spec in specs]
     problems = store.write_blockers(keys)
     if problems:
         more = f" (and {len(problems) - 1} more such paths)" if len(problems) > 1 else ""
@@ -577,7 +576,6 @@ def plan_state(status: str | None, force: bool) -> str:
 
 
 def _plan_table(specs: list[Any], counts: dict[tuple[str, str], int], store: Any, force: bool) -> str:
-    from harness.runner import base_record
     from harness.store import DONE_STATUSES
 
     lines = [f"{len(specs)} runs planned"]
@@ -585,7 +583,7 @@ def _plan_table(specs: list[Any], counts: dict[tuple[str, str], int], store: Any
     lines.append(header)
     done = rerun = 0
     for spec in specs:
-        status = store.status(base_record(spec)["key"])
+        status = store.status(spec.key)
         done += status in DONE_STATUSES
         rerun += status is not None and status not in DONE_STATUSES
         n = counts.get((spec.adapter, spec.config_hash))

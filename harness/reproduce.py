@@ -140,10 +140,9 @@ def check_reachable(planned: list[PlannedRow]) -> None:
 
 
 def _done_runs(specs: tuple[RunSpec, ...], store: Any) -> int:
-    from harness.runner import base_record
     from harness.store import DONE_STATUSES
 
-    return sum(store.status(base_record(s)["key"]) in DONE_STATUSES for s in specs)
+    return sum(store.status(s.key) in DONE_STATUSES for s in specs)
 
 
 def dry_run_rows(table: PaperTable, preset: str = "paper", store: Any = None) -> list[dict[str, Any]]:

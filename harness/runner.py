@@ -506,13 +506,7 @@ def base_record(spec: RunSpec) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": spec.run_id,
-        "key": {
-            "suite": spec.suite,
-            "task": spec.task,
-            "adapter": spec.adapter,
-            "config_hash": spec.config_hash,
-            "seed": spec.seed,
-        },
+        "key": spec.key,
         "spec": spec.to_dict(),
         "status": "failed",
         "error": None,
@@ -1195,7 +1189,7 @@ def iter_pending(specs: list[RunSpec], store: ResultStore, force: bool) -> Itera
     """(spec, done). A record of a newer schema counts as done even with --force: it is never
     overwritten by this (older) harness."""
     for spec in specs:
-        key = base_record(spec)["key"]
+        key = spec.key
         status = store.status(key)  # one read (is_complete would read the record again)
         yield spec, status == NEWER_SCHEMA or (not force and status in DONE_STATUSES)
 
@@ -1225,7 +1219,7 @@ def split_pending(specs: list[RunSpec], store: ResultStore, force: bool) -> tupl
 
 def run_and_record(spec: RunSpec, store: ResultStore, options: ExecutionOptions) -> tuple[RunResult, dict[str, Any]]:
     """Execute one run and write its record (atomically) from the process that ran it."""
-    path = store.path_for(base_record(spec)["key"])
+    path = store.path_for(spec.key)
     try:
         record = execute_run(spec, options, record_path=path)
     except RunCancelled as cancelled:

@@ -110,6 +110,12 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
+    def key(self) -> dict[str, Any]:
+        """The record's ``key`` section: what the store files a run under (harness.record KEY_FIELDS)."""
+        return {"suite": self.suite, "task": self.task, "adapter": self.adapter, "config_hash": self.config_hash,
+                "seed": self.seed}
+
+    @property
     def run_id(self) -> str:
         return f"{self.suite}/{self.task}/{self.adapter}/{self.config_hash}/seed{self.seed}"
 

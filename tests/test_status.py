@@ -18,3 +18,12 @@ def test_the_vocabulary_and_what_resume_skips():
 def test_every_module_reads_the_one_vocabulary():
     assert record.STATUSES is ALL_STATUSES and spec.RECORD_STATUSES is ALL_STATUSES
     assert store.DONE_STATUSES is DONE_STATUSES and aggregate.FAILURE_STATUSES is UNSUCCESSFUL_STATUSES
+
+
+def test_a_specs_key_is_its_records_key():
+    from harness.record import KEY_FIELDS
+    from harness.runner import base_record
+    from harness.spec import RunSpec
+
+    spec = RunSpec(suite="glue", task="rte", adapter="lora", model="minilm-l6", preset="cpu", seed=7)
+    assert spec.key == base_record(spec)["key"] and tuple(spec.key) == KEY_FIELDS

@@ -144,10 +144,9 @@ def test_the_dry_run_and_resume_read_bad_files_as_pending(fake_suite, tmp_path: 
     argv = ["run", "--suite", "fakegrid", "--adapters", "head", "--tasks", "ok", "--seeds", "1", "--device", "cpu",
             "--results-dir", str(results), "--no-progress"]
     assert main([*argv, "--dry-run"]) == 0
-    from harness.runner import base_record
 
     spec = _plan_one()
-    path = ResultStore(results).path_for(base_record(spec)["key"])
+    path = ResultStore(results).path_for(spec.key)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"[" * DEEP + b"]" * DEEP)
     (results / "elsewhere.json").write_bytes(b'{"a":' * DEEP + b"1" + b"}" * DEEP)
@@ -155,7 +154,7 @@ def test_the_dry_run_and_resume_read_bad_files_as_pending(fake_suite, tmp_path: 
     assert main([*argv, "--dry-run"]) == 0
     assert "pending" in capsys.readouterr().out
     assert main(argv) == 0  # the run overwrites the corrupt record with a real one
-    assert ResultStore(results).status(base_record(spec)["key"]) == "success"
+    assert ResultStore(results).status(spec.key) == "success"
 
 
 def test_the_app_renders_a_store_full_of_bad_files(tmp_path: Path, monkeypatch):
@@ -314,9 +313,8 @@ def _run_argv(results: Path, *extra: str) -> list[str]:
 
 
 def _record_path(results: Path, seed: int = 1) -> Path:
-    from harness.runner import base_record
 
-    return ResultStore(results).path_for(base_record(_plan_one(seed=seed))["key"])
+    return ResultStore(results).path_for(_plan_one(seed=seed).key)
 
 
 def _block_with_folder(path: Path) -> str:
@@ -390,9 +388,8 @@ def test_an_unwritable_record_folder_is_one_error_line(fake_suite, tmp_path: Pat
 def test_a_readable_record_and_missing_folders_do_not_block(fake_suite, tmp_path: Path):
     results = tmp_path / "results"
     store = ResultStore(results)
-    from harness.runner import base_record
 
-    keys = [base_record(_plan_one(seed=s))["key"] for s in (1, 2)]
+    keys = [_plan_one(seed=s).key for s in (1, 2)]
     assert store.write_blockers(keys) == []  # nothing exists yet: the folders will be created
     assert not results.exists()  # the probe created nothing
     store.write({**make_record(seed=1), "key": keys[0], "run_id": "x"})
