@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.spec import train_override_flags
 
 EXIT_USAGE = 2
-# TrainConfig fields a `run` flag can override (--max-train-samples -> max_train_samples)
-TRAIN_OVERRIDES = ("epochs", "lr", "head_lr", "batch_size", "max_length", "max_train_samples", "max_eval_samples",
-                   "max_steps", "limit", "grad_accum")
+# TrainConfig fields a `run` flag can override (--max-train-samples -> max_train_samples), with the flag's
+# help: declared on the fields themselves (harness.spec, metadata ``cli``)
+TRAIN_HELP = train_override_flags()
+TRAIN_OVERRIDES = tuple(TRAIN_HELP)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -131,20 +133,6 @@ RUN_EXAMPLES = """examples:
   python -m harness run --suite glue --tasks rte --adapters lora,sera --opt sera.split=8 --max-steps 30
 
 `harness ls adapters|suites|models|presets` lists what exists, with options, defaults and budgets."""
-# help of each TrainConfig override flag: what it changes (every flag overrides the preset's budget)
-TRAIN_HELP = {
-    "epochs": "training epochs per task (fractions allowed)",
-    "lr": "learning rate of the adapter's parameters",
-    "head_lr": "learning rate of the task head (default: --lr)",
-    "batch_size": "training examples per optimizer step (per micro-batch with --grad-accum)",
-    "max_length": "tokens per example; longer examples are truncated",
-    "max_train_samples": "training examples per task (a seeded subsample of the training split)",
-    "max_eval_samples": "evaluation examples per task (a seeded subsample of the dev split)",
-    "max_steps": "stop training after this many optimizer steps (smoke runs)",
-    "limit": "evaluation items per task for smoke runs: examples per lm-eval task (INSTRUCTEVAL), questions "
-             "(MT-Bench); recorded, so limited and full results are never mixed",
-    "grad_accum": "micro-batches accumulated per optimizer step",
-}
 
 
 def _suite_help() -> str:

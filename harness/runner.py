@@ -46,7 +46,7 @@ from harness.measure import (
 from harness.record import SCHEMA_VERSION
 from harness.registry import ADAPTERS, SUITES
 from harness.signals import deferred, signal_name
-from harness.spec import RunSpec, TrainConfig
+from harness.spec import RunSpec, TrainConfig, loop_only_fields
 from harness.store import DONE_STATUSES, NEWER_SCHEMA, ResultStore
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
 
@@ -55,9 +55,9 @@ MAX_LOSS_POINTS = 400
 # take at most this much memory (env HARNESS_MODEL_CACHE_MB; 0 turns the model cache off). Above it a
 # second copy in RAM costs more than reloading from the local disk saves.
 DEFAULT_MODEL_CACHE_MB = 2048
-# TrainConfig fields that only steer the training loop; every other field may change the loaded data
-LOOP_ONLY_FIELDS = frozenset({"epochs", "lr", "head_lr", "warmup_ratio", "weight_decay", "grad_accum", "grad_clip",
-                              "max_steps", "eval_each_epoch", "scheduler", "precision", "compile"})
+# TrainConfig fields that only steer the training loop (their metadata says so); every other field may
+# change the loaded data
+LOOP_ONLY_FIELDS = loop_only_fields()
 
 
 class DivergedError(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from harness.config import to_jsonable
@@ -17,30 +17,47 @@ RECORD_STATUSES = ALL_STATUSES
 TRAIN_IDENTITY_DEFAULTS: dict[str, Any] = {"precision": "fp32", "compile": False}
 
 
+def _setting(default: Any, *, cli: str | None = None, loop_only: bool = False) -> Any:
+    metadata: dict[str, Any] = {"loop_only": loop_only}
+    if cli is not None:
+        metadata["cli"] = cli
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training budget and optimiser settings of one task. Suites give one per preset and task."""
 
-    epochs: float = 1.0
-    lr: float = 5e-4
-    head_lr: float | None = None  # None: same as lr
-    batch_size: int = 32
+    # metadata: ``cli`` the help of the ``run`` flag that overrides the field (--max-train-samples for
+    # max_train_samples); ``loop_only`` a field that only steers the training loop (every other field
+    # may change the loaded data or model, which the load cache keys on)
+    epochs: float = _setting(1.0, cli="training epochs per task (fractions allowed)", loop_only=True)
+    lr: float = _setting(5e-4, cli="learning rate of the adapter's parameters", loop_only=True)
+    head_lr: float | None = _setting(None, cli="learning rate of the task head (default: --lr)", loop_only=True)
+    batch_size: int = _setting(32, cli="training examples per optimizer step (per micro-batch with --grad-accum)")
     eval_batch_size: int = 64
-    max_length: int = 128
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    grad_accum: int = 1
-    grad_clip: float | None = 1.0
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_steps: int | None = None
-    eval_each_epoch: bool = True
-    scheduler: str = "linear"  # linear warm-up then linear decay; "constant" keeps lr after warm-up
-    limit: int | None = None  # per-task evaluation limit for smoke runs (instruction suites)
+    max_length: int = _setting(128, cli="tokens per example; longer examples are truncated")
+    warmup_ratio: float = _setting(0.06, loop_only=True)
+    weight_decay: float = _setting(0.0, loop_only=True)
+    grad_accum: int = _setting(1, cli="micro-batches accumulated per optimizer step", loop_only=True)
+    grad_clip: float | None = _setting(1.0, loop_only=True)
+    max_train_samples: int | None = _setting(
+        None, cli="training examples per task (a seeded subsample of the training split)")
+    max_eval_samples: int | None = _setting(
+        None, cli="evaluation examples per task (a seeded subsample of the dev split)")
+    max_steps: int | None = _setting(
+        None, cli="stop training after this many optimizer steps (smoke runs)", loop_only=True)
+    eval_each_epoch: bool = _setting(True, loop_only=True)
+    # linear warm-up then linear decay; "constant" keeps lr after warm-up
+    scheduler: str = _setting("linear", loop_only=True)
+    # per-task evaluation limit for smoke runs (instruction suites)
+    limit: int | None = _setting(
+        None, cli="evaluation items per task for smoke runs: examples per lm-eval task (INSTRUCTEVAL), "
+                  "questions (MT-Bench); recorded, so limited and full results are never mixed")
     # Added after records were shipped: left out of RunSpec.identity() at these defaults, so that
     # the config hash of every existing record stays what it was (IDENTITY_DEFAULTS)
-    precision: str = "fp32"  # fp32 or bf16 (autocast); the CLI resolves "auto" before planning
-    compile: bool = False  # torch.compile after the adapter is applied
+    precision: str = _setting("fp32", loop_only=True)  # fp32 or bf16 (autocast); the CLI resolves "auto" first
+    compile: bool = _setting(False, loop_only=True)  # torch.compile after the adapter is applied
 
     def __post_init__(self) -> None:
         # nan and inf pass the comparisons below (nan <= 0 is False): reject them first, by name
@@ -79,6 +96,16 @@ class TrainConfig:
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def train_override_flags() -> dict[str, str]:
+    """TrainConfig fields a ``run`` flag overrides, with the flag's help (field metadata ``cli``)."""
+    return {f.name: f.metadata["cli"] for f in fields(TrainConfig) if "cli" in f.metadata}
+
+
+def loop_only_fields() -> frozenset[str]:
+    """TrainConfig fields that only steer the training loop (field metadata ``loop_only``)."""
+    return frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("loop_only"))
 
 
 @dataclass(frozen=True)

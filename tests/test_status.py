@@ -27,3 +27,19 @@ def test_a_specs_key_is_its_records_key():
 
     spec = RunSpec(suite="glue", task="rte", adapter="lora", model="minilm-l6", preset="cpu", seed=7)
     assert spec.key == base_record(spec)["key"] and tuple(spec.key) == KEY_FIELDS
+
+
+def test_train_settings_declare_their_flag_and_loop_role():
+    from harness.cli import TRAIN_OVERRIDES, build_parser
+    from harness.runner import LOOP_ONLY_FIELDS
+    from harness.spec import loop_only_fields, train_override_flags
+
+    flags = train_override_flags()
+    assert TRAIN_OVERRIDES == tuple(flags) and LOOP_ONLY_FIELDS == loop_only_fields()
+    assert {"max_train_samples", "max_eval_samples", "max_steps", "limit", "lr"} <= set(flags)
+    # a data budget changes the loaded data, so it must never be loop-only (the load cache keys on it)
+    assert not {"max_train_samples", "max_eval_samples", "max_length", "batch_size"} & LOOP_ONLY_FIELDS
+    help_text = build_parser().format_help() + "".join(
+        a.format_help() for a in build_parser()._subparsers._group_actions[0].choices.values())
+    for name, text in flags.items():
+        assert "--" + name.replace("_", "-") in help_text and text.split()[0] in help_text
