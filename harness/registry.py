@@ -13,9 +13,13 @@ import pkgutil
 import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from harness.errors import HarnessError, UnknownNameError
+
+if TYPE_CHECKING:  # annotations only: importing the contracts here would import torch with the registry
+    from harness.adapter import Adapter
+    from harness.suite import Suite
 
 T = TypeVar("T")
 
@@ -107,8 +111,8 @@ class Registry(Generic[T]):
         return out
 
 
-ADAPTERS: Registry = Registry("adapter", "adapters", "harness.adapters")
-SUITES: Registry = Registry("suite", "suites", "harness.suites")
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "adapters", "harness.adapters")
+SUITES: Registry[type[Suite]] = Registry("suite", "suites", "harness.suites")
 
 register_adapter = ADAPTERS.register
 register_suite = SUITES.register
