@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.batching import length_grouped_batches, subsample
 from harness.datafiles import cached, read_checked
 from harness.errors import HarnessError
 from harness.models import (
@@ -306,20 +307,6 @@ def encode_examples(tokenizer: Any, examples: list[AlpacaExample], cutoff: int) 
     return kept, len(encoded) - len(kept)
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, chunk_batches: int = 50) -> list[list[int]]:
-    """Shuffle, sort by length inside chunks of ``chunk_batches`` batches, shuffle the batches: little
-    padding, still a random order."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    chunk = batch_size * chunk_batches
-    batches: list[list[int]] = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 def collate(examples: list[EncodedExample], pad_id: int, device: Any) -> dict[str, Any]:
     """Right-padded input_ids / attention_mask / labels (IGNORE_INDEX on padding)."""
     import torch
@@ -339,14 +326,6 @@ def collate(examples: list[EncodedExample], pad_id: int, device: Any) -> dict[st
         "labels": labels.to(device),
         "num_samples": len(examples),
     }
-
-
-def subsample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
-    if limit is None or len(items) <= limit:
-        return items
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    return [items[i] for i in sorted(order[:limit])]
 
 
 # ------------------------------------------------------------------------------------------------------

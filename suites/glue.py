@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import datafiles
+from harness.batching import length_grouped_batches, subsample
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
 from harness.models import arch_config, find_model_entry, get_model_entry, hub_offline
@@ -342,20 +343,6 @@ def encode(tokenizer: Any, examples: list[Example], max_length: int) -> Encoded:
     return Encoded(enc["input_ids"], enc.get("token_type_ids"), [e.label for e in examples])
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, chunk_batches: int = 50) -> list[list[int]]:
-    """Shuffle, sort by length inside chunks of ``chunk_batches`` batches, then shuffle the batches:
-    far less padding than random batches, still a random order."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    chunk = batch_size * chunk_batches
-    batches: list[list[int]] = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 def collate(enc: Encoded, idx: list[int], pad_id: int, device: Any, regression: bool) -> dict[str, Any]:
     import torch
 
@@ -375,14 +362,6 @@ def collate(enc: Encoded, idx: list[int], pad_id: int, device: Any, regression: 
         batch["token_type_ids"] = types.to(device)
     batch["num_samples"] = len(idx)
     return batch
-
-
-def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
-    if limit is None or len(examples) <= limit:
-        return examples
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    return [examples[i] for i in sorted(order[:limit])]
 
 
 def head_module_names(model: nn.Module) -> tuple[str, ...]:
@@ -522,8 +501,8 @@ class Glue(Suite):
             train_ex, eval_ex, info = hub_splits(t)
         info["train_available"] = len(train_ex)
         info["eval_available"] = len(eval_ex)
-        train_ex = _subsample(train_ex, train.max_train_samples, ctx.seed)
-        eval_ex = _subsample(eval_ex, train.max_eval_samples, 0)  # same eval subset for every seed
+        train_ex = subsample(train_ex, train.max_train_samples, ctx.seed)
+        eval_ex = subsample(eval_ex, train.max_eval_samples, 0)  # same eval subset for every seed
         info["train_examples"] = len(train_ex)
         info["eval_examples"] = len(eval_ex)
         info.setdefault("eval_split", "dev" if t.name != "mnli" else "dev_matched")
