@@ -26,7 +26,7 @@ def adapted(**options):
     adapter = lora2(rank=RANK, k=K, alpha=16, beta1=BETA1, beta2=BETA2,
                     targets="intermediate.dense,output.dense", **options)
     model, _, _ = apply_adapter(adapter, tiny_bert(layers=1).double(), total_steps=100)
-    return adapter, model, [m for _, m in adapter._wrappers(model)]
+    return adapter, model, [m for _, m in adapter.wrappers(model)]
 
 
 def fill(tensors, seed: int, offset: float = 0.0) -> list[torch.Tensor]:

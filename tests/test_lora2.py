@@ -108,7 +108,7 @@ def test_pruning_reaches_the_target_budget_and_keeps_the_final_pattern():
     optimizer = torch.optim.AdamW(adapter_params(model, head_ids), lr=0.05)
     ids = token_batch()
     target = torch.randn(3, 2)
-    modules = [m for _, m in adapter._wrappers(model)]
+    modules = [m for _, m in adapter.wrappers(model)]
     final_pattern = None
     for step in range(total):
         loss = (logits(model, ids) - target).pow(2).mean() + adapter.extra_loss(model)

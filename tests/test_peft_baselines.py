@@ -23,7 +23,7 @@ from adapter_testkit import (
     token_batch,
 )
 
-from adapters._peft_common import ADAPTER_NAME, tuner_layers
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, tuner_layers
 from adapters.adalora import AdaLoRA, AdaLoraOptions, schedule_steps
 from adapters.dora import DoRA, DoraOptions
 from adapters.lily import LilyOptions, kinds_by_specificity
