@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixture_adapters import _fixture_adapters_for_the_contract, pytest_make_collect_report  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
