@@ -23,11 +23,3 @@ def _one_thread():
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"the real data is expected at {SHARED_DATA} (see the README)"
     return SHARED_DATA
-
-
-def tiny_bert_classifier(num_labels: int = 2, layers: int = 4, hidden: int = 32):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels)
-    return BertForSequenceClassification(config)

@@ -9,10 +9,11 @@ s(λ_i) + mean_j s(v[j, i]) + mean_j s(U[i, j]).
 from __future__ import annotations
 
 import torch
-from adapter_testkit import apply_adapter, tiny_bert
 
 from adapters.lora2 import LoRA2, Lora2Options
 from harness.config import build
+from tests.adapter_testkit import apply_adapter
+from tests.tiny_models import tiny_bert
 
 BETA1, BETA2 = 0.7, 0.6  # distinct, so swapping them shows
 RANK, K = 8, 4

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-from adapter_testkit import apply_adapter, tiny_bert
-
 from adapters._toolkit.peft_tuner import ADAPTER_NAME, tuner_layers
 from harness.adapter import LowRankConfig
 from harness.registry import ADAPTERS
+from tests.adapter_testkit import apply_adapter
 from tests.fixture_adapters import FIXTURE_ADAPTERS, fixture_adapters_registered
 from tests.fixtures_rslora import RsLoRA
+from tests.tiny_models import tiny_bert
 
 
 def test_fixture_adapters_are_in_no_shipped_list():

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from adapter_testkit import (
+
+from adapters.lora2 import LoRA2, Lora2Options, RankAllocator, budget_schedule, lora2_parameter_count
+from harness.config import build
+from harness.errors import HarnessError
+from tests.adapter_testkit import (
     adapter_count,
     adapter_params,
     apply_adapter,
@@ -10,13 +14,8 @@ from adapter_testkit import (
     logits,
     meta_roberta_count,
     randomise,
-    tiny_bert,
-    token_batch,
 )
-
-from adapters.lora2 import LoRA2, Lora2Options, RankAllocator, budget_schedule, lora2_parameter_count
-from harness.config import build
-from harness.errors import HarnessError
+from tests.tiny_models import tiny_bert, token_batch
 
 
 def lora2(**options) -> LoRA2:
