@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, ApplyContext, ConfigT, DeltaComponent, LowRankConfig, TargetSite
 from harness.targets import peft_target_regex
 
@@ -22,11 +23,6 @@ ADAPTER_NAME = "default"
 LowRankT = TypeVar("LowRankT", bound=LowRankConfig)
 
 
-def freeze(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
-
-
 def inject(model: nn.Module, peft_config: Any) -> nn.Module:
     """Inject a peft tuner in place (module names stay as they were) and freeze everything else.
 
@@ -35,7 +31,7 @@ def inject(model: nn.Module, peft_config: Any) -> nn.Module:
     """
     from peft import inject_adapter_in_model
 
-    freeze(model)
+    freeze_all(model)
     return inject_adapter_in_model(peft_config, model, adapter_name=ADAPTER_NAME)
 
 
@@ -48,7 +44,7 @@ def build_tuner(model: nn.Module, peft_config: Any, tuner_cls: type) -> Any:
     without ``modules_to_save`` the task head is not copied. The tuner is kept on the adapter instance
     (not inside the model) and ``apply`` returns ``tuner.model``.
     """
-    freeze(model)
+    freeze_all(model)
     tuner = tuner_cls(model, peft_config, ADAPTER_NAME)
     if tuner.model is not model:  # peft contract we rely on; fail loudly if a release changes it
         raise RuntimeError(f"{tuner_cls.__name__} did not adapt the model in place")

@@ -111,6 +111,11 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
+def unfreeze_all(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
 def module_type(site: TargetSite) -> str:
     """The module's name inside its block (``attention.output.dense``): what "one module type" means
     when sharing across layers. ``site.kind`` is the matched target, which a suffix target such as
