@@ -41,6 +41,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     "adapters/_toolkit/lowrank.py": (LOWRANK, "tests/test_fidelity_wrap.py"),
     "adapters/_toolkit/surgery.py": (LOWRANK, "tests/test_fidelity_wrap.py"),
     "adapters/_toolkit/bottleneck.py": ("tests/test_fidelity_wrap.py", "tests/test_adapter_bottleneck.py"),
+    "adapters/_toolkit/peft_tuner.py": ("tests/test_adapter_dora.py", "tests/test_adapter_pissa.py",
+                                        "tests/test_adapter_adalora.py", "tests/test_adapter_vera.py"),
     "harness/analysis.py": ("tests/test_fidelity_analysis.py", "tests/test_analysis.py"),
 }
 
@@ -151,6 +153,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "h = y.to(self.compute_dtype)", 'h = y.to(self.factory["dtype"])'),
     Mutation("bottleneck: down-projection initialised to zero", "init", "adapters/_toolkit/bottleneck.py",
              "normal_(self.down_weight, 0.02)", "zeros_(self.down_weight)"),
+    Mutation("peft_tuner: a LoRA variant's keywords dropped (DoRA, PiSSA become LoRA)", "config",
+             "adapters/_toolkit/peft_tuner.py", "            **self.lora_keywords(model, ctx),\n", ""),
+    Mutation("peft_tuner: unmerge leaves the update in the weights", "merge", "adapters/_toolkit/peft_tuner.py",
+             "                layer.unmerge()\n", "                pass\n"),
+    Mutation("peft_tuner: delta components lose their final rank", "analysis", "adapters/_toolkit/peft_tuner.py",
+             "final_rank=ranks.get(name),", "final_rank=None,"),
     # ---- the analyses ------------------------------------------------------------------------------
     Mutation("analysis: towers of a dual encoder grouped together", "grouping", "harness/analysis.py",
              "groups[(tower_of(c), c.kind, c.component)]", 'groups[("", c.kind, c.component)]'),
