@@ -216,16 +216,20 @@ class PeftMergeCheck:
 TWO_LAYERS = 2
 
 
-class WrapperChecks:
+class MakesAdapter:
+    """The checks below build the adapter under test with ``make_adapter`` (at the size they run)."""
+
+    def make_adapter(self) -> Adapter:
+        raise NotImplementedError
+
+
+class WrapperChecks(MakesAdapter):
     """The checks of the methods written here (MELoRA, MoSLoRA, DyLoRA, BitFit, Adapter-H/P): a module
     subclasses it with ``name``, ``make_adapter`` (at the size the checks run) and ``paper_count`` (the
     paper preset's parameters on RoBERTa-base by the method's formula)."""
 
     name: ClassVar[str]
     paper_count: ClassVar[int]
-
-    def make_adapter(self) -> Adapter:
-        raise NotImplementedError
 
     def test_registered(self):
         assert ADAPTERS.get(self.name) is type(self.make_adapter())
@@ -260,11 +264,8 @@ class WrapperChecks:
         torch.testing.assert_close(fresh(input_ids=x).logits, expected)
 
 
-class StartsUnchangedCheck:
+class StartsUnchangedCheck(MakesAdapter):
     """For the methods whose update starts at zero (not BitFit: it trains existing biases)."""
-
-    def make_adapter(self) -> Adapter:
-        raise NotImplementedError
 
     def test_starts_as_the_pretrained_model_and_only_adapter_tensors_get_gradients(self):
         x = two_layer_ids()
@@ -302,10 +303,7 @@ class CausalLMCheck:
         assert not torch.allclose(model(input_ids=x).logits, reference, atol=1e-4), adapter.name
 
 
-class HalfPrecisionCheck:
-    def make_adapter(self) -> Adapter:
-        raise NotImplementedError
-
+class HalfPrecisionCheck(MakesAdapter):
     def test_half_precision_base_gets_float32_adapter_tensors(self):
         """As peft does: adapter tensors of a bf16 (or quantised) base are float32 so small updates do not
         underflow; the output keeps the base's dtype and gradients reach the float32 tensors."""
@@ -328,12 +326,9 @@ LOW_RANK_COUNT_CASES = [
 ]
 
 
-class LowRankChecks:
+class LowRankChecks(MakesAdapter):
     """For the plain-torch low-rank methods: ``count_adapter(targets)`` at the size whose count
     ``count_formula(shapes)`` gives, and the dense update against the forward pass."""
-
-    def make_adapter(self) -> Adapter:
-        raise NotImplementedError
 
     def count_adapter(self, targets: tuple[str, ...]) -> Adapter:
         raise NotImplementedError
