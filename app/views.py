@@ -160,8 +160,8 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
         "memory_mib": rows["peak_memory_bytes"] / 2**20, "estimate_mib": rows["estimate_memory_bytes"] / 2**20,
         "train_seconds": rows["train_seconds"], "higher_is_better": rows["higher_is_better"].fillna(True),
     })
-    metric = aggregate._first_valid(rows["primary"]) or "score"
-    unit = aggregate._first_valid(rows["unit_label"]) or "unit unknown"
+    metric = aggregate.first_valid(rows["primary"]) or "score"
+    unit = aggregate.first_valid(rows["unit_label"]) or "unit unknown"
     return points, f"{target} {metric} ({unit})"
 
 
@@ -189,7 +189,7 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     reported = pd.DataFrame()
     if target != "average" and len(reference) and not limited:
         reported = reference[(reference["suite"] == suite) & (reference["task"] == target)].copy()
-        scale = float(aggregate._first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
+        scale = float(aggregate.first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
                                                           "scale"]) or 1.0)
         reported["score"] = reported["score"] * scale
     st.altair_chart(charts.pareto_chart(points, axis, y_title, reported), width="stretch")

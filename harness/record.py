@@ -14,28 +14,230 @@ Layout (schema version 1)::
     started_at, finished_at (ISO 8601, UTC)
 
 Written by newer runners (additive; readers must not require them, records without them are read as
-described in harness/aggregate.py ``identify``)::
+described in harness/aggregate/identity.py ``identify``)::
 
     preset_defaults{train{...TrainConfig of the preset for this task and adapter...}, adapter_options{...},
                     suite_tasks[...]} | preset_defaults_error,
     caps{applied{max_train_samples, max_eval_samples, max_steps, limit}, preset{...}, below_preset[...]},
     metrics.unit, metrics.display_scale, metrics.higher_is_better, metrics.units{name: unit}
     (units: harness/metrics.py)
+
+The same layout as types: ``RunRecord`` and its sections below (TypedDicts; readers annotate with
+them), from which ``harness/record_schema.py`` generates the JSON Schema shipped as
+``docs/record.schema.json`` for tools outside the harness. Every object is open (a reader must accept
+keys it does not know: the layout is additive); a field is required only where every runner wrote it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
-from harness.status import ALL_STATUSES
+from harness.spec import RunSpec, TrainConfig
+from harness.status import ALL_STATUSES, Status
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """``Annotated[str, OneOf(values)]``: a text that is one of ``values`` (an enum in the JSON Schema)."""
+
+    values: tuple[str, ...]
+
+
+class CapValues(TypedDict):
+    """The caps a run can be limited by: any of them below the preset's value makes the run "limited"."""
+
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    max_steps: int | None
+    limit: int | None
+
+
+CAP_FIELDS: tuple[str, ...] = tuple(CapValues.__annotations__)
+StatusText = Annotated[str, OneOf(ALL_STATUSES)]  # a Status value as the JSON holds it
+# RunSpec.to_dict() and TrainConfig as JSON: their schema is generated from the dataclasses themselves
+SpecDict = Annotated[dict[str, Any], RunSpec]
+TrainDict = Annotated[dict[str, Any], TrainConfig]
+MetricValues = dict[str, float | None]
+
+
+class RecordKey(TypedDict):
+    """What the store files a run under (``RunSpec.key``)."""
+
+    suite: str
+    task: str
+    adapter: str
+    config_hash: str
+    seed: int
+
+
+class _ErrorCore(TypedDict):
+    type: str
+    message: str
+
+
+class ErrorInfo(_ErrorCore, total=False):
+    """Why a run did not succeed (null for a successful one)."""
+
+    traceback: str | None
+    step: int | None  # diverged: the step whose loss was not finite
+    signal: str  # cancelled: SIGINT, SIGTERM or SIGHUP
+
+
+class Metrics(TypedDict, total=False):
+    """The suite's metrics: ``score`` is ``primary`` at the selected epoch (``selection``)."""
+
+    primary: str
+    score: float | None
+    selection: str
+    best: MetricValues
+    best_epoch: int | None
+    final: MetricValues
+    per_epoch: list[MetricValues]
+    variants: dict[str, MetricValues]
+    unit: str | None  # harness/metrics.py; records before the units lack these four
+    unit_error: str
+    display_scale: float
+    higher_is_better: bool
+    units: dict[str, str]
+
+
+class Params(TypedDict, total=False):
+    adapter_trainable: int  # shared tensors counted once
+    head: int
+    total: int
+    trainable_total: int
+    frozen_adapter_buffers: int
+    adapter_file_bytes: int
+    adapter_tensors_saved: int
+
+
+class Memory(TypedDict, total=False):
+    """``peak_bytes`` is measured on CUDA only; on the CPU it is the estimate (``estimate_bytes``)."""
+
+    device: str
+    peak_bytes: int | None
+    peak_label: str
+    estimate_bytes: int | None
+    estimate_label: str
+    estimate_breakdown: dict[str, int]
+    peak_rss_bytes: int | None
+    peak_rss_label: str
+    cuda_max_allocated_bytes: int
+    cuda_max_reserved_bytes: int
+    cuda_train_steps: dict[str, Any]
+
+
+class Timing(TypedDict, total=False):
+    train_seconds: float | None
+    mean_step_seconds: float | None
+    samples_per_second: float | None
+    eval_seconds: float | None
+    eval_seconds_per_epoch: list[float | None]
+    eval_merged: bool
+    load_seconds: float | None
+    load_cached: dict[str, bool]
+    steps: int
+    epochs: float
+    samples: int
+    total_seconds: float | None
+    phases: dict[str, float | None]
+    startup: dict[str, float | None]  # only the first run of a process: what its start-up cost
+
+
+class Environment(TypedDict, total=False):
+    python: str
+    platform: str
+    hostname: str
+    cpu_count: int | None
+    packages: dict[str, str | None]
+    device: str
+    device_name: str
+    cuda_available: bool
+    torch_threads: int
+    git_commit: str | None
+    git_dirty: bool | None
+
+
+class AnalysisComponent(TypedDict, total=False):
+    """One adapted weight's update (``Adapter.delta_components``) and its spectrum."""
+
+    module: str
+    kind: str | None
+    layer: int | None
+    component: str | None
+    shape: list[int]
+    singular_values: list[float | None]
+    numerical_rank: int
+    approximate: bool
+    m_eff: dict[str, float | None]  # MSPLoRA eq. 8, per k
+
+
+class Analysis(TypedDict, total=False):
+    """SVD analyses of the weight updates; the method-specific keys (inter-layer KL, ranks ...) grow
+    with the methods and are walked, not named, by the readers."""
+
+    components: list[AnalysisComponent] | None
+
+
+class PresetDefaults(TypedDict, total=False):
+    """The preset's settings for this run (outside the config hash): what a row's label compares with."""
+
+    train: TrainDict
+    adapter_options: dict[str, Any]
+    suite_tasks: list[str]
+
+
+class Caps(TypedDict):
+    applied: CapValues
+    preset: CapValues
+    below_preset: list[Annotated[str, OneOf(CAP_FIELDS)]]
+
+
+class Precision(TypedDict, total=False):
+    requested: str
+    used: str
+    autocast: bool
+    compile: dict[str, Any]
+
+
+class _RecordCore(TypedDict):
+    schema_version: int
+    run_id: str
+    key: RecordKey
+    spec: SpecDict
+    status: StatusText
+
+
+class RunRecord(_RecordCore, total=False):
+    """One run record, as ``harness.store`` reads it and the runner writes it."""
+
+    error: ErrorInfo | None
+    started_at: str  # ISO 8601, UTC
+    finished_at: str
+    metrics: Metrics
+    params: Params
+    memory: Memory
+    timing: Timing
+    loss_curve: list[list[float]]  # [[step, loss], ...]
+    adapter_info: dict[str, Any]
+    analysis: Analysis
+    model_info: dict[str, Any]
+    data_info: dict[str, Any]
+    environment: Environment
+    precision: Precision
+    preset_defaults: PresetDefaults
+    preset_defaults_error: str  # a plug-in whose preset could not be rebuilt: the tables fall back to the store
+    caps: Caps
+
 
 SCHEMA_VERSION = 1
 STATUSES = ALL_STATUSES
-REQUIRED_KEYS = ("schema_version", "run_id", "key", "spec", "status")
-KEY_FIELDS = ("suite", "task", "adapter", "config_hash", "seed")
+REQUIRED_KEYS: tuple[str, ...] = tuple(_RecordCore.__annotations__)
+KEY_FIELDS: tuple[str, ...] = tuple(RecordKey.__annotations__)
 
 
 class RecordError(ValueError):
@@ -56,21 +258,21 @@ def record_problems(data: Any) -> list[str]:
         problems.append(f"'key' must have {', '.join(KEY_FIELDS)}")
     if data["status"] not in STATUSES:
         problems.append(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
-    if data["status"] == "success":
+    if data["status"] == Status.SUCCESS:
         metrics = data.get("metrics")
         if not isinstance(metrics, Mapping) or "score" not in metrics:
             problems.append("a successful record needs metrics.score")
     return problems
 
 
-def validate_record(data: Any) -> dict[str, Any]:
+def validate_record(data: Any) -> RunRecord:
     problems = record_problems(data)
     if problems:
         raise RecordError("; ".join(problems))
-    return dict(data)
+    return RunRecord(**data)
 
 
-def load_record(path: str | Path) -> dict[str, Any]:
+def load_record(path: str | Path) -> RunRecord:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
