@@ -222,7 +222,7 @@ class RunRecord(_RecordCore, total=False):
     params: Params
     memory: Memory
     timing: Timing
-    loss_curve: list[list[float]]  # [[step, loss], ...]
+    loss_curve: list[list[float | None]]  # [[step, loss], ...]; a non-finite loss is null
     adapter_info: dict[str, Any]
     analysis: Analysis
     model_info: dict[str, Any]
@@ -230,7 +230,8 @@ class RunRecord(_RecordCore, total=False):
     environment: Environment
     precision: Precision
     preset_defaults: PresetDefaults
-    preset_defaults_error: str  # a plug-in whose preset could not be rebuilt: the tables fall back to the store
+    # a plug-in whose preset could not be rebuilt: the tables fall back to comparing records in the store
+    preset_defaults_error: str
     caps: Caps
 
 

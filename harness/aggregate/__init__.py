@@ -77,13 +77,14 @@ from harness.aggregate.wide_format import VERDICT_MARKS, wide_caption, wide_disp
 from harness.record import CAP_FIELDS
 
 __all__ = [
-    "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES", "FRAME_COLUMNS",
-    "GROUP_KEYS", "LEADERBOARD_COLUMNS", "REFERENCE_COLUMNS", "REFERENCE_SCALES", "REPORT_FORMATS", "SUITE_ORDER",
-    "VERDICT_MARKS", "analysis_matrices", "baseline_rows", "build_report", "compare_to_baseline",
-    "comparison_caption", "comparison_display", "configuration_label", "dedupe_records", "display_scale",
-    "display_table", "family_label", "filter_frame", "first_valid", "flatten_record", "format_bytes",
-    "format_cell", "format_count", "format_score", "identify", "leaderboard", "load_frame", "load_reference",
-    "loss_curve_frame", "m_eff_frame", "n_failed_runs", "ordered_suites", "paper_table", "pareto_front",
+    "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",
+    "FRAME_COLUMNS", "GROUP_KEYS", "LEADERBOARD_COLUMNS", "REFERENCE_COLUMNS", "REFERENCE_SCALES",
+    "REPORT_FORMATS", "SUITE_ORDER", "VERDICT_MARKS", "analysis_matrices", "baseline_rows",
+    "build_report", "compare_to_baseline", "comparison_caption", "comparison_display",
+    "configuration_label", "dedupe_records", "display_scale", "display_table", "family_label",
+    "filter_frame", "first_valid", "flatten_record", "format_bytes", "format_cell", "format_count",
+    "format_score", "identify", "leaderboard", "load_frame", "load_reference", "loss_curve_frame",
+    "m_eff_frame", "n_failed_runs", "ordered_suites", "paper_table", "pareto_front",
     "singular_values_frame", "suite_average", "to_latex", "to_markdown", "units_text", "verdicts",
     "wide_caption", "wide_display", "wide_latex", "wide_markdown", "wide_table",
 ]
