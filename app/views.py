@@ -161,7 +161,7 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
         "train_seconds": rows["train_seconds"], "higher_is_better": rows["higher_is_better"].fillna(True),
     })
     metric = aggregate.first_valid(rows["primary"]) or "score"
-    unit = aggregate.first_valid(rows["unit_label"]) or "unit unknown"
+    unit = aggregate.first_valid(rows["unit_label"]) or aggregate.UNKNOWN_UNIT.label
     return points, f"{target} {metric} ({unit})"
 
 

@@ -74,12 +74,13 @@ from harness.aggregate.run_detail import (
 )
 from harness.aggregate.wide import SUITE_ORDER, family_label, ordered_suites, units_text, wide_table
 from harness.aggregate.wide_format import VERDICT_MARKS, wide_caption, wide_display, wide_latex, wide_markdown
+from harness.metrics import UNKNOWN_UNIT
 from harness.record import CAP_FIELDS
 
 __all__ = [
     "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",
     "FRAME_COLUMNS", "GROUP_KEYS", "LEADERBOARD_COLUMNS", "REFERENCE_COLUMNS", "REFERENCE_SCALES",
-    "REPORT_FORMATS", "SUITE_ORDER", "VERDICT_MARKS", "analysis_matrices", "baseline_rows",
+    "REPORT_FORMATS", "SUITE_ORDER", "UNKNOWN_UNIT", "VERDICT_MARKS", "analysis_matrices", "baseline_rows",
     "build_report", "compare_to_baseline", "comparison_caption", "comparison_display",
     "configuration_label", "dedupe_records", "display_scale", "display_table", "family_label",
     "filter_frame", "first_valid", "flatten_record", "format_bytes", "format_cell", "format_count",
