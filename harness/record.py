@@ -1,31 +1,23 @@
 """The run record: one JSON object per (suite, task, adapter, config, seed). Pure Python, no torch.
 
-Layout (schema version 1)::
+The layout (schema version 1) is the types below: ``RunRecord`` and its sections as TypedDicts, which
+the readers (harness.aggregate, harness.store, harness.record_check, the app) annotate with.
+``harness/record_schema.py`` generates the JSON Schema shipped as ``docs/record.schema.json`` from
+them, for tools outside the harness. In short::
 
     schema_version, run_id, key{suite, task, adapter, config_hash, seed}, spec{...RunSpec...},
-    status (success|failed|diverged|oom|cancelled), error{type, message, traceback, step} | null,
+    status (harness.status.Status), error{type, message, traceback, step} | null,
     metrics{primary, score, selection, best{...}, best_epoch, final{...}, per_epoch[...], variants{...}},
-    params{adapter_trainable, head, total, trainable_total, adapter_file_bytes, ...},
-    memory{device, peak_bytes, peak_label, estimate_bytes, estimate_breakdown, peak_rss_bytes,
-           cuda_max_allocated_bytes?, cuda_max_reserved_bytes?},
-    timing{train_seconds, mean_step_seconds, samples_per_second, eval_seconds, steps, total_seconds},
-    loss_curve[[step, loss], ...], adapter_info{...}, analysis{...}, model_info{...}, data_info{...},
-    environment{python, packages{}, device_name, git_commit, git_dirty, hostname, ...},
+    params{...}, memory{...}, timing{...}, loss_curve[[step, loss], ...], adapter_info{...},
+    analysis{components[...], ...}, model_info{...}, data_info{...}, environment{...},
     started_at, finished_at (ISO 8601, UTC)
 
-Written by newer runners (additive; readers must not require them, records without them are read as
-described in harness/aggregate/identity.py ``identify``)::
-
-    preset_defaults{train{...TrainConfig of the preset for this task and adapter...}, adapter_options{...},
-                    suite_tasks[...]} | preset_defaults_error,
-    caps{applied{max_train_samples, max_eval_samples, max_steps, limit}, preset{...}, below_preset[...]},
-    metrics.unit, metrics.display_scale, metrics.higher_is_better, metrics.units{name: unit}
-    (units: harness/metrics.py)
-
-The same layout as types: ``RunRecord`` and its sections below (TypedDicts; readers annotate with
-them), from which ``harness/record_schema.py`` generates the JSON Schema shipped as
-``docs/record.schema.json`` for tools outside the harness. Every object is open (a reader must accept
-keys it does not know: the layout is additive); a field is required only where every runner wrote it.
+Written by newer runners (additive: readers must not require them; records without them are read as
+described in harness/aggregate/identity.py ``identify``): ``preset_defaults`` (or
+``preset_defaults_error``), ``caps``, ``precision``, ``metrics.unit``/``display_scale``/
+``higher_is_better``/``units`` (units: harness/metrics.py). Every object is open (a reader must accept
+keys it does not know); a field is required only where every runner wrote it. Reading and checking a
+file is harness/record_check.py.
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from harness.spec import RunSpec, TrainConfig
-from harness.status import ALL_STATUSES, Status
+from harness.status import ALL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -243,43 +235,6 @@ KEY_FIELDS: tuple[str, ...] = tuple(RecordKey.__annotations__)
 
 class RecordError(ValueError):
     """A JSON file in the store that is not a run record of a schema we read."""
-
-
-def record_problems(data: Any) -> list[str]:
-    """Why ``data`` is not a valid record (empty list when it is)."""
-    if not isinstance(data, Mapping):
-        return ["not a JSON object"]
-    problems = [f"missing '{k}'" for k in REQUIRED_KEYS if k not in data]
-    if problems:
-        return problems
-    if data["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version {data['schema_version']!r} is not {SCHEMA_VERSION}")
-    key = data["key"]
-    if not isinstance(key, Mapping) or any(k not in key for k in KEY_FIELDS):
-        problems.append(f"'key' must have {', '.join(KEY_FIELDS)}")
-    if data["status"] not in STATUSES:
-        problems.append(f"status {data['status']!r} is not one of {', '.join(STATUSES)}")
-    if data["status"] == Status.SUCCESS:
-        metrics = data.get("metrics")
-        if not isinstance(metrics, Mapping) or "score" not in metrics:
-            problems.append("a successful record needs metrics.score")
-    return problems
-
-
-def validate_record(data: Any) -> RunRecord:
-    problems = record_problems(data)
-    if problems:
-        raise RecordError("; ".join(problems))
-    return RunRecord(**data)
-
-
-def load_record(path: str | Path) -> RunRecord:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"unreadable JSON: {exc}") from None
-    return validate_record(data)
 
 
 def record_filename(key: Mapping[str, Any]) -> str:

@@ -93,6 +93,17 @@ def nesting_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def load_record(path: str | Path) -> RunRecord:
+    """The checked record in the file at ``path`` (values set to None where unusable); RecordError when
+    the file is not a record."""
+    return read_record_file(path)[0]
+
+
+def validate_record(data: Any) -> RunRecord:
+    """``data`` as a checked record (``check_record`` without its notes); RecordError when it is none."""
+    return check_record(data)[0]
+
+
 def read_record_file(path: str | Path) -> tuple[RunRecord, list[str]]:
     """(the checked record, notes on values set to None). RecordError when the file is not a record."""
     path = Path(path)

@@ -39,7 +39,7 @@ def record_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     root = _object(RunRecord, defs)
     root["properties"]["schema_version"]["const"] = SCHEMA_VERSION
-    # what harness.record.record_problems asks beyond the types: a successful run has its score
+    # what harness.record_check.check_record asks beyond the types: a successful run has its score
     root["if"] = {"properties": {"status": {"const": Status.SUCCESS.value}}}
     root["then"] = {"required": ["metrics"], "properties": {"metrics": {"required": ["score"]}}}
     return {"$schema": DIALECT, "$id": "https://peft-harness/record.schema.json",

@@ -25,7 +25,7 @@ Rules the tables keep:
 
 from __future__ import annotations
 
-from harness.aggregate._values import _first_valid as first_valid
+from harness.aggregate._values import first_valid
 from harness.aggregate.comparison import (
     COMPARISON_COLUMNS,
     baseline_rows,

@@ -11,54 +11,54 @@ from typing import Any
 import pandas as pd
 
 
-def _section(record: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+def section_of(record: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """A record section as a mapping; failed runs may lack it or hold null."""
     value = record.get(name)
     return value if isinstance(value, Mapping) else {}
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _mean_or_nan(values: pd.Series) -> float:
+def mean_or_nan(values: pd.Series) -> float:
     return float(values.mean()) if values.notna().any() else math.nan
 
 
-def _max_or_nan(values: pd.Series) -> float:
+def max_or_nan(values: pd.Series) -> float:
     return float(values.max()) if values.notna().any() else math.nan
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _first_valid(values: pd.Series) -> Any:
+def first_valid(values: pd.Series) -> Any:
     valid = values.dropna()
     return valid.iloc[0] if len(valid) else None
 
 
-def _any_true(values: pd.Series) -> bool | None:
+def any_true(values: pd.Series) -> bool | None:
     known = values.dropna()
     return bool(known.astype(bool).any()) if len(known) else None
 
 
-def _sum_or_nan(values: pd.Series) -> float:
+def sum_or_nan(values: pd.Series) -> float:
     return float(values.sum()) if values.notna().any() else math.nan
 
 
-def _estimate_only(measured: pd.Series, estimated: pd.Series) -> bool:
+def estimate_only(measured: pd.Series, estimated: pd.Series) -> bool:
     """Whether a cell's memory is an estimate only: no run of it was measured, some were estimated."""
     return bool(measured.isna().all() and estimated.notna().any())
 
 
-def _split_joined(values: pd.Series) -> set[str]:
+def split_joined(values: pd.Series) -> set[str]:
     """The items of a column of comma-joined texts (``suite_tasks``, ``limited_by``), all rows together."""
     return {item for v in values.dropna() for item in str(v).split(",") if item}
 
 
-def _ours(table: pd.DataFrame) -> pd.DataFrame:
+def ours_only(table: pd.DataFrame) -> pd.DataFrame:
     """Our rows only: never the papers' reported numbers (``source == "reported"``)."""
     return table[table["source"] == "ours"] if "source" in table else table

@@ -8,13 +8,13 @@ from typing import Any
 import pandas as pd
 
 from harness import stats
-from harness.aggregate._values import _ours
+from harness.aggregate._values import ours_only
 from harness.aggregate.wide import (
-    _average_unit,
-    _group_tasks,
-    _scaled_seeds,
-    _task_units,
+    average_unit,
     family_label,
+    scaled_seeds,
+    task_units,
+    tasks_of_group,
     wide_table,
 )
 
@@ -42,14 +42,14 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
     """Every full-run configuration of ``suite`` against the baseline adapter at the same model and
     preset: per task (and for the average, when both rows have every task) the paired statistics of
     harness.stats over the seeds both have, on the display scale of the task's unit."""
-    ours = _ours(table[(table["suite"] == suite) & (~table["limited"])] if len(table) else table)
+    ours = ours_only(table[(table["suite"] == suite) & (~table["limited"])] if len(table) else table)
     base = baseline_rows(table, suite, baseline)
-    units = _task_units(ours) if len(ours) else {}
-    average_family = _average_unit(units)
+    units = task_units(ours) if len(ours) else {}
+    average_family = average_unit(units)
     rows = []
     for _, b in base.iterrows():
         group = ours[(ours["model"] == b["model"]) & (ours["preset"] == b["preset"])]
-        group_tasks = _group_tasks(group)
+        group_tasks = tasks_of_group(group)
         base_cells = {str(r["task"]): r for _, r in group[group["row_key"] == b["config_hash"]].iterrows()}
         for row_key, conf in group.groupby("row_key", sort=True):
             if row_key == b["config_hash"]:
@@ -61,7 +61,7 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
                 if task not in cells or task not in base_cells:
                     continue
                 scale, higher = units[task]["scale"], units[task]["higher_is_better"]
-                x, y = _scaled_seeds(cells[task], scale), _scaled_seeds(base_cells[task], scale)
+                x, y = scaled_seeds(cells[task], scale), scaled_seeds(base_cells[task], scale)
                 shared = sorted(set(x) & set(y))
                 result = stats.paired_comparison([x[s] for s in shared], [y[s] for s in shared], higher)
                 xs_all.append([x[s] for s in shared])

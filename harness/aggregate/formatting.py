@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness.aggregate._values import _first_valid, _number, _ours
+from harness.aggregate._values import finite_number, first_valid, ours_only
 
 
 def format_score(mean: float, std: float, scale: float = 100.0, digits: int = 2) -> str:
@@ -27,7 +27,7 @@ def display_scale(row: Mapping[str, Any] | pd.Series | None) -> float:
     if row is None:
         return 1.0
     value = row.get("scale") if hasattr(row, "get") else None
-    return float(value) if _number(value) is not None else 1.0
+    return float(value) if finite_number(value) is not None else 1.0
 
 
 def format_count(value: Any) -> str:
@@ -93,7 +93,7 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     columns = ["Method", "Params"]
     if table is None or table.empty:
         return pd.DataFrame(columns=[*columns, "Avg."])
-    ours = _ours(table)
+    ours = ours_only(table)
     tasks = sorted(ours["task"].unique())
     row_keys = ["label", "row_key", "model", "preset", "limited"]
     rows = []
@@ -101,7 +101,7 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
         label, _row_key, _model, _preset, limited = keys
         by_task = {r["task"]: r for _, r in group.iterrows()}
         row = {"Method": label + (" [limited]" if limited else ""),
-               "Params": format_count(_first_valid(group["params_adapter"]))}
+               "Params": format_count(first_valid(group["params_adapter"]))}
         means = []
         for task in tasks:
             r = by_task.get(task)
@@ -114,7 +114,7 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, *tasks, "Avg."])
 
 
-def _markdown_cell(value: Any) -> str:
+def markdown_cell(value: Any) -> str:
     text = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -128,7 +128,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     header = [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(markdown_cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -136,7 +136,7 @@ _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$"
                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
-def _latex_cell(value: Any) -> str:
+def latex_cell(value: Any) -> str:
     text = "--" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
     text = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
     return (text.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$").replace("·", r"$\cdot$"))
@@ -151,10 +151,10 @@ def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
     spec = "l" + "c" * (len(table.columns) - 1)
     lines = []
     if caption:
-        lines += [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}"]
+        lines += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_cell(caption)}}}"]
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-              " & ".join(_latex_cell(c) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_cell(v) for v in row) + r" \\" for _, row in table.iterrows()]
+              " & ".join(latex_cell(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_cell(v) for v in row) + r" \\" for _, row in table.iterrows()]
     lines += [r"\bottomrule", r"\end{tabular}"]
     if caption:
         lines.append(r"\end{table}")

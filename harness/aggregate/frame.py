@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness.aggregate._values import _number, _section
+from harness.aggregate._values import finite_number, section_of
 from harness.aggregate.identity import dedupe_records, identify
 from harness.record import RunRecord
 from harness.status import Status
@@ -42,11 +42,11 @@ def configuration_label(adapter_options: Any) -> str:
 
 def flatten_record(record: RunRecord) -> dict[str, Any]:
     """One leaderboard row's worth of fields from a validated record (see harness/record.py)."""
-    key, spec = _section(record, "key"), _section(record, "spec")
-    train, metrics = _section(spec, "train"), _section(record, "metrics")
-    params, memory = _section(record, "params"), _section(record, "memory")
-    timing, env = _section(record, "timing"), _section(record, "environment")
-    error = _section(record, "error")
+    key, spec = section_of(record, "key"), section_of(record, "spec")
+    train, metrics = section_of(spec, "train"), section_of(record, "metrics")
+    params, memory = section_of(record, "params"), section_of(record, "memory")
+    timing, env = section_of(record, "timing"), section_of(record, "environment")
+    error = section_of(record, "error")
     limit = train.get("limit")
     device = memory.get("device")
     return {
@@ -64,23 +64,23 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         "status": record.get("status"),
         "error": f"{error.get('type', '')}: {error.get('message', '')}".strip(": ") if error else "",
         "primary": metrics.get("primary"),
-        "score": _number(metrics.get("score")) if record.get("status") == Status.SUCCESS else None,
+        "score": finite_number(metrics.get("score")) if record.get("status") == Status.SUCCESS else None,
         "selection": metrics.get("selection"),
         "best_epoch": metrics.get("best_epoch"),
-        "params_adapter": _number(params.get("adapter_trainable")),
-        "params_head": _number(params.get("head")),
-        "params_total": _number(params.get("total")),
+        "params_adapter": finite_number(params.get("adapter_trainable")),
+        "params_head": finite_number(params.get("head")),
+        "params_total": finite_number(params.get("total")),
         # A measured peak (CUDA's allocator) and the harness's estimate are different quantities: kept in
         # two columns, never averaged or ranked together
-        "peak_bytes": _number(memory.get("peak_bytes")) if device == "cuda" else None,
+        "peak_bytes": finite_number(memory.get("peak_bytes")) if device == "cuda" else None,
         "estimate_bytes": _estimate_bytes(memory, device),
         "memory_device": device,
         "memory_label": memory.get("peak_label"),
         # Only CUDA's allocator gives a measured peak; anything else is the harness's estimate.
         "memory_estimated": None if device is None else device != "cuda",
-        "train_seconds": _number(timing.get("train_seconds")),
-        "mean_step_seconds": _number(timing.get("mean_step_seconds")),
-        "samples_per_second": _number(timing.get("samples_per_second")),
+        "train_seconds": finite_number(timing.get("train_seconds")),
+        "mean_step_seconds": finite_number(timing.get("mean_step_seconds")),
+        "samples_per_second": finite_number(timing.get("samples_per_second")),
         "git_commit": env.get("git_commit"),
         "git_dirty": env.get("git_dirty"),
         "device_name": env.get("device_name"),
@@ -88,16 +88,16 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         "finished_at": record.get("finished_at"),
         **_unit_fields(record),
         # the preset's tasks as the runner recorded them (new records): a row lacking one is incomplete
-        "suite_tasks": ",".join(str(t) for t in _section(record, "preset_defaults").get("suite_tasks") or []),
+        "suite_tasks": ",".join(str(t) for t in section_of(record, "preset_defaults").get("suite_tasks") or []),
     }
 
 
 def _estimate_bytes(memory: Mapping[str, Any], device: Any) -> float | None:
     """The harness's estimate (parameters, gradients, optimizer state, saved activations); records on
     the CPU before ``estimate_bytes`` existed held it as their ``peak_bytes``."""
-    estimate = _number(memory.get("estimate_bytes"))
+    estimate = finite_number(memory.get("estimate_bytes"))
     if estimate is None and device is not None and device != "cuda":
-        estimate = _number(memory.get("peak_bytes"))
+        estimate = finite_number(memory.get("peak_bytes"))
     return estimate
 
 

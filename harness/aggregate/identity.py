@@ -6,12 +6,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from harness.aggregate._values import _canonical, _number, _section
+from harness.aggregate._values import canonical, finite_number, section_of
 from harness.record import CAP_FIELDS, KEY_FIELDS, RunRecord
 
 
 def _run_key(record: RunRecord) -> tuple[str, ...]:
-    key = _section(record, "key")
+    key = section_of(record, "key")
     return tuple(str(key.get(k)) for k in KEY_FIELDS)
 
 
@@ -39,14 +39,14 @@ def _mode(values: list[Any], tie_break: Any = None) -> Any:
     counts: dict[str, int] = {}
     first: dict[str, Any] = {}
     for v in values:
-        c = _canonical(v)
+        c = canonical(v)
         counts[c] = counts.get(c, 0) + 1
         first.setdefault(c, v)
     best = max(counts.values())
     tied = sorted(c for c, n in counts.items() if n == best)
     for preferred in (tie_break, None):
-        if _canonical(preferred) in tied:
-            return first[_canonical(preferred)]
+        if canonical(preferred) in tied:
+            return first[canonical(preferred)]
     return first[tied[0]]
 
 
@@ -55,8 +55,8 @@ def _inferred_defaults(records: list[RunRecord], group_keys: tuple[str, ...], se
     """Per group, the value of every field of ``spec[section]`` held by most records of the group."""
     sections: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in records:
-        spec = _section(r, "spec")
-        sections.setdefault(tuple(str(spec.get(k)) for k in group_keys), []).append(_section(spec, section))
+        spec = section_of(r, "spec")
+        sections.setdefault(tuple(str(spec.get(k)) for k in group_keys), []).append(section_of(spec, section))
     out: dict[tuple[str, ...], dict[str, list[Any]]] = {}
     for group, items in sections.items():
         names = sorted({n for item in items for n in item})
@@ -67,9 +67,9 @@ def _inferred_defaults(records: list[RunRecord], group_keys: tuple[str, ...], se
 
 def _below(value: Any, default: Any) -> bool:
     """Whether a cap is tighter than the preset's (None: no cap)."""
-    if value is None or _number(value) is None:
+    if value is None or finite_number(value) is None:
         return False
-    return default is None or (_number(default) is not None and float(value) < float(default))
+    return default is None or (finite_number(default) is not None and float(value) < float(default))
 
 
 def _short_value(value: Any) -> str:
@@ -78,7 +78,7 @@ def _short_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, Mapping):
-        return _canonical(value)
+        return canonical(value)
     return str(value)
 
 
@@ -115,9 +115,9 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
     options = _inferred_defaults(records, ("suite", "model", "preset", "adapter"), "adapter_options")
     out = []
     for r in records:
-        spec = _section(r, "spec")
-        train = dict(_section(spec, "train"))
-        recorded = _section(r, "preset_defaults")
+        spec = section_of(r, "spec")
+        train = dict(section_of(spec, "train"))
+        recorded = section_of(r, "preset_defaults")
         if isinstance(recorded.get("train"), Mapping):
             train_defaults = dict(recorded["train"])
         else:
@@ -133,30 +133,30 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
             g_o = tuple(str(spec.get(k)) for k in ("suite", "model", "preset", "adapter"))
             option_defaults = {n: _mode(v) for n, v in options.get(g_o, {}).items()}
         train_diff = {k: v for k, v in sorted(train.items())
-                      if k not in train_defaults or _canonical(v) != _canonical(train_defaults[k])}
-        caps = _section(r, "caps")
+                      if k not in train_defaults or canonical(v) != canonical(train_defaults[k])}
+        caps = section_of(r, "caps")
         if isinstance(caps.get("below_preset"), list):
             limited_by = [str(c) for c in caps["below_preset"]]
         else:
             limited_by = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
         # a cap below the preset's is a difference even where the store alone could not tell
         train_diff = dict(sorted({**train_diff, **{c: train.get(c) for c in limited_by if c in train}}.items()))
-        adapter_options = _section(spec, "adapter_options")
+        adapter_options = section_of(spec, "adapter_options")
         identity = {k: spec.get(k) for k in ("suite", "adapter", "model", "preset")}
-        identity.update(adapter_options=adapter_options, suite_options=_section(spec, "suite_options"),
+        identity.update(adapter_options=adapter_options, suite_options=section_of(spec, "suite_options"),
                         train_differences=train_diff)
-        row_key = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:12]
-        parts = [str(spec.get("adapter", _section(r, "key").get("adapter")))]
+        row_key = hashlib.sha256(canonical(identity).encode()).hexdigest()[:12]
+        parts = [str(spec.get("adapter", section_of(r, "key").get("adapter")))]
         if "rank" in adapter_options:
             parts[0] += " " + _label_part("rank", adapter_options["rank"])
         parts += [_label_part(k, v) for k, v in sorted(adapter_options.items())
-                  if k != "rank" and k in option_defaults and _canonical(v) != _canonical(option_defaults[k])]
+                  if k != "rank" and k in option_defaults and canonical(v) != canonical(option_defaults[k])]
         parts += [_label_part(k, v) for k, v in train_diff.items()]
         out.append({"row_key": row_key, "label": " · ".join(parts), "limited": bool(limited_by),
                     "limited_by": ",".join(limited_by)})
     # two configurations never look alike: a label shared by different rows gets the row key
     def where(r: RunRecord, label: str) -> tuple[str, ...]:
-        spec = _section(r, "spec")
+        spec = section_of(r, "spec")
         return (str(spec.get("suite")), str(spec.get("model")), str(spec.get("preset")), label)
 
     by_label: dict[tuple[str, ...], set[str]] = {}

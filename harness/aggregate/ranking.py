@@ -9,13 +9,13 @@ import pandas as pd
 
 from harness import stats
 from harness.aggregate._values import (
-    _any_true,
-    _estimate_only,
-    _first_valid,
-    _mean_or_nan,
-    _ours,
-    _split_joined,
-    _sum_or_nan,
+    any_true,
+    estimate_only,
+    first_valid,
+    mean_or_nan,
+    ours_only,
+    split_joined,
+    sum_or_nan,
 )
 from harness.status import UNSUCCESSFUL_STATUSES, Status
 
@@ -55,20 +55,20 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
     scores = scored["score"]
     interval = stats.mean_ci(scores.to_numpy())
     row: dict[str, Any] = {
-        "primary": _first_valid(group["primary"]),
+        "primary": first_valid(group["primary"]),
         "score_mean": float(scores.mean()) if len(scores) else math.nan,
         # Sample standard deviation over seeds, as the papers report; undefined for one seed.
         "score_std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
         "score_ci_low": interval.low,
         "score_ci_high": interval.high,
         "seed_scores": {int(s): float(v) for s, v in zip(scored["seed"], scored["score"])},
-        "unit": _first_valid(group["unit"]),
-        "unit_label": _first_valid(group["unit_label"]),
-        "unit_family": _first_valid(group["unit_family"]),
-        "scale": _first_valid(group["scale"]),
-        "higher_is_better": _first_valid(group["higher_is_better"]),
-        "limited_by": _first_valid(group["limited_by"]),
-        "suite_tasks": ",".join(sorted(_split_joined(group["suite_tasks"]))),
+        "unit": first_valid(group["unit"]),
+        "unit_label": first_valid(group["unit_label"]),
+        "unit_family": first_valid(group["unit_family"]),
+        "scale": first_valid(group["scale"]),
+        "higher_is_better": first_valid(group["higher_is_better"]),
+        "limited_by": first_valid(group["limited_by"]),
+        "suite_tasks": ",".join(sorted(split_joined(group["suite_tasks"]))),
         "n_seeds": int(len(scores)),
         "n_runs": int(len(group)),
     }
@@ -77,15 +77,15 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
     source = ok if len(ok) else group
     row.update(
         statuses=_status_summary(group["status"]),
-        params_adapter=_first_valid(source["params_adapter"]),
-        params_head=_first_valid(source["params_head"]),
-        peak_memory_bytes=_mean_or_nan(source["peak_bytes"]),
-        estimate_memory_bytes=_mean_or_nan(source["estimate_bytes"]),
+        params_adapter=first_valid(source["params_adapter"]),
+        params_head=first_valid(source["params_head"]),
+        peak_memory_bytes=mean_or_nan(source["peak_bytes"]),
+        estimate_memory_bytes=mean_or_nan(source["estimate_bytes"]),
         # the cell's memory is an estimate only: no run of it was measured
-        memory_estimated=_estimate_only(source["peak_bytes"], source["estimate_bytes"]),
-        train_seconds=_mean_or_nan(source["train_seconds"]),
-        mean_step_seconds=_mean_or_nan(source["mean_step_seconds"]),
-        git_dirty=_any_true(group["git_dirty"]),
+        memory_estimated=estimate_only(source["peak_bytes"], source["estimate_bytes"]),
+        train_seconds=mean_or_nan(source["train_seconds"]),
+        mean_step_seconds=mean_or_nan(source["mean_step_seconds"]),
+        git_dirty=any_true(group["git_dirty"]),
         source="ours",
     )
     return row
@@ -112,7 +112,7 @@ def suite_average(table: pd.DataFrame) -> pd.DataFrame:
     """
     if table is None or table.empty:
         return pd.DataFrame(columns=list(AVERAGE_COLUMNS))
-    ours = _ours(table)
+    ours = ours_only(table)
     suite_tasks = ours.groupby(["suite", "model", "preset", "limited"], dropna=False)["task"].nunique()
     rows = []
     for keys, group in ours.groupby(list(AVERAGE_KEYS), dropna=False, sort=True):
@@ -125,11 +125,11 @@ def suite_average(table: pd.DataFrame) -> pd.DataFrame:
             "n_suite_tasks": n_suite,
             "complete": int(scored["task"].nunique()) == n_suite,
             "tasks": ",".join(sorted(scored["task"].unique())),
-            "params_adapter": _first_valid(group["params_adapter"]),
-            "peak_memory_bytes": _mean_or_nan(group["peak_memory_bytes"]),
-            "estimate_memory_bytes": _mean_or_nan(group["estimate_memory_bytes"]),
-            "memory_estimated": _estimate_only(group["peak_memory_bytes"], group["estimate_memory_bytes"]),
-            "train_seconds": _sum_or_nan(group["train_seconds"]),
+            "params_adapter": first_valid(group["params_adapter"]),
+            "peak_memory_bytes": mean_or_nan(group["peak_memory_bytes"]),
+            "estimate_memory_bytes": mean_or_nan(group["estimate_memory_bytes"]),
+            "memory_estimated": estimate_only(group["peak_memory_bytes"], group["estimate_memory_bytes"]),
+            "train_seconds": sum_or_nan(group["train_seconds"]),
             "n_failed_runs": n_failed_runs(group),
             "source": "ours",
         })

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.aggregate._values import _number, _section
+from harness.aggregate._values import finite_number, section_of
 from harness.record import RunRecord
 
 
@@ -26,7 +26,7 @@ def _component_label(component: Mapping[str, Any]) -> str:
 
 
 def _components(record: RunRecord) -> list[Mapping[str, Any]]:
-    components = _section(record, "analysis").get("components")
+    components = section_of(record, "analysis").get("components")
     return [c for c in components if isinstance(c, Mapping)] if isinstance(components, list) else []
 
 
@@ -35,7 +35,7 @@ def singular_values_frame(record: RunRecord) -> pd.DataFrame:
     rows = []
     for c in _components(record):
         for i, s in enumerate(c.get("singular_values") or [], start=1):
-            if _number(s) is not None:
+            if finite_number(s) is not None:
                 rows.append({"component": _component_label(c), "kind": c.get("kind"), "layer": c.get("layer"),
                              "index": i, "singular_value": float(s)})
     return pd.DataFrame(rows, columns=["component", "kind", "layer", "index", "singular_value"])
@@ -47,7 +47,7 @@ def m_eff_frame(record: RunRecord) -> pd.DataFrame:
     for c in _components(record):
         m_eff = c.get("m_eff")
         for k, value in (m_eff.items() if isinstance(m_eff, Mapping) else []):
-            if _number(value) is not None:
+            if finite_number(value) is not None:
                 rows.append({"component": _component_label(c), "kind": c.get("kind"), "layer": c.get("layer"),
                              "k": int(k) if str(k).isdigit() else str(k), "m_eff": float(value)})
     return pd.DataFrame(rows, columns=["component", "kind", "layer", "k", "m_eff"])
@@ -56,7 +56,7 @@ def m_eff_frame(record: RunRecord) -> pd.DataFrame:
 def _is_matrix(value: Any) -> bool:
     return (isinstance(value, list) and len(value) > 0 and all(isinstance(r, list) and r for r in value)
             and len({len(r) for r in value}) == 1
-            and all(v is None or _number(v) is not None for r in value for v in r))
+            and all(v is None or finite_number(v) is not None for r in value for v in r))
 
 
 _AXIS_TITLES = {"rows": "row", "row_labels": "row", "layers": "layer", "cols": "column", "columns": "column",
@@ -103,7 +103,7 @@ def analysis_matrices(record: RunRecord) -> list[tuple[str, pd.DataFrame]]:
                 if key != "components":
                     walk(child, f"{path}.{key}" if path else str(key))
 
-    walk(_section(record, "analysis"), "")
+    walk(section_of(record, "analysis"), "")
     ranks = _component_rank_matrix(_components(record))
     if ranks is not None:
         found.append(("final rank per layer and module", ranks))
@@ -114,7 +114,7 @@ def _component_rank_matrix(components: list[Mapping[str, Any]]) -> pd.DataFrame 
     """Layer x module of the components' final ranks (LoRA² prunes them), when components carry one."""
     rows = []
     for c in components:
-        rank = next((c[k] for k in ("final_rank", "rank") if _number(c.get(k)) is not None), None)
+        rank = next((c[k] for k in ("final_rank", "rank") if finite_number(c.get(k)) is not None), None)
         if rank is not None and c.get("layer") is not None:
             rows.append({"row": str(c["layer"]), "col": str(c.get("kind") or c.get("module")), "value": float(rank)})
     if not rows:

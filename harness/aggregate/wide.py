@@ -11,12 +11,12 @@ import pandas as pd
 from harness import metrics as metric_units
 from harness import stats
 from harness.aggregate._values import (
-    _estimate_only,
-    _first_valid,
-    _max_or_nan,
-    _ours,
-    _split_joined,
-    _sum_or_nan,
+    estimate_only,
+    first_valid,
+    max_or_nan,
+    ours_only,
+    split_joined,
+    sum_or_nan,
 )
 from harness.aggregate.ranking import n_failed_runs
 
@@ -28,17 +28,17 @@ def ordered_suites(suites: Iterable[str]) -> list[str]:
     return [s for s in SUITE_ORDER if s in names] + [s for s in names if s not in SUITE_ORDER]
 
 
-def _task_units(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def task_units(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per task: metric, unit, label, family, display scale, direction (the first row that has them)."""
     out: dict[str, dict[str, Any]] = {}
     for task, group in rows.groupby("task", sort=True):
         out[str(task)] = {
-            "metric": _first_valid(group["primary"]) or "score",
-            "unit": _first_valid(group["unit"]) or metric_units.UNKNOWN_UNIT.name,
-            "label": _first_valid(group["unit_label"]) or metric_units.UNKNOWN_UNIT.label,
-            "family": _first_valid(group["unit_family"]) or metric_units.UNKNOWN_UNIT.family,
-            "scale": float(_first_valid(group["scale"]) or 1.0),
-            "higher_is_better": bool(_first_valid(group["higher_is_better"]) is not False),
+            "metric": first_valid(group["primary"]) or "score",
+            "unit": first_valid(group["unit"]) or metric_units.UNKNOWN_UNIT.name,
+            "label": first_valid(group["unit_label"]) or metric_units.UNKNOWN_UNIT.label,
+            "family": first_valid(group["unit_family"]) or metric_units.UNKNOWN_UNIT.family,
+            "scale": float(first_valid(group["scale"]) or 1.0),
+            "higher_is_better": bool(first_valid(group["higher_is_better"]) is not False),
         }
     return out
 
@@ -53,7 +53,7 @@ def units_text(units: Mapping[str, Mapping[str, Any]]) -> str:
     return "; ".join(f"{t}: {u['metric']} ({u['label']})" for t, u in units.items())
 
 
-def _average_unit(units: Mapping[str, Mapping[str, Any]]) -> str | None:
+def average_unit(units: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The unit family of the average, or None when the tasks' units cannot be averaged together."""
     families = {u["family"] for u in units.values()}
     if len(families) != 1 or metric_units.UNKNOWN_UNIT.family in families:
@@ -69,7 +69,7 @@ def family_label(family: str | None) -> str:
     return unit.label if unit is not None and family != "points" else str(family)
 
 
-def _scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
+def scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
     seeds = row.get("seed_scores") if isinstance(row.get("seed_scores"), Mapping) else {}
     return {int(s): float(v) * scale for s, v in seeds.items()}
 
@@ -86,22 +86,22 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     every task (complete, or short of seeds: shown, never ranked or bolded), and only when every task's
     unit may be averaged with the others (harness.metrics).
     """
-    ours = _ours(table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table)
-    units = _task_units(ours) if len(ours) else {}
+    ours = ours_only(table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table)
+    units = task_units(ours) if len(ours) else {}
     # a task this subset lacks takes its unit from the suite's other runs (limited or full)
-    suite_units = _task_units(table[table["suite"] == suite]) if len(table) else {}
+    suite_units = task_units(table[table["suite"] == suite]) if len(table) else {}
     groups = list(ours.groupby(["model", "preset"], sort=True, dropna=False)) if len(ours) else []
     # the suite's tasks for a model and preset: those of its full runs (a smoke run on another task must
     # not make full rows incomplete); a limited row needs the full runs' tasks and its own
     basis = table[table["suite"] == suite] if limited and len(table) else ours
-    suite_tasks = {(m, p): _group_tasks(g) for (m, p), g in basis.groupby(["model", "preset"], dropna=False)}
+    suite_tasks = {(m, p): tasks_of_group(g) for (m, p), g in basis.groupby(["model", "preset"], dropna=False)}
     for (model, preset), _group in groups:
         for task in suite_tasks[(model, preset)]:  # a preset task no run of this subset has scored
             if task not in units:
                 units[task] = suite_units.get(task) or dict(_NO_UNIT)
     units = {t: units[t] for t in sorted(units)}
     tasks = list(units)
-    average_family = _average_unit({t: u for t, u in units.items() if u["unit"] != metric_units.UNKNOWN_UNIT.name})
+    average_family = average_unit({t: u for t, u in units.items() if u["unit"] != metric_units.UNKNOWN_UNIT.name})
     rows = []
     for (model, preset), group in groups:
         group_tasks = suite_tasks[(model, preset)]
@@ -115,7 +115,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             for task in tasks:
                 r = by_task.get(task)
                 scale = units[task]["scale"]
-                values = _scaled_seeds(r, scale) if r is not None else {}
+                values = scaled_seeds(r, scale) if r is not None else {}
                 n = len(values)
                 row[task] = float(r["score_mean"]) * scale if r is not None and n else math.nan
                 row[f"{task}_ci_low"] = float(r["score_ci_low"]) * scale if n > 1 else math.nan
@@ -145,15 +145,15 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 average=interval.mean if interval else math.nan,
                 average_ci_low=interval.low if interval else math.nan,
                 average_ci_high=interval.high if interval else math.nan,
-                adapter_params=_first_valid(conf["params_adapter"]),
+                adapter_params=first_valid(conf["params_adapter"]),
                 # the largest over tasks, measured and estimated apart
-                peak_memory_mib=_max_or_nan(conf["peak_memory_bytes"]) / 2**20,
-                cpu_estimate_mib=_max_or_nan(conf["estimate_memory_bytes"]) / 2**20,
-                memory_estimated=_estimate_only(conf["peak_memory_bytes"], conf["estimate_memory_bytes"]),
+                peak_memory_mib=max_or_nan(conf["peak_memory_bytes"]) / 2**20,
+                cpu_estimate_mib=max_or_nan(conf["estimate_memory_bytes"]) / 2**20,
+                memory_estimated=estimate_only(conf["peak_memory_bytes"], conf["estimate_memory_bytes"]),
                 # the whole suite's training time: the seed-mean train time of each task, summed
-                train_seconds=_sum_or_nan(conf["train_seconds"]),
+                train_seconds=sum_or_nan(conf["train_seconds"]),
                 n_failed_runs=n_failed_runs(conf),
-                limited_by=",".join(sorted(_split_joined(conf["limited_by"]))),
+                limited_by=",".join(sorted(split_joined(conf["limited_by"]))),
                 task_config_hashes=",".join(f"{r['task']}:{r['config_hash']}" for _, r in conf.iterrows()),
                 unit=units_text(units),
             )
@@ -181,9 +181,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     return out
 
 
-def _group_tasks(group: pd.DataFrame) -> list[str]:
+def tasks_of_group(group: pd.DataFrame) -> list[str]:
     """The tasks a row of this (model, preset) must have to be complete: every task some run of the
     group scored, and every task of the preset that new records name (``preset_defaults.suite_tasks``)."""
     scored = set(group.loc[group["n_seeds"] > 0, "task"].astype(str))
-    recorded = _split_joined(group["suite_tasks"])
+    recorded = split_joined(group["suite_tasks"])
     return sorted(scored | recorded)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from harness.aggregate.comparison import verdicts
-from harness.aggregate.formatting import _latex_cell, _markdown_cell, format_cell, format_count
+from harness.aggregate.formatting import format_cell, format_count, latex_cell, markdown_cell
 from harness.aggregate.wide import family_label, units_text
 
 VERDICT_MARKS = {"better": "▲", "worse": "▼", "tied": "≈", "n/a": ""}
@@ -69,11 +69,11 @@ def wide_markdown(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
         return "_no runs_"
     shown, bold = wide_display(wide, comparison)
     header = [str(c) for c in shown.columns]
-    lines = ["| " + " | ".join(_markdown_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, row in shown.iterrows():
         cells = []
         for column, value in row.items():
-            text = _markdown_cell(value)
+            text = markdown_cell(value)
             cells.append(f"**{text}**" if (i, column) in bold and text not in ("", "–") else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -90,17 +90,17 @@ def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str
     shown = shown.drop(columns=[c for c in ("missing", "limited by") if c in shown.columns and not shown[c].any()])
 
     def cell(value: Any, is_bold: bool) -> str:
-        text = _latex_cell(value)
+        text = latex_cell(value)
         for mark, tex in _LATEX_MARKS.items():
             text = text.replace(mark, tex)
         return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
 
-    title = _latex_cell(caption)
+    title = latex_cell(caption)
     for mark, tex in _LATEX_MARKS.items():
         title = title.replace(mark, tex)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}", r"\resizebox{\textwidth}{!}{%",
              rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
-             " & ".join(_latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
+             " & ".join(latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
     return "\n".join(lines)
