@@ -52,9 +52,11 @@ def schema_text() -> str:
 
 
 def _describe(cls: type) -> dict[str, str]:
+    """A record type's docstring as its description. Not the dataclasses' (RunSpec, TrainConfig): their
+    docstrings document the code, and a reworded one must not make the shipped schema out of date."""
     doc = cls.__dict__.get("__doc__")
-    if not doc or (dataclasses.is_dataclass(cls) and doc.startswith(f"{cls.__name__}(")):
-        return {}  # no docstring of its own (a dataclass's generated signature is none)
+    if not doc or dataclasses.is_dataclass(cls):
+        return {}
     return {"description": " ".join(inspect.cleandoc(doc).split())}
 
 

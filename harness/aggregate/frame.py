@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness.aggregate._values import finite_number, section_of
+from harness.aggregate._values import canonical, finite_number, section_of
 from harness.aggregate.identity import dedupe_records, identify
 from harness.record import RunRecord
 from harness.status import Status
@@ -35,7 +34,7 @@ def configuration_label(adapter_options: Any) -> str:
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         elif isinstance(value, Mapping):
-            value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            value = canonical(value)
         parts.append(f"{key}={value}")
     return ", ".join(parts)
 
