@@ -28,7 +28,9 @@ from harness.paper_tables import (
     row_key,
     validate_tables,
 )
+from harness.record import RunRecord
 from harness.spec import RunSpec
+from harness.status import Status
 
 PRESETS = ("paper", "cpu")
 REPORT_COLUMNS = (
@@ -228,16 +230,16 @@ def _record_metrics(record: dict[str, Any]) -> dict[str, float]:
             and math.isfinite(v)}
 
 
-def reproduction_rows(table: PaperTable, records: list[dict[str, Any]], preset: str,
+def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
                       planned: list[PlannedRow] | None = None) -> list[dict[str, Any]]:
     """Per (row, model, task, metric) with a reported value: the reported value beside our mean and CI."""
     from harness.metrics import unit_of_metric
     from harness.stats import mean_ci
 
-    by_hash: dict[str, list[dict[str, Any]]] = {}
+    by_hash: dict[str, list[RunRecord]] = {}
     for record in records:
         spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-        if record.get("status") == "success" and spec.get("preset") == preset:
+        if record.get("status") == Status.SUCCESS and spec.get("preset") == preset:
             key = record.get("key") if isinstance(record.get("key"), dict) else {}
             by_hash.setdefault(str(key.get("config_hash") or _spec_hash(spec)), []).append(record)
     planned = planned if planned is not None else plan_table(table, preset)
@@ -290,7 +292,7 @@ def _spec_hash(spec: dict[str, Any]) -> str:
         return ""
 
 
-def reproduction_files(records: list[dict[str, Any]]) -> dict[str, str]:
+def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
     """``reproduce-<table>.csv`` (name -> CSV text) for every table with records (paper and cpu preset
     rows); ``report`` writes them atomically beside its other tables."""
     files: dict[str, str] = {}

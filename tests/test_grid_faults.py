@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import load_record
+from harness.record_check import load_record
 from harness.store import ResultStore
 
 PLUGIN = "harness_fake_grid"
