@@ -13,8 +13,9 @@
 
 ``subspace_similarity`` is SeRA's eq. 4 between two runs' updates of one module,
 φ(ΔW1, ΔW2, i, j) = ||U1[:, :i]ᵀ U2[:, :j]||²_F / min(i, j), with U the left singular vectors of ΔW in
-the papers' x·W layout (in x out), i.e. the input-space directions. The ``python -m harness analyze`` command (``harness.cli_analyze``)
-rebuilds two runs' updates from the adapter tensors saved with ``--save-adapters`` and prints the φ table.
+the papers' x·W layout (in x out), i.e. the input-space directions. The ``python -m harness analyze``
+command (``harness.cli_analyze``) rebuilds two runs' updates from the adapter tensors saved with
+``--save-adapters`` and prints the φ table.
 
 Spectra: exact (``torch.linalg.svdvals``) when the smaller side of dW is at most ``EXACT_SVD_LIMIT``;
 above it (7B-size layers) a randomised SVD of rank ``LOWRANK_Q`` (``torch.svd_lowrank``), which is exact

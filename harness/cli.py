@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("report", "reproduce", "analyze"):
             from harness.cli_report import cmd_analyze, cmd_report, cmd_reproduce
 
-            return {"report": cmd_report, "reproduce": cmd_reproduce, "analyze": cmd_analyze}[args.command](args)
+            command = {"report": cmd_report, "reproduce": cmd_reproduce, "analyze": cmd_analyze}[args.command]
+            return command(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -53,8 +53,8 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
     chosen = (run.best or {}) if selection == "best-dev-epoch" else final_metrics
 
     t_variants = time.perf_counter()
-    variants, variant_seconds = evaluate_variants(run.adapter, run.model, run.suite, run.data, run.loaded, train,
-                                                  run.ctx)
+    variants, variant_seconds = evaluate_variants(run.adapter, run.model, run.suite, run.data, run.loaded,
+                                                  train, run.ctx)
     eval_seconds = run.eval_seconds + variant_seconds
     phases.add("eval_variants", time.perf_counter() - t_variants)
 
@@ -84,7 +84,8 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
             "train_seconds": train_seconds,
             "eval_seconds": eval_seconds,
             "load_seconds": run.load_seconds,
-            "load_cached": run.cache_hits,  # model / data served from this process's cache (load_seconds then is small)
+            # model / data served from this process's cache (load_seconds then is small)
+            "load_cached": run.cache_hits,
             "steps": run.step,
             "epochs": run.epoch,
             "mean_step_seconds": run.timer.mean_step_seconds,

@@ -148,7 +148,8 @@ class TrainingRun:
     def attach(self) -> None:
         self.t_setup = time.perf_counter()
         spec, adapter, loaded = self.spec, self.adapter, self.loaded
-        self.total_steps = planned_steps(adapter, self.suite.num_train_batches(self.data, self.train), self.train)
+        batches_per_epoch = self.suite.num_train_batches(self.data, self.train)
+        self.total_steps = planned_steps(adapter, batches_per_epoch, self.train)
         model = loaded.model
         self.head_ids = module_param_ids(model, loaded.head_modules)
         seed_everything(spec.seed)  # adapter init does not depend on how much randomness loading used
@@ -227,7 +228,7 @@ class TrainingRun:
         self.phases.add("eval", self.eval_seconds)
 
     def _epoch(self) -> None:
-        train, model, adapter, loss_log, memory = self.train, self.model, self.adapter, self.loss_log, self.memory
+        train, model, adapter, loss_log = self.train, self.model, self.adapter, self.loss_log
         model.train()
         micro = 0
         accumulated: Any = 0.0
@@ -246,7 +247,7 @@ class TrainingRun:
                         loss = loss + extra
                 (loss / train.grad_accum).backward()
             if measure:
-                memory.saved_for_backward = self.saved_meter.bytes
+                self.memory.saved_for_backward = self.saved_meter.bytes
             if loss_log.on_device:  # no host sync per step: LossLog reads and checks them in blocks
                 accumulated = loss.detach().float() / train.grad_accum + accumulated
             else:
@@ -308,12 +309,13 @@ class TrainingRun:
             sync_device(self.device)
             self.step_memory.before_eval()
         t_eval = time.perf_counter()
+        args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
         if merge:
             with merged_for_eval(self.adapter, self.model) as self.merged_eval, self.amp():
-                metrics = evaluate(self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
+                metrics = evaluate(*args)
         else:
             with self.amp():
-                metrics = evaluate(self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
+                metrics = evaluate(*args)
         self.eval_per_epoch.append(time.perf_counter() - t_eval)
         self.eval_seconds += self.eval_per_epoch[-1]
         self.per_epoch.append({"epoch": self.epoch, "step": self.step, **metrics})

@@ -73,7 +73,8 @@ def test_the_cycle_finder_finds_a_circle_and_accepts_a_tree():
 
 
 def test_the_graph_sees_function_level_imports(tmp_path: Path):
-    source = "def f():\n    from harness.runner import execute_run\n    import harness.grid\n    from harness import plan\n"
+    source = ("def f():\n    from harness.runner import execute_run\n    import harness.grid\n"
+              "    from harness import plan\n")
     (tmp_path / "x.py").write_text(source)
     assert _imported_harness_modules(tmp_path / "x.py") == {"runner", "grid", "plan"}
 
