@@ -63,8 +63,8 @@ def select_rows(table: PaperTable, rows: list[str] | None) -> PaperTable:
 def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool = False) -> list[PlannedRow]:
     """Every runnable row's runs. ``cpu``: the same rows and options on each suite's embedded model with
     the cpu budget and seeds (the table's training protocol is the paper model's, so it is left out)."""
+    from harness.plan import GridRequest, plan_grid
     from harness.registry import SUITES
-    from harness.runner import GridRequest, plan_grid
 
     if preset not in PRESETS:
         raise HarnessError(f"reproduce --preset must be one of {', '.join(PRESETS)}, got '{preset}'")
@@ -94,7 +94,7 @@ def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool
 
 def count_row(planned: PlannedRow) -> int | None:
     """Trainable adapter parameters of the row's first run, on the meta device (the head apart)."""
-    from harness.runner import check_against_shapes
+    from harness.plan import check_against_shapes
 
     spec = planned.specs[0]
     if spec.adapter == "full":  # full fine-tuning: the papers count the whole model, head included
@@ -337,16 +337,18 @@ def cmd_reproduce(args: Any) -> int:
     table = select_rows(get_table(args.table), getattr(args, "rows", None))
     preset = args.preset or "paper"
     if args.dry_run:
-        from harness.runner import default_results_dir
+        from harness.grid import default_results_dir
         from harness.store import ResultStore
 
         store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
         rows = dry_run_rows(table, preset, store)
         print(json.dumps(rows, indent=1) if args.json else format_dry_run(table, rows, preset))
         return 0
-    from harness.cli import _check_writable, _cuda_available, resolve_data
+    from harness.cli_run import _check_writable, _cuda_available, resolve_data
     from harness.executors import ExecutorConfig, run_with_executor
-    from harness.runner import ExecutionOptions, check_against_shapes, default_results_dir, preflight
+    from harness.grid import default_results_dir
+    from harness.plan import check_against_shapes, preflight
+    from harness.runner import ExecutionOptions
     from harness.store import ResultStore
 
     planned = plan_table(table, preset, cuda_available=_cuda_available())
