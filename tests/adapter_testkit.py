@@ -84,7 +84,7 @@ def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 def meta_roberta_count(adapter: Adapter, config_file: str = "roberta-base.json") -> int:
     """Adapter parameters on a catalogue architecture built on the meta device (as ``harness params``)."""
-    from harness.runner import count_on_skeleton
+    from harness.attach import count_on_skeleton
 
     return count_on_skeleton(adapter, meta_roberta(config_file), (), "encoder")
 

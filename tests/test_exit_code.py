@@ -12,9 +12,9 @@ from torch import nn
 
 from harness import models
 from harness.cli import main
+from harness.grid import GridOutcome
 from harness.models import ModelEntry, register_model
 from harness.registry import SUITES
-from harness.runner import GridOutcome
 from harness.spec import TrainConfig
 from harness.suite import LoadedModel, Suite, TaskData
 

@@ -277,7 +277,7 @@ def test_report_prints_one_warning_per_file_with_bad_values(tmp_path: Path, caps
 def fake_suite(tmp_path_factory, monkeypatch):
     import importlib
 
-    from harness import models, runner
+    from harness import load_cache, models
     from harness.registry import SUITES
 
     folder = tmp_path_factory.mktemp("plugin")
@@ -296,12 +296,12 @@ def fake_suite(tmp_path_factory, monkeypatch):
     models._CATALOGUE.pop("fake-tiny", None)
     sys.modules.pop(PLUGIN, None)
     sys.path.remove(str(folder))
-    runner.MODEL_CACHE.clear()
-    runner.DATA_CACHE.clear()
+    load_cache.MODEL_CACHE.clear()
+    load_cache.DATA_CACHE.clear()
 
 
 def _plan_one(task: str = "ok", seed: int = 1):
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="fakegrid", adapters="head", tasks=task, seeds=(seed,), preset="cpu"),
                      cuda_available=False)[0]
@@ -443,7 +443,8 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
     (results / UNSAVED_DIR).write_text("a file where the side folder would go")
     store_tempdir(tmp_path / "tmp")
     _disk_full_for(monkeypatch, {1, 2})
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     specs = [_plan_one(seed=1), _plan_one(seed=2)]
     lines: list[str] = []
@@ -463,7 +464,8 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
 
 def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_suite, tmp_path: Path, monkeypatch):
     from harness import runner
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     real = runner.execute_run
 
@@ -484,7 +486,7 @@ def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_sui
 
 def test_a_parallel_driver_counts_unsaved_results():
     from harness.executors import _reporter
-    from harness.runner import GridOutcome, RunResult
+    from harness.grid import GridOutcome, RunResult
 
     outcome, lines = GridOutcome(planned=2), []
     report = _reporter(outcome, lines.append, None)  # what the pool and Ray drivers call per finished run
@@ -540,7 +542,8 @@ def test_records_and_report_tables_are_created_with_the_umask(umask, mode, tmp_p
 def test_a_full_temporary_folder_fails_the_run_not_the_grid(fake_suite, tmp_path: Path, monkeypatch):
     import tempfile
 
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
