@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from adapters._toolkit.peft_tuner import tuner_layers
-from harness.adapter import Adapter, ApplyContext, LowRankConfig
+from harness.adapter import Adapter, LowRankConfig
+from harness.attach import adapter_sites, attach
 from harness.config import build
 from harness.measure import count_parameters, module_param_ids
 from harness.registry import ADAPTERS
-from harness.targets import find_sites
 from tests.tiny_models import (
     HIDDEN,
     INTERMEDIATE,
@@ -37,14 +37,11 @@ HEAD = ("classifier",)
 
 def apply_adapter(adapter: Adapter, model: nn.Module, total_steps: int = 100, head: tuple[str, ...] = HEAD,
                   family: str = "encoder", seed: int = 0) -> tuple[nn.Module, tuple, frozenset[int]]:
-    """What the runner does: sites (low-rank configs only), check, apply. Returns (model, sites, head ids)."""
+    """What the runner does (harness.attach): sites, check, apply. Returns (model, sites, head ids)."""
     head_ids = module_param_ids(model, head)
-    sites: tuple = ()
-    if isinstance(adapter.config, LowRankConfig):
-        sites = tuple(find_sites(model, adapter.config.targets, exclude=head))
-    adapter.check_sites(sites)
-    ctx = ApplyContext(family=family, sites=sites, head_modules=head, total_steps=total_steps, seed=seed)
-    return adapter.apply(model, ctx), sites, head_ids
+    sites = adapter_sites(adapter, model, head)
+    model = attach(adapter, model, family=family, head_modules=head, total_steps=total_steps, seed=seed)
+    return model, sites, head_ids
 
 
 def adapt(adapter: Adapter, model: nn.Module, head: tuple[str, ...] = HEAD, seed: int = 0
