@@ -21,16 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import (
-    ADAPTER_NAME,
-    build_tuner,
-    merge_all,
-    site_for,
-    target_regex,
-    tuner_layers,
-    unmerge_all,
-)
-from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftAdapter, tuner_layers
+from harness.adapter import ApplyContext, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
@@ -99,9 +91,10 @@ def schedule_steps(total_steps: int, tinit_ratio: float, tfinal_ratio: float) ->
 
 
 @register_adapter("adalora")
-class AdaLoRA(Adapter):
+class AdaLoRA(PeftAdapter[AdaLoraOptions]):
     description = "AdaLoRA via peft: SVD-form LoRA whose ranks are pruned by importance to a budget"
     config_cls = AdaLoraOptions
+    component = "adalora"
     # Budget: the seeds' tables put AdaLoRA at LoRA's budget (r=8 on query,value for RoBERTa, Hu et al.
     # 2021 Table 9), i.e. target rank 8 from the paper's initial budget of 1.5x the final one (Zhang et
     # al. 2023, Sec. 4: b(0) = 1.5 b(T)); delta_t = 100 and beta1 = beta2 = 0.85 as the paper's GLUE
@@ -122,7 +115,12 @@ class AdaLoRA(Adapter):
     }
     cpu_options = {"glue": {"rank": 8, "init_rank": 12, "delta_t": 10}}
 
-    def peft_config(self, ctx: ApplyContext) -> Any:
+    def tuner_class(self) -> type:
+        from peft.tuners.adalora import AdaLoraModel
+
+        return AdaLoraModel
+
+    def peft_config(self, model: nn.Module, ctx: ApplyContext) -> Any:
         from peft import AdaLoraConfig
 
         c = self.config
@@ -132,7 +130,7 @@ class AdaLoRA(Adapter):
             init_r=c.initial_rank,
             lora_alpha=c.alpha if c.alpha is not None else float(c.initial_rank),
             lora_dropout=c.dropout,
-            target_modules=target_regex(ctx),
+            target_modules=self.target_regex(ctx),
             total_step=ctx.total_steps,
             tinit=tinit,
             tfinal=tfinal,
@@ -144,17 +142,14 @@ class AdaLoRA(Adapter):
         )
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        from peft.tuners.adalora import AdaLoraModel
-
-        self._sites = ctx.sites
-        self._tuner = build_tuner(model, self.peft_config(ctx), AdaLoraModel)
+        model = super().apply(model, ctx)
         self._steps_allocated = 0
         # ranknum is a constant (float(init_r)) that peft keeps as a Parameter; on a meta-device skeleton
         # peft's device move re-registers it as trainable, which would inflate the count by one per module
-        for _, layer in tuner_layers(self._tuner.model):
+        for _, layer in tuner_layers(model):
             for p in layer.ranknum.parameters():
                 p.requires_grad_(False)
-        return self._tuner.model
+        return model
 
     @property
     def _peft_config(self) -> Any:
@@ -217,31 +212,3 @@ class AdaLoRA(Adapter):
             "params_at_init": sum(c.init_r * n for n in per_triplet.values()),
             "params_effective": sum(ranks[name] * n for name, n in per_triplet.items()),
         }
-
-    # ---- inference and analysis -------------------------------------------------------------------
-    def merge(self, model: nn.Module) -> None:
-        merge_all(model)
-
-    def unmerge(self, model: nn.Module) -> None:
-        unmerge_all(model)
-
-    def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
-        import torch
-
-        ranks = self.final_ranks(model)
-        sites = getattr(self, "_sites", ())
-        out: list[DeltaComponent] = []
-        with torch.no_grad():
-            for name, layer in tuner_layers(model):
-                site = site_for(name, sites)
-                out.append(
-                    DeltaComponent(
-                        module=name,
-                        kind=site.kind if site else name.rsplit(".", 1)[-1],
-                        layer=site.layer if site else None,
-                        component="adalora",
-                        delta=layer.get_delta_weight(ADAPTER_NAME).detach().float().cpu(),
-                        final_rank=ranks[name],
-                    )
-                )
-        return out

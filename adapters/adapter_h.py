@@ -5,14 +5,13 @@ so the adapted model starts exactly as the pretrained one. Nonlinear: cannot be 
 
 from __future__ import annotations
 
-from adapters._wrap import BottleneckAdapter, BottleneckOptions
+from adapters._toolkit.bottleneck import BottleneckAdapter
 from harness.registry import register_adapter
 
 
 @register_adapter("adapter-h")
 class AdapterH(BottleneckAdapter):
     description = "Adapter-H (Houlsby): bottleneck adapters after attention and after the FFN"
-    config_cls = BottleneckOptions
     positions = ("attention", "ffn")
     # LoRA's GLUE tables (Hu et al. 2021, Table 2) run Houlsby adapters at 0.8M parameters on
     # RoBERTa-large (bottleneck 8) next to LoRA r=8; bottleneck 8 on RoBERTa-base is likewise LoRA r=8's

@@ -5,14 +5,13 @@ starts exactly as the pretrained one. Nonlinear: cannot be merged.
 
 from __future__ import annotations
 
-from adapters._wrap import BottleneckAdapter, BottleneckOptions
+from adapters._toolkit.bottleneck import BottleneckAdapter
 from harness.registry import register_adapter
 
 
 @register_adapter("adapter-p")
 class AdapterP(BottleneckAdapter):
     description = "Adapter-P (Pfeiffer): one bottleneck adapter after the FFN of each block"
-    config_cls = BottleneckOptions
     positions = ("ffn",)
     # LoRA's GLUE tables (Hu et al. 2021, Table 2) run Pfeiffer adapters at 0.8M parameters on
     # RoBERTa-large (bottleneck 16) next to LoRA r=8; bottleneck 16 on RoBERTa-base is likewise LoRA

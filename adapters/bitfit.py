@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, AdapterConfig, ApplyContext
 from harness.errors import HarnessError
 from harness.measure import module_param_ids
@@ -61,8 +62,7 @@ class BitFit(Adapter):
             raise HarnessError(
                 "BitFit found no bias terms in the transformer blocks of this model (e.g. LLaMA has none)"
             )
-        for p in model.parameters():
-            p.requires_grad_(False)
+        freeze_all(model)
         for _, bias in biases:
             bias.requires_grad_(True)
         return model

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import inject, merge_all, merged_delta_components, target_regex, unmerge_all
-from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftLoraAdapter
+from adapters.lora import LoRA
+from harness.adapter import LowRankConfig
 from harness.registry import register_adapter
-from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV
 
 if TYPE_CHECKING:
-    from torch import nn
+    import torch
 
 
 @dataclass(frozen=True)
@@ -25,44 +26,27 @@ class DoraOptions(LowRankConfig):
 
 
 @register_adapter("dora")
-class DoRA(Adapter):
+class DoRA(PeftLoraAdapter[DoraOptions]):
     description = "DoRA via peft: LoRA direction plus a trained per-output magnitude vector"
     config_cls = DoraOptions
+    lora_options = {"use_dora": True}
+    component = "dora"
     # The seeds' tables (MSPLoRA Tables 1-2, SeRA Tables 1-2) compare DoRA at the LoRA row's budget, i.e.
     # LoRA's RoBERTa GLUE setting (Hu et al. 2021, Table 9: r=8 on query,value) and the seeds' LoRA
     # instruction setting. The tables' per-method hyper-parameters could not be read offline when this
-    # was written (see results/reference/README.md), so these mirror adapters/lora.py: check them there.
-    paper_options = {
-        "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV},
-        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
-        **LLAMA3_INSTRUCTION_ALL_LINEAR,
-    }
-    cpu_options = {"glue": {"rank": 8, "alpha": 16}}
+    # was written (see results/reference/README.md), so these are adapters/lora.py's: check them there.
+    paper_options = {**LoRA.paper_options, "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV}}
+    cpu_options = LoRA.cpu_options
 
-    def peft_config(self, ctx: ApplyContext) -> Any:
-        from peft import LoraConfig
-
-        c = self.config
-        return LoraConfig(
-            r=c.rank,
-            lora_alpha=c.scaling_alpha,
-            lora_dropout=c.dropout,
-            target_modules=target_regex(ctx),
-            bias="none",
-            use_dora=True,
-        )
-
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        self._sites = ctx.sites
-        return inject(model, self.peft_config(ctx))
-
-    def merge(self, model: nn.Module) -> None:
-        merge_all(model)
-
-    def unmerge(self, model: nn.Module) -> None:
-        unmerge_all(model)
-
-    def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
-        # DoRA's update is the whole re-normalised weight minus W, not s B A: read it off peft's merge.
-        return merged_delta_components(model, getattr(self, "_sites", ()), component="dora")
+    def layer_delta(self, name: str, layer: Any) -> torch.Tensor:
+        """DoRA's update is the whole re-normalised weight minus W, not s B A: read off peft's own
+        ``merge`` (merged weight - base weight); the base weight is restored exactly."""
+        if layer.merged:
+            raise RuntimeError(f"{name} is merged; unmerge before taking delta components")
+        weight = layer.get_base_layer().weight
+        original = weight.detach().clone()
+        layer.merge(adapter_names=[ADAPTER_NAME])
+        delta = (weight.detach() - original).float().cpu()
+        layer.unmerge()
+        weight.copy_(original)  # unmerge is exact only up to rounding
+        return delta

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapters._wrap import LowRankLinear, LowRankWrapperAdapter, kaiming_uniform_, zeros_
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import kaiming_uniform_, zeros_
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
@@ -93,7 +94,7 @@ class DyloraLinear(LowRankLinear):
 
 
 @register_adapter("dylora")
-class DyLoRA(LowRankWrapperAdapter):
+class DyLoRA(LowRankAdapter[DyloraOptions, DyloraLinear]):
     description = "DyLoRA: rank sampled per step with nested truncation; evaluated at several ranks"
     config_cls = DyloraOptions
     wrapper_cls = DyloraLinear

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from adapters._toolkit.surgery import unfreeze_all
 from harness.adapter import Adapter, ApplyContext
 from harness.registry import register_adapter
 
@@ -19,6 +20,5 @@ class FullFineTuning(Adapter):
     train_overrides = {"cpu": {"lr": 5e-5, "head_lr": 1e-3}, "paper": {"lr": 2e-5}}
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        unfreeze_all(model)
         return model

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, ApplyContext
 from harness.registry import register_adapter
 
@@ -20,6 +21,5 @@ class HeadOnly(Adapter):
     families = ("encoder", "vision", "dual_encoder")  # a causal LM has no separate head to train
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        for p in model.parameters():
-            p.requires_grad_(False)
+        freeze_all(model)
         return model

@@ -13,11 +13,11 @@ input through the router, so Lily has no fixed dW to merge or to analyse (peft r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import inject
-from harness.adapter import Adapter, ApplyContext, LowRankConfig, TargetSite
+from adapters._toolkit.peft_tuner import PeftAdapter
+from harness.adapter import Adapter, ApplyContext, TargetSite, UnscaledLowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
@@ -27,22 +27,14 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class LilyOptions(LowRankConfig):
+class LilyOptions(UnscaledLowRankConfig):
     """``stride_a`` layers share one A; ``num_b`` B's shared by all layers of a type (>= 2 so the router
     trains); ``scaling`` multiplies the update directly (Lily has no alpha / r)."""
 
     rank: int = 16
-    # Lily has no alpha / r (``scaling`` multiplies directly): not an option, so `--alpha` skips it
-    alpha: float | None = field(default=None, init=False)
     stride_a: int = 4
     num_b: int = 3
     scaling: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        # the spec stores these options and rebuilds the config from them: leave out the non-option
-        out = super().to_dict()
-        out.pop("alpha", None)
-        return out
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,7 +67,7 @@ def unwanted_matches(model: nn.Module, kinds: list[str], sites: tuple[TargetSite
 
 
 @register_adapter("lily")
-class Lily(Adapter):
+class Lily(PeftAdapter[LilyOptions]):
     description = (
         "Lily via peft: A shared by neighbouring layers, B's shared by all layers, mixed by a router"
     )
@@ -108,5 +100,8 @@ class Lily(Adapter):
             exclude_modules=unwanted_matches(model, kinds, ctx.sites) or None,
         )
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        return inject(model, self.peft_config(model, ctx))
+    # The update depends on the input through the router: no fixed dW to merge or analyse (peft raises
+    # on both), so these stay the contract's (the runner evaluates Lily unmerged).
+    merge = Adapter.merge
+    unmerge = Adapter.unmerge
+    delta_components = Adapter.delta_components

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapters._linear_wrap import AdaptedLinear, WrappingAdapter, normal_, wrap_sites, zeros_
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import normal_, zeros_
 from harness.adapter import ApplyContext, DeltaComponent, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
@@ -93,9 +94,11 @@ def lora2_parameter_count(in_features: int, out_features: int, rank: int, k: int
     return k * (in_features + out_features) + 2 * k * rank + rank
 
 
-class Lora2Linear(AdaptedLinear):
+class Lora2Linear(LowRankLinear):
     """Trainable u (d_in x k), v (k x r), lam (r), U (r x k), V (k x d_out); ``rank_mask`` marks the
     singular values the pruning keeps."""
+
+    component = "lora2"
 
     def __init__(self, base: nn.Linear, site: TargetSite, dropout: float, rank: int, k: int, scaling: float):
         super().__init__(base, site, dropout)
@@ -118,8 +121,8 @@ class Lora2Linear(AdaptedLinear):
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return ((x @ self.u) @ (self.core() * self.scaling)) @ self.V
 
-    def components(self, cache: dict[int, torch.Tensor] | None = None) -> list[tuple[str, torch.Tensor]]:
-        return [("lora2", (self.u @ self.core() @ self.V).T * self.scaling)]
+    def delta_weight(self) -> torch.Tensor:
+        return (self.u @ self.core() @ self.V).T * self.scaling
 
     def orthogonality_terms(self) -> list[torch.Tensor]:
         eye_k = torch.eye(self.k, device=self.u.device, dtype=self.u.dtype)
@@ -254,7 +257,7 @@ class RankAllocator:
 
 
 @register_adapter("lora2")
-class LoRA2(WrappingAdapter):
+class LoRA2(LowRankAdapter[Lora2Options, Lora2Linear]):
     description = "LoRA²: P·Λ·Q with P, Q products of two rank-k LoRAs, orthogonality regularisers, AdaLoRA-style pruning"
     config_cls = Lora2Options
     wrapper_cls = Lora2Linear
@@ -279,27 +282,29 @@ class LoRA2(WrappingAdapter):
         self._modules: list[tuple[str, Lora2Linear]] = []
 
     def check_sites(self, sites: tuple[TargetSite, ...]) -> None:
-        c: Lora2Options = self.config  # type: ignore[assignment]
+        c = self.config
         for site in sites:
             if c.k > min(site.in_features, site.out_features):
                 raise HarnessError(
                     f"LoRA² k={c.k} exceeds the dimensions of {site.name} ({site.in_features} -> {site.out_features})"
                 )
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        c: Lora2Options = self.config  # type: ignore[assignment]
-        self.check_sites(ctx.sites)
+    def build_wrapper(self, base: nn.Linear, site: TargetSite) -> Lora2Linear:
+        c = self.config
         scaling = c.scaling_alpha / c.rank
-        wrap_sites(model, ctx.sites, lambda linear, site: Lora2Linear(linear, site, c.dropout, c.rank, c.k, scaling))
-        self._modules = self._wrappers(model)  # type: ignore[assignment]
-        self._allocator = RankAllocator(self._modules, c, ctx.total_steps) if c.prune else None
+        return Lora2Linear(base, site, c.dropout, c.rank, c.k, scaling)
+
+    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
+        model = super().apply(model, ctx)
+        self._modules = self.wrappers(model)
+        self._allocator = RankAllocator(self._modules, self.config, ctx.total_steps) if self.config.prune else None
         return model
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
-        c: Lora2Options = self.config  # type: ignore[assignment]
+        c = self.config
         if c.orth_reg == 0:
             return None
-        modules = self._modules or self._wrappers(model)
+        modules = self._modules or self.wrappers(model)
         terms = [t for _, m in modules for t in m.orthogonality_terms()]
         return c.orth_reg * torch.stack(terms).mean()
 
@@ -309,12 +314,12 @@ class LoRA2(WrappingAdapter):
 
     def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
         components = super().delta_components(model)
-        ranks = {name: m.final_rank() for name, m in self._wrappers(model)}
+        ranks = {name: m.final_rank() for name, m in self.wrappers(model)}
         return [_with_rank(c, ranks.get(c.module)) for c in components]
 
     def summary(self, model: nn.Module) -> dict[str, Any]:
-        c: Lora2Options = self.config  # type: ignore[assignment]
-        wrappers = self._wrappers(model)
+        c = self.config
+        wrappers = self.wrappers(model)
         ranks = {name: m.final_rank() for name, m in wrappers}
         after = sum(m.k * (m.in_features + m.out_features) + (2 * m.k + 1) * ranks[name] for name, m in wrappers)
         by_layer: dict[str, dict[str, int]] = {}

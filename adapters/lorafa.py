@@ -16,18 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import (
-    ADAPTER_NAME,
-    inject,
-    lora_delta_components,
-    merge_all,
-    target_regex,
-    unmerge_all,
-)
-from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftLoraAdapter
+from adapters.lora import LoRA
+from harness.adapter import ApplyContext, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
-from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
+from harness.targets import ATTENTION_QV
 
 if TYPE_CHECKING:
     import torch
@@ -58,35 +52,17 @@ class _LoraFactorsView:
 
 
 @register_adapter("lorafa")
-class LoraFA(Adapter):
+class LoraFA(PeftLoraAdapter[LoraFaOptions]):
     description = "LoRA-FA via peft: LoRA with frozen random A, B trained by peft's LoRA-FA optimiser"
     config_cls = LoraFaOptions
     # The seeds compare LoRA-FA at LoRA's budget: LoRA's RoBERTa GLUE setting (Hu et al. 2021, Table 9:
     # r=8 on query,value) and the seeds' LoRA instruction setting (adapters/lora.py). Its own row in the
     # seeds' tables could not be read offline when this was written (results/reference/README.md).
-    paper_options = {
-        "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV},
-        "instructeval": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
-        "mt-bench": {"rank": 64, "alpha": 128, "targets": ATTENTION_QV},
-        **LLAMA3_INSTRUCTION_ALL_LINEAR,
-    }
-    cpu_options = {"glue": {"rank": 8, "alpha": 16}}
-
-    def peft_config(self, ctx: ApplyContext) -> Any:
-        from peft import LoraConfig
-
-        c = self.config
-        return LoraConfig(
-            r=c.rank,
-            lora_alpha=c.scaling_alpha,
-            lora_dropout=c.dropout,
-            target_modules=target_regex(ctx),
-            bias="none",
-        )
+    paper_options = {**LoRA.paper_options, "glue": {"rank": 8, "alpha": 8, "targets": ATTENTION_QV}}
+    cpu_options = LoRA.cpu_options
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        self._sites = ctx.sites
-        model = inject(model, self.peft_config(ctx))
+        model = super().apply(model, ctx)
         for name, param in model.named_parameters():
             if ".lora_A." in name:
                 param.requires_grad_(False)
@@ -127,12 +103,3 @@ class LoraFA(Adapter):
         out = super().adapter_state_dict(model, head_param_ids)
         out.update({name: p.detach() for name, p in model.named_parameters() if ".lora_A." in name})
         return out
-
-    def merge(self, model: nn.Module) -> None:
-        merge_all(model)
-
-    def unmerge(self, model: nn.Module) -> None:
-        unmerge_all(model)
-
-    def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
-        return lora_delta_components(model, getattr(self, "_sites", ()))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adapters._wrap import LowRankLinear, LowRankWrapperAdapter, kaiming_uniform_, zeros_
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import kaiming_uniform_, zeros_
 from harness.adapter import LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
@@ -55,7 +56,7 @@ class MeloraLinear(LowRankLinear):
 
 
 @register_adapter("melora")
-class MELoRA(LowRankWrapperAdapter):
+class MELoRA(LowRankAdapter[MeloraOptions, MeloraLinear]):
     description = "MELoRA: `split` mini-LoRAs on slices of input/output (block-diagonal), total rank r"
     config_cls = MeloraOptions
     wrapper_cls = MeloraLinear

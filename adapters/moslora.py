@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adapters._wrap import LowRankLinear, LowRankWrapperAdapter, kaiming_uniform_, zeros_
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import kaiming_uniform_, zeros_
 from harness.adapter import LowRankConfig, TargetSite
 from harness.registry import register_adapter
 
@@ -45,7 +46,7 @@ class MosloraLinear(LowRankLinear):
 
 
 @register_adapter("moslora")
-class MoSLoRA(LowRankWrapperAdapter):
+class MoSLoRA(LowRankAdapter[MosloraOptions, MosloraLinear]):
     description = "MoSLoRA: LoRA with a trainable r x r subspace mixer between A and B"
     config_cls = MosloraOptions
     wrapper_cls = MosloraLinear

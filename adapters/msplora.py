@@ -43,15 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters._linear_wrap import (
-    AdaptedLinear,
-    WrappingAdapter,
-    adapter_dtype_for,
-    kaiming_uniform_,
-    module_type,
-    wrap_sites,
-    zeros_,
-)
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import adapter_dtype, kaiming_uniform_, module_type, zeros_
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
@@ -140,7 +133,7 @@ class LowRankPair(nn.Module):
         return f"rank={self.rank}, scaling={self.scaling:g}"
 
 
-class MSPLoRALinear(AdaptedLinear):
+class MSPLoRALinear(LowRankLinear):
     """A target Linear with its levels (``self.levels[name]`` is a possibly shared LowRankPair)."""
 
     def __init__(self, base: nn.Linear, site: TargetSite, dropout: float, pairs: dict[str, LowRankPair]):
@@ -174,6 +167,13 @@ class MSPLoRALinear(AdaptedLinear):
             out.append((level, delta))
         return out
 
+    def delta_weight(self) -> torch.Tensor:
+        parts = [delta for _, delta in self.components({})]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+
 
 def _pair_key(site: TargetSite, level: str, groups: int) -> tuple[Any, ...]:
     kind = module_type(site)
@@ -185,7 +185,7 @@ def _pair_key(site: TargetSite, level: str, groups: int) -> tuple[Any, ...]:
 
 
 @register_adapter("msplora")
-class MSPLoRA(WrappingAdapter):
+class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
     description = "MSPLoRA: shared global + depth-group + per-layer low-rank pairs (ranks r, r/2, r/4)"
     config_cls = MSPLoraOptions
     wrapper_cls = MSPLoRALinear
@@ -202,7 +202,7 @@ class MSPLoRA(WrappingAdapter):
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}
 
     def check_sites(self, sites: tuple[TargetSite, ...]) -> None:
-        c: MSPLoraOptions = self.config  # type: ignore[assignment]
+        c = self.config
         shapes: dict[tuple[str, str], tuple[int, int]] = {}
         for site in sites:
             key = (site.stack, module_type(site))
@@ -224,29 +224,28 @@ class MSPLoRA(WrappingAdapter):
                 )
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        c: MSPLoraOptions = self.config  # type: ignore[assignment]
-        self.check_sites(ctx.sites)
-        ranks = dict(zip(c.levels, c.level_ranks))
-        scalings = dict(zip(c.levels, c.level_scalings()))
-        shared: dict[tuple[Any, ...], LowRankPair] = {}
-
-        def build(linear: nn.Linear, site: TargetSite) -> MSPLoRALinear:
-            factory = {"device": linear.weight.device, "dtype": adapter_dtype_for(linear.weight)}
-            pairs = {}
-            for level in c.levels:
-                key = _pair_key(site, level, c.groups)
-                if key not in shared:
-                    shared[key] = LowRankPair(site.in_features, site.out_features, ranks[level], scalings[level], factory)
-                pairs[level] = shared[key]
-            return MSPLoRALinear(linear, site, c.dropout, pairs)
-
-        wrap_sites(model, ctx.sites, build)
+        self._shared: dict[tuple[Any, ...], LowRankPair] = {}  # the pairs of this model, by _pair_key
+        model = super().apply(model, ctx)
+        self._shared = {}  # the model holds them: the adapter keeps no reference
         return model
 
+    def build_wrapper(self, base: nn.Linear, site: TargetSite) -> MSPLoRALinear:
+        c = self.config
+        ranks = dict(zip(c.levels, c.level_ranks))
+        scalings = dict(zip(c.levels, c.level_scalings()))
+        factory = {"device": base.weight.device, "dtype": adapter_dtype(base.weight)}
+        pairs = {}
+        for level in c.levels:
+            key = _pair_key(site, level, c.groups)
+            if key not in self._shared:
+                self._shared[key] = LowRankPair(site.in_features, site.out_features, ranks[level], scalings[level], factory)
+            pairs[level] = self._shared[key]
+        return MSPLoRALinear(base, site, c.dropout, pairs)
+
     def summary(self, model: nn.Module) -> dict[str, Any]:
-        c: MSPLoraOptions = self.config  # type: ignore[assignment]
+        c = self.config
         pairs: dict[str, set[int]] = {level: set() for level in c.levels}
-        for _, module in self._wrappers(model):
+        for _, module in self.wrappers(model):
             for level, pair in module.levels.items():
                 pairs[level].add(id(pair))
         return {

@@ -15,21 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import (
-    ADAPTER_NAME,
-    inject,
-    merge_all,
-    site_for,
-    target_regex,
-    tuner_layers,
-    unmerge_all,
-)
-from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftLoraAdapter, tuner_layers
+from harness.adapter import ApplyContext, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 # "svd": exact SVD; "niter_N": peft's randomized SVD with N subspace iterations (fast on 7B models).
@@ -53,9 +46,10 @@ class PissaOptions(LowRankConfig):
 
 
 @register_adapter("pissa")
-class PiSSA(Adapter):
+class PiSSA(PeftLoraAdapter[PissaOptions]):
     description = "PiSSA via peft: LoRA initialised from the principal singular vectors, W frozen as residual"
     config_cls = PissaOptions
+    component = "pissa"
     # As DoRA: the seeds' tables compare PiSSA at the LoRA row's budget (LoRA's RoBERTa GLUE setting,
     # Hu et al. 2021 Table 9, r=8 on query,value; the seeds' LoRA instruction setting). PiSSA's own
     # runs use alpha = r (Meng et al. 2024, Sec. 5). The tables' per-method settings could not be read
@@ -68,29 +62,19 @@ class PiSSA(Adapter):
     }
     cpu_options = {"glue": {"rank": 8, "alpha": 8}}
 
-    def peft_config(self, ctx: ApplyContext, *, shapes_only: bool = False) -> Any:
-        from peft import LoraConfig
+    def lora_keywords(self, model: nn.Module, ctx: ApplyContext) -> dict[str, Any]:
+        # a meta-device skeleton (parameter counts, shape checks) has no weights to decompose
+        return {"init_lora_weights": True if self._shapes_only(model, ctx) else self.config.peft_init}
 
-        c = self.config
-        return LoraConfig(
-            r=c.rank,
-            lora_alpha=c.scaling_alpha,
-            lora_dropout=c.dropout,
-            target_modules=target_regex(ctx),
-            bias="none",
-            # a meta-device skeleton (parameter counts, shape checks) has no weights to decompose
-            init_lora_weights=True if shapes_only else c.peft_init,
-        )
+    @staticmethod
+    def _shapes_only(model: nn.Module, ctx: ApplyContext) -> bool:
+        return any(model.get_submodule(s.name).weight.is_meta for s in ctx.sites)
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        self._sites = ctx.sites
-        shapes_only = any(model.get_submodule(s.name).weight.is_meta for s in ctx.sites)
-        model = inject(model, self.peft_config(ctx, shapes_only=shapes_only))
-        if shapes_only:
-            self._initial = {}
-            return model
+        shapes_only = self._shapes_only(model, ctx)
+        model = super().apply(model, ctx)
         # the initial factors, on CPU: as small as the adapter itself
-        self._initial = {
+        self._initial = {} if shapes_only else {
             name: (
                 layer.lora_A[ADAPTER_NAME].weight.detach().cpu().clone(),
                 layer.lora_B[ADAPTER_NAME].weight.detach().cpu().clone(),
@@ -99,34 +83,12 @@ class PiSSA(Adapter):
         }
         return model
 
-    def merge(self, model: nn.Module) -> None:
-        merge_all(model)
-
-    def unmerge(self, model: nn.Module) -> None:
-        unmerge_all(model)
-
-    def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
-        import torch
-
-        sites = getattr(self, "_sites", ())
+    def layer_delta(self, name: str, layer: Any) -> torch.Tensor | None:
+        """s (B A - B0 A0): the change from the pretrained weight, not s B A."""
         initial = getattr(self, "_initial", {})
-        out: list[DeltaComponent] = []
-        with torch.no_grad():
-            for name, layer in tuner_layers(model):
-                if name not in initial:
-                    continue
-                a0, b0 = (t.float() for t in initial[name])
-                a = layer.lora_A[ADAPTER_NAME].weight.detach().float().cpu()
-                b = layer.lora_B[ADAPTER_NAME].weight.detach().float().cpu()
-                delta = layer.scaling[ADAPTER_NAME] * (b @ a - b0 @ a0)
-                site = site_for(name, sites)
-                out.append(
-                    DeltaComponent(
-                        module=name,
-                        kind=site.kind if site else name.rsplit(".", 1)[-1],
-                        layer=site.layer if site else None,
-                        component="pissa",
-                        delta=delta,
-                    )
-                )
-        return out
+        if name not in initial:
+            return None
+        a0, b0 = (t.float() for t in initial[name])
+        a = layer.lora_A[ADAPTER_NAME].weight.detach().float().cpu()
+        b = layer.lora_B[ADAPTER_NAME].weight.detach().float().cpu()
+        return layer.scaling[ADAPTER_NAME] * (b @ a - b0 @ a0)

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapters._linear_wrap import AdaptedLinear, WrappingAdapter, kaiming_uniform_, wrap_sites, zeros_
-from harness.adapter import ApplyContext, LowRankConfig, TargetSite
+from adapters._toolkit.lowrank import LowRankAdapter, LowRankLinear
+from adapters._toolkit.surgery import kaiming_uniform_, zeros_
+from harness.adapter import LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
@@ -58,7 +59,9 @@ def sera_parameter_count(in_features: int, out_features: int, rank: int, split: 
     return (in_features + out_features) * rank // split + rank * rank
 
 
-class SeRALinear(AdaptedLinear):
+class SeRALinear(LowRankLinear):
+    component = "sera"
+
     def __init__(self, base: nn.Linear, site: TargetSite, dropout: float, rank: int, split: int, scaling: float):
         super().__init__(base, site, dropout)
         self.rank, self.split, self.scaling = rank, split, scaling
@@ -79,17 +82,17 @@ class SeRALinear(AdaptedLinear):
         expanded = torch.bmm(mixed.reshape(-1, s, self.rank // s).transpose(0, 1), self.B)  # (split, tokens, d_out/split)
         return expanded.transpose(0, 1).reshape(*lead, self.out_features) * self.scaling
 
-    def components(self, cache: dict[int, torch.Tensor] | None = None) -> list[tuple[str, torch.Tensor]]:
+    def delta_weight(self) -> torch.Tensor:
         a = torch.block_diag(*self.A.unbind(0))  # d_in x r
         b = torch.block_diag(*self.B.unbind(0))  # r x d_out
-        return [("sera", (a @ self.C @ b).T * self.scaling)]
+        return (a @ self.C @ b).T * self.scaling
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rank={self.rank}, split={self.split}, scaling={self.scaling:g}"
 
 
 @register_adapter("sera")
-class SeRA(WrappingAdapter):
+class SeRA(LowRankAdapter[SeraOptions, SeRALinear]):
     description = "SeRA: block-diagonal A (split segments), dense r x r C, block-diagonal B"
     config_cls = SeraOptions
     wrapper_cls = SeRALinear
@@ -106,7 +109,7 @@ class SeRA(WrappingAdapter):
     cpu_options = {"glue": {"rank": 8, "alpha": 16}}
 
     def check_sites(self, sites: tuple[TargetSite, ...]) -> None:
-        c: SeraOptions = self.config  # type: ignore[assignment]
+        c = self.config
         for site in sites:
             for what, size in (("d_in", site.in_features), ("d_out", site.out_features)):
                 if size % c.segments:
@@ -115,14 +118,12 @@ class SeRA(WrappingAdapter):
                         "pick a split that divides r, d_in and d_out"
                     )
 
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        c: SeraOptions = self.config  # type: ignore[assignment]
-        self.check_sites(ctx.sites)
+    def build_wrapper(self, base: nn.Linear, site: TargetSite) -> SeRALinear:
+        c = self.config
         scaling = c.scaling_alpha / c.rank
-        wrap_sites(model, ctx.sites, lambda linear, site: SeRALinear(linear, site, c.dropout, c.rank, c.segments, scaling))
-        return model
+        return SeRALinear(base, site, c.dropout, c.rank, c.segments, scaling)
 
     def summary(self, model: nn.Module) -> dict[str, Any]:
-        c: SeraOptions = self.config  # type: ignore[assignment]
+        c = self.config
         return {"rank": c.rank, "split": c.segments, "scaling": c.scaling_alpha / c.rank,
-                "modules": len(self._wrappers(model))}
+                "modules": len(self.wrappers(model))}

@@ -14,18 +14,11 @@ records such a run as diverged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters._peft_common import (
-    ADAPTER_NAME,
-    build_tuner,
-    lora_delta_components,
-    merge_all,
-    target_regex,
-    unmerge_all,
-)
-from harness.adapter import Adapter, ApplyContext, DeltaComponent, LowRankConfig
+from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftAdapter
+from harness.adapter import ApplyContext, UnscaledLowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
@@ -36,22 +29,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class VeraOptions(LowRankConfig):
+class VeraOptions(UnscaledLowRankConfig):
     """``rank`` is the shared projections' rank (VeRA uses far larger ranks than LoRA: 256-1024);
-    ``prng_key`` seeds the projections (None: the run's seed); VeRA has no alpha."""
+    ``prng_key`` seeds the projections (None: the run's seed); VeRA has no alpha (b and d learn the
+    scale)."""
 
     rank: int = 256
-    # VeRA has no alpha (b and d learn the scale): not an option (init=False), so `--alpha` skips it
-    alpha: float | None = field(default=None, init=False)
     d_initial: float = 0.1
     prng_key: int | None = None
     save_projection: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        # the spec stores these options and rebuilds the config from them: leave out the non-option
-        out = super().to_dict()
-        out.pop("alpha", None)
-        return out
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,9 +46,10 @@ class VeraOptions(LowRankConfig):
 
 
 @register_adapter("vera")
-class VeRA(Adapter):
+class VeRA(PeftAdapter[VeraOptions]):
     description = "VeRA via peft: frozen shared random projections, trained scaling vectors per module"
     config_cls = VeraOptions
+    component = "vera"
     rank_bounded_by_shape = False  # r is the shared projections' width, routinely above the hidden size
     # VeRA's own GLUE setting: r=1024 for RoBERTa-base and r=256 for RoBERTa-large, on query,value
     # (Kopiczko et al. 2024, Sec. 4.1). SeRA compares against VeRA r=1024 on CLIP-base (coco-retrieval)
@@ -78,27 +65,25 @@ class VeRA(Adapter):
     }
     cpu_options = {"glue": {"rank": 256}}
 
-    def peft_config(self, ctx: ApplyContext) -> Any:
+    def tuner_class(self) -> type:
+        # inject_adapter_in_model refuses VeRA (its projections live on the tuner): build the tuner
+        from peft.tuners.vera import VeraModel
+
+        return VeraModel
+
+    def peft_config(self, model: nn.Module, ctx: ApplyContext) -> Any:
         from peft import VeraConfig
 
         c = self.config
         return VeraConfig(
             r=c.rank,
-            target_modules=target_regex(ctx),
+            target_modules=self.target_regex(ctx),
             projection_prng_key=c.prng_key if c.prng_key is not None else ctx.seed,
             save_projection=c.save_projection,
             vera_dropout=c.dropout,
             d_initial=c.d_initial,
             bias="none",
         )
-
-    def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        from peft.tuners.vera import VeraModel
-
-        self._sites = ctx.sites
-        # inject_adapter_in_model refuses VeRA (its projections live on the tuner): build the tuner.
-        self._tuner = build_tuner(model, self.peft_config(ctx), VeraModel)
-        return self._tuner.model
 
     def projections(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The shared frozen projections, each once, under their first name in ``model``."""
@@ -135,13 +120,3 @@ class VeRA(Adapter):
             for name, tensor in state.items():
                 if name in proj:
                     proj[name].copy_(tensor.to(proj[name].device, proj[name].dtype))
-
-    # ---- inference and analysis -------------------------------------------------------------------
-    def merge(self, model: nn.Module) -> None:
-        merge_all(model)
-
-    def unmerge(self, model: nn.Module) -> None:
-        unmerge_all(model)
-
-    def delta_components(self, model: nn.Module) -> list[DeltaComponent]:
-        return lora_delta_components(model, getattr(self, "_sites", ()), component="vera")

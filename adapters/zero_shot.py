@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, ApplyContext
 from harness.registry import register_adapter
 
@@ -24,6 +25,5 @@ class ZeroShot(Adapter):
     trains = False  # the runner evaluates once and skips the training loop
 
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
-        for p in model.parameters():
-            p.requires_grad_(False)
+        freeze_all(model)
         return model

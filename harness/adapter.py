@@ -18,10 +18,11 @@ all layers accumulate in it and ``adapter_state_dict`` stores it once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from harness.config import to_jsonable
 from harness.errors import HarnessError
@@ -35,10 +36,13 @@ MODEL_FAMILIES = ("encoder", "causal_lm", "vision", "dual_encoder")
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """Base config: adapters without options (full fine-tuning, head only) use it as is."""
+    """Base config: adapters without options (full fine-tuning, head only) use it as is.
+
+    The options are the constructor's fields; a field with ``init=False`` is no option (the CLI and
+    ``--opt`` skip it, ``to_dict`` leaves it out, so it is not in the spec nor in the config hash)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,17 @@ class LowRankConfig(AdapterConfig):
     @property
     def scaling_alpha(self) -> float:
         return float(self.alpha if self.alpha is not None else self.rank)
+
+
+@dataclass(frozen=True)
+class UnscaledLowRankConfig(LowRankConfig):
+    """A low-rank method without an alpha / r scaling (VeRA's and Lily's trained vectors or fixed
+    factor set the scale): ``alpha`` is no option, so ``--alpha`` skips it and it is in no record."""
+
+    alpha: float | None = field(default=None, init=False)
+
+
+ConfigT = TypeVar("ConfigT", bound=AdapterConfig)
 
 
 @dataclass(frozen=True)
@@ -108,8 +123,10 @@ class DeltaComponent:
     final_rank: int | None = None  # rank left after pruning (LoRA²), recorded next to the spectrum
 
 
-class Adapter:
-    """Base class of every adapter plug-in. Subclass, set ``config_cls``, implement ``apply``."""
+class Adapter(Generic[ConfigT]):
+    """Base class of every adapter plug-in. Subclass as ``Adapter[MyOptions]``, set ``config_cls =
+    MyOptions`` (the class the registry builds from options), implement ``apply``; ``self.config`` is
+    then typed ``MyOptions`` in every method."""
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[AdapterConfig]] = AdapterConfig
@@ -133,8 +150,8 @@ class Adapter:
     # "preset/suite/model"; the more specific key wins: {"cpu": {"lr": 5e-5}, "paper/glue": {...}}.
     train_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def __init__(self, config: AdapterConfig | None = None):
-        self.config = config if config is not None else self.config_cls()
+    def __init__(self, config: ConfigT | None = None):
+        self.config: ConfigT = config if config is not None else cast(ConfigT, self.config_cls())
         if not isinstance(self.config, self.config_cls):
             raise TypeError(f"{type(self).__name__} expects {self.config_cls.__name__}, got {type(self.config).__name__}")
 
@@ -228,7 +245,7 @@ class Adapter:
         return out
 
 
-def check_rank_fits(adapter: Adapter, sites: tuple[TargetSite, ...]) -> None:
+def check_rank_fits(adapter: Adapter[Any], sites: tuple[TargetSite, ...]) -> None:
     """A low-rank adapter's rank larger than min(in, out) of a target module is a plan-time error."""
     config = adapter.config
     if not isinstance(config, LowRankConfig) or not type(adapter).rank_bounded_by_shape:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixture_adapters import _fixture_adapters_for_the_contract, pytest_make_collect_report  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -21,11 +23,3 @@ def _one_thread():
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"the real data is expected at {SHARED_DATA} (see the README)"
     return SHARED_DATA
-
-
-def tiny_bert_classifier(num_labels: int = 2, layers: int = 4, hidden: int = 32):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels)
-    return BertForSequenceClassification(config)

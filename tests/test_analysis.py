@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
-from adapter_testkit import adapter_params, apply_adapter, randomise, tiny_bert
 
 from harness import analysis
 from harness.adapter import DeltaComponent
+from tests.adapter_testkit import adapter_params, apply_adapter, randomise
+from tests.tiny_models import tiny_bert
 
 
 def component(delta, layer=0, kind="query", part="lora", module=None, rank=None):

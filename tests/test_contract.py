@@ -13,7 +13,7 @@ from harness.measure import count_parameters, module_param_ids
 from harness.registry import ADAPTERS, SUITES
 from harness.suite import Suite
 from harness.targets import find_sites
-from tests.conftest import tiny_bert_classifier
+from tests.tiny_models import tiny_bert_classifier
 
 HEAD = ("classifier", "bert.pooler")
 

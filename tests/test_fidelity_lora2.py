@@ -9,10 +9,11 @@ s(λ_i) + mean_j s(v[j, i]) + mean_j s(U[i, j]).
 from __future__ import annotations
 
 import torch
-from adapter_testkit import apply_adapter, tiny_bert
 
 from adapters.lora2 import LoRA2, Lora2Options
 from harness.config import build
+from tests.adapter_testkit import apply_adapter
+from tests.tiny_models import tiny_bert
 
 BETA1, BETA2 = 0.7, 0.6  # distinct, so swapping them shows
 RANK, K = 8, 4
@@ -26,7 +27,7 @@ def adapted(**options):
     adapter = lora2(rank=RANK, k=K, alpha=16, beta1=BETA1, beta2=BETA2,
                     targets="intermediate.dense,output.dense", **options)
     model, _, _ = apply_adapter(adapter, tiny_bert(layers=1).double(), total_steps=100)
-    return adapter, model, [m for _, m in adapter._wrappers(model)]
+    return adapter, model, [m for _, m in adapter.wrappers(model)]
 
 
 def fill(tensors, seed: int, offset: float = 0.0) -> list[torch.Tensor]:

@@ -16,10 +16,11 @@ import math
 
 import pytest
 import torch
-from adapter_testkit import HEAD, apply_adapter, tiny_bert, token_batch
 
 from harness.config import build
 from harness.registry import ADAPTERS
+from tests.adapter_testkit import HEAD, apply_adapter
+from tests.tiny_models import tiny_bert, token_batch
 
 ALPHA = 16.0
 RANK = 8

@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
-from adapter_testkit import HEAD, tiny_bert, token_batch
 
 from harness.adapter import ApplyContext
 from harness.config import build
 from harness.measure import module_param_ids
 from harness.registry import ADAPTERS
+from tests.adapter_testkit import HEAD
+from tests.tiny_models import tiny_bert, token_batch
 
 WRAPPING = {
     "msplora": {"rank": 8, "alpha": 16, "dropout": 0.3, "groups": 2},

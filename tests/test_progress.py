@@ -123,7 +123,7 @@ def test_glue_evaluation_bar_obeys_no_progress(monkeypatch: pytest.MonkeyPatch, 
 
     from harness.suite import DataSource, LoadedModel, RunContext, TaskData
     from suites.glue import Encoded, Glue
-    from tests.conftest import tiny_bert_classifier
+    from tests.tiny_models import tiny_bert_classifier
 
     # the model (and so transformers, which subclasses tqdm) before tqdm is replaced
     loaded = LoadedModel(model=tiny_bert_classifier().eval(), family="encoder", head_modules=(),

@@ -22,7 +22,8 @@ from harness.adapter import LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import ADAPTERS
 from harness.spec import RunSpec, TrainConfig
-from tests.adapter_testkit import randomise, tiny_bert, token_batch
+from tests.adapter_testkit import randomise
+from tests.tiny_models import tiny_bert, token_batch
 
 PLUGIN = "harness_speed_toy"
 PLUGIN_SOURCE = textwrap.dedent(

@@ -4,7 +4,11 @@ import copy
 
 import pytest
 import torch
-from adapter_testkit import (
+
+from adapters.msplora import MSPLoRA, MSPLoraOptions, mid_group
+from harness.config import build
+from harness.errors import HarnessError
+from tests.adapter_testkit import (
     adapter_count,
     adapter_params,
     apply_adapter,
@@ -12,14 +16,8 @@ from adapter_testkit import (
     logits,
     meta_roberta_count,
     randomise,
-    tiny_bert,
-    tiny_llama,
-    token_batch,
 )
-
-from adapters.msplora import MSPLoRA, MSPLoraOptions, mid_group
-from harness.config import build
-from harness.errors import HarnessError
+from tests.tiny_models import tiny_bert, tiny_llama, token_batch
 
 
 def msplora(**options) -> MSPLoRA:

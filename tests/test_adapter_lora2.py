@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from adapter_testkit import (
+
+from adapters.lora2 import LoRA2, Lora2Options, RankAllocator, budget_schedule, lora2_parameter_count
+from harness.config import build
+from harness.errors import HarnessError
+from tests.adapter_testkit import (
     adapter_count,
     adapter_params,
     apply_adapter,
@@ -10,13 +14,8 @@ from adapter_testkit import (
     logits,
     meta_roberta_count,
     randomise,
-    tiny_bert,
-    token_batch,
 )
-
-from adapters.lora2 import LoRA2, Lora2Options, RankAllocator, budget_schedule, lora2_parameter_count
-from harness.config import build
-from harness.errors import HarnessError
+from tests.tiny_models import tiny_bert, token_batch
 
 
 def lora2(**options) -> LoRA2:
@@ -108,7 +107,7 @@ def test_pruning_reaches_the_target_budget_and_keeps_the_final_pattern():
     optimizer = torch.optim.AdamW(adapter_params(model, head_ids), lr=0.05)
     ids = token_batch()
     target = torch.randn(3, 2)
-    modules = [m for _, m in adapter._wrappers(model)]
+    modules = [m for _, m in adapter.wrappers(model)]
     final_pattern = None
     for step in range(total):
         loss = (logits(model, ids) - target).pow(2).mean() + adapter.extra_loss(model)

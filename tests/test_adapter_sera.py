@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from adapter_testkit import (
+
+from adapters.sera import SeRA, SeraOptions, sera_parameter_count
+from harness.config import build
+from harness.errors import HarnessError
+from tests.adapter_testkit import (
     adapter_count,
     adapter_params,
     apply_adapter,
@@ -10,14 +14,8 @@ from adapter_testkit import (
     logits,
     meta_roberta_count,
     randomise,
-    tiny_bert,
-    tiny_llama,
-    token_batch,
 )
-
-from adapters.sera import SeRA, SeraOptions, sera_parameter_count
-from harness.config import build
-from harness.errors import HarnessError
+from tests.tiny_models import tiny_bert, tiny_llama, token_batch
 
 
 def sera(**options) -> SeRA:

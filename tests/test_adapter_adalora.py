@@ -1,0 +1,110 @@
+"""AdaLoRA (adapters/adalora.py): SVD-form LoRA pruned by importance to a budget, through peft.
+
+The checks every peft-backed method runs come from ``PeftChecks`` (tests/adapter_testkit.py) at the
+method's small size; the tests below are AdaLoRA's own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adapters._toolkit.peft_tuner import ADAPTER_NAME
+from adapters.adalora import AdaLoRA, AdaLoraOptions, schedule_steps
+from harness.errors import HarnessError
+from tests.adapter_testkit import (
+    HIDDEN,
+    N_QV,
+    PEFT_LAYERS,
+    D,
+    PeftChecks,
+    PeftMergeCheck,
+    PeftZeroInitCheck,
+    adapted,
+    adapter_count,
+    adapter_params,
+    logits,
+    make,
+    meta_roberta_count,
+    randomise,
+    tuner_layers,
+)
+from tests.tiny_models import token_batch
+
+
+class TestAdaLoRA(PeftChecks, PeftZeroInitCheck, PeftMergeCheck):
+    name = "adalora"
+    tiny_bert_count = 2 * PEFT_LAYERS * 6 * (2 * HIDDEN + 1)  # init rank ceil(1.5 * 4) = 6
+
+
+def test_paper_configs_match_the_seeds_baselines():
+    ada = AdaLoRA.preset_options("paper", "glue", "roberta-base")
+    assert ada["rank"] == 8 and ada["init_rank"] == 12
+
+
+def test_counts_on_roberta_base_meta_match_the_formulas():
+    assert meta_roberta_count(make("adalora", rank=8, init_rank=12)) == N_QV * 12 * (2 * D + 1)
+
+
+def _train(adapter, model, head_ids, steps, lr=5e-2):
+    ids = token_batch(batch=4)
+    labels = torch.tensor([0, 1, 1, 0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    for step in range(steps):
+        loss = torch.nn.functional.cross_entropy(logits(model, ids), labels)
+        extra = adapter.extra_loss(model)
+        if extra is not None:
+            loss = loss + extra
+        loss.backward()
+        optimizer.step()
+        adapter.on_step_end(model, step)
+        optimizer.zero_grad(set_to_none=True)
+
+
+def test_adalora_allocator_prunes_to_the_budget():
+    steps = 12
+    adapter, model, _, head_ids = adapted(
+        "adalora", total_steps=steps, delta_t=2, tinit_ratio=0.1, tfinal_ratio=0.2
+    )
+    at_init = adapter.summary(model)
+    assert set(at_init["final_ranks"].values()) == {6}
+    _train(adapter, model, head_ids, steps)
+    summary = adapter.summary(model)
+    ranks = summary["final_ranks"]
+    assert summary["allocation_calls"] == steps
+    assert min(ranks.values()) < 6  # the allocator really pruned
+    assert summary["final_rank_total"] == summary["target_rank_total"] == 4 * 2 * PEFT_LAYERS
+    per_triplet = 2 * HIDDEN + 1
+    assert summary["params_at_init"] == 6 * 2 * PEFT_LAYERS * per_triplet == adapter_count(model, head_ids)
+    assert summary["params_effective"] == sum(ranks.values()) * per_triplet < summary["params_at_init"]
+    # pruned triplets are zero in E, so the kept count is what the model really uses
+    for name, layer in tuner_layers(model):
+        assert int((layer.lora_E[ADAPTER_NAME] != 0).sum()) <= ranks[name]
+    finals = {c.module: c.final_rank for c in adapter.delta_components(model)}
+    assert finals == ranks
+
+
+def test_adalora_orth_regulariser_matches_peft():
+    adapter, model, _, head_ids = adapted("adalora", orth_reg_weight=0.3)
+    randomise(adapter_params(model, head_ids), std=0.1)
+    ids = token_batch()
+    labels = torch.tensor([0, 1, 0])
+    plain = model(input_ids=ids, labels=labels).loss
+    # peft adds the regulariser to outputs.loss inside AdaLoraModel.forward (the tuner wraps our model)
+    with_reg = adapter._tuner(input_ids=ids, labels=labels).loss
+    ours = adapter.extra_loss(model)
+    assert ours is not None and ours > 0
+    torch.testing.assert_close(plain + ours, with_reg, rtol=1e-5, atol=1e-6)
+
+
+def test_adalora_schedule_and_options():
+    assert schedule_steps(100, 0.1, 0.2) == (10, 20)
+    tinit, tfinal = schedule_steps(3, 0.1, 0.2)
+    assert tfinal >= 1 and tinit < 3 - tfinal
+    with pytest.raises(HarnessError, match="at least 2"):
+        schedule_steps(1, 0.1, 0.2)
+    with pytest.raises(HarnessError, match="init_rank"):
+        AdaLoraOptions(rank=8, init_rank=4)
+    with pytest.raises(HarnessError, match="budgeting"):
+        AdaLoraOptions(tinit_ratio=0.5, tfinal_ratio=0.5)
+    assert AdaLoraOptions(rank=8).initial_rank == 12
