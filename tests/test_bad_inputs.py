@@ -420,10 +420,10 @@ def test_direct_low_rank_config_rejects_non_finite_alpha():
 def _suite_option_types() -> dict[str, dict[str, type]]:
     """Each suite's options and their types, from the dataclass that parses them."""
     from harness.config import _strip_optional, field_types
-    from suites._instruct import InstructionTuningSuite
+    from suites._shared.instruct import InstructionTuningSuite
     from suites.coco_retrieval import CocoOptions
-    from suites.instructeval import EvalOptions
-    from suites.mtbench import MTBenchOptions
+    from suites.instructeval.suite import EvalOptions
+    from suites.mt_bench.suite import MTBenchOptions
     from suites.rscd import RscdOptions
 
     strings = {n: str for n in InstructionTuningSuite().option_names()}  # alpaca_path, alpaca_dataset, load_in_4bit

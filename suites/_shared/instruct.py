@@ -329,50 +329,6 @@ def collate(examples: list[EncodedExample], pad_id: int, device: Any) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------------------
-# generation (shared by the evaluations that read model outputs)
-# ------------------------------------------------------------------------------------------------------
-
-
-def generate_texts(
-    model: nn.Module,
-    tokenizer: Any,
-    prompts: list[str],
-    *,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    batch_size: int = 8,
-    device: Any = None,
-) -> list[str]:
-    """Completions of ``prompts`` (the new text only), left-padded in batches; greedy when
-    ``temperature`` is 0, sampling otherwise."""
-    import torch
-
-    device = device if device is not None else next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation appends on the right
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out: list[str] = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id}
-            if temperature > 0:
-                kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.no_grad():
-                generated = model.generate(**enc, **kwargs)
-            new = generated[:, enc["input_ids"].shape[1] :]
-            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = text
-    finally:
-        tokenizer.padding_side = side
-    return out
-
-
-# ------------------------------------------------------------------------------------------------------
 # models
 # ------------------------------------------------------------------------------------------------------
 
