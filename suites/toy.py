@@ -2,14 +2,15 @@
 
 A 4-8-2 MLP learns two tasks on random points: ``sign`` (is the first coordinate positive?) and ``xor``
 (do the first two coordinates differ in sign? needs the hidden layer). No data files, no network, no
-weights: a run takes well under a second on a CPU, so the harness's own tests train it (grids, workers,
+weights: a run takes about a second on a CPU, so the harness's own tests train it (grids, workers,
 kill and resume, exit codes, gradient accumulation) and a change to the loop can be tried on it.
 Everything is seeded: the points by the task and split (the same for every run), the model's
 initialisation by the run's seed (the runner seeds torch before ``load_model``), the batch order by the
 run's seed and the epoch.
 
-It only runs when asked for (``--suite toy``), so no real grid or leaderboard ever includes it, and
-``harness ls suites`` marks it as an example. The adapters that run on it are ``head`` and ``full``: the
+It is a suite of its own, so it only runs when asked for (``--suite toy``): no grid of a real suite
+includes it, its records exist only where someone ran it, and ``harness ls suites`` marks it as an
+example. The adapters that run on it are ``head`` and ``full``: the
 MLP has no transformer blocks, so the adapters that look for sites in them (LoRA and the other low-rank
 methods, BitFit) are refused at plan time (``meta_model`` lets the planner see that without a run). Its
 scores say little (16 steps on 32 points); what it is for is that every part of a run happens.
@@ -47,7 +48,7 @@ LABELS = {
     "sign": lambda x: x[:, 0] > 0,
     "xor": lambda x: (x[:, 0] > 0) ^ (x[:, 1] > 0),
 }
-# One budget for both presets: there is no paper to follow, and a run stays well under a second.
+# One budget for both presets: there is no paper to follow; 16 steps keep a run at about a second.
 TRAIN = TrainConfig(epochs=2, lr=0.1, batch_size=4, eval_batch_size=16, warmup_ratio=0.0)
 
 # A catalogue entry, so that `--model toy-mlp` is known offline (the weights are built, never loaded).
@@ -85,7 +86,7 @@ def toy_mlp() -> nn.Module:
 
 @register_suite("toy")
 class Toy(Suite):
-    description = "[example] a 4-8-2 MLP on random points in under a second; the template for a new suite"
+    description = "[example] a 4-8-2 MLP on random points in about a second; the template for a new suite"
     family = "encoder"  # a classifier with a head: the adapters of encoder models apply
     tasks = tuple(LABELS)
     share_task_data = True  # the points are only read during a run: a grid's runs may share them

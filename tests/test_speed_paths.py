@@ -2,7 +2,7 @@
 compile flags (recorded, hash-neutral at their defaults), --opt scoping, the loss log without host
 syncs, and the run command's help text.
 
-The runs train the toy suite (suites/toy.py, a 4-8-2 MLP on 32 random points); they take well under a
+The runs train the toy suite (suites/toy.py, a 4-8-2 MLP on 32 random points); they take about a
 second each.
 """
 
