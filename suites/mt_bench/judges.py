@@ -178,7 +178,7 @@ class OpenAIJudge:
 class HFJudge:
     """A local Hugging Face causal LM as judge (greedy), loaded on first use.
 
-    ``source`` resolves a catalogue name or folder to weights (suites._shared.instruct.model_source); it is
+    ``source`` resolves a catalogue name or folder to weights (suites._shared.models.model_source); it is
     passed in so this module does not depend on the instruction suite. ``prefill`` starts the judge's reply
     (e.g. RATING_PREFILL): a small model that never writes FastChat's ``[[rating]]`` on its own then only
     has to write the number. The reply, prefill included, is parsed as usual.

@@ -54,7 +54,8 @@ from harness.models import find_model_entry, wheel_dir
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
-from suites._shared.instruct import CPU_TRAIN, SMOLLM2, InstructionTuningSuite, cache_root, model_source
+from suites._shared.instruct import CPU_TRAIN, SMOLLM2, InstructionTuningSuite, cache_root
+from suites._shared.models import model_source
 from suites.mt_bench.answers import (
     ANSWER_TEMPLATES,
     CATEGORY_TEMPERATURE,
