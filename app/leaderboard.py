@@ -24,6 +24,7 @@ import streamlit as st  # noqa: E402
 
 from app import views  # noqa: E402
 from harness import aggregate  # noqa: E402
+from harness.record import RunRecord  # noqa: E402
 from harness.store import ResultStore  # noqa: E402
 
 
@@ -61,12 +62,12 @@ def store_signature(results_dir: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def load_store(results_dir: str) -> tuple[list[dict], list[tuple[str, str]]]:
+def load_store(results_dir: str) -> tuple[list[RunRecord], list[tuple[str, str]]]:
     return _load_store_cached(results_dir, store_signature(results_dir))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _load_store_cached(results_dir: str, signature: tuple) -> tuple[list[dict], list[tuple[str, str]]]:
+def _load_store_cached(results_dir: str, signature: tuple) -> tuple[list[RunRecord], list[tuple[str, str]]]:
     del signature  # only part of the cache key
     report = ResultStore(results_dir).load(warn=False)
     root = Path(results_dir)

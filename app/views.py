@@ -9,7 +9,6 @@ browser fetch anything (an adapter named ``![x](http://host/p.png)`` prints as t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -17,6 +16,7 @@ import streamlit as st
 
 from app import charts
 from harness import aggregate
+from harness.record import RunRecord
 
 RUN_COMMAND = "python -m harness run --suite glue --preset cpu"
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
@@ -160,8 +160,8 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
         "memory_mib": rows["peak_memory_bytes"] / 2**20, "estimate_mib": rows["estimate_memory_bytes"] / 2**20,
         "train_seconds": rows["train_seconds"], "higher_is_better": rows["higher_is_better"].fillna(True),
     })
-    metric = aggregate._first_valid(rows["primary"]) or "score"
-    unit = aggregate._first_valid(rows["unit_label"]) or "unit unknown"
+    metric = aggregate.first_valid(rows["primary"]) or "score"
+    unit = aggregate.first_valid(rows["unit_label"]) or aggregate.UNKNOWN_UNIT.label
     return points, f"{target} {metric} ({unit})"
 
 
@@ -189,7 +189,7 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     reported = pd.DataFrame()
     if target != "average" and len(reference) and not limited:
         reported = reference[(reference["suite"] == suite) & (reference["task"] == target)].copy()
-        scale = float(aggregate._first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
+        scale = float(aggregate.first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
                                                           "scale"]) or 1.0)
         reported["score"] = reported["score"] * scale
     st.altair_chart(charts.pareto_chart(points, axis, y_title, reported), width="stretch")
@@ -200,14 +200,14 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     st.text("On the front: " + ", ".join(sorted(front.loc[front["on_front"], "label"].astype(str))))
 
 
-def _json_section(record: Mapping[str, Any], name: str) -> None:
+def _json_section(record: RunRecord, name: str) -> None:
     value = record.get(name)
     if value:
         with st.expander(name.replace("_", " ")):
             st.json(value, expanded=False)
 
 
-def render_run_detail(records: list[dict[str, Any]]) -> None:
+def render_run_detail(records: list[RunRecord]) -> None:
     if not records:
         st.info("No runs match the filters.")
         return
@@ -245,7 +245,7 @@ def render_run_detail(records: list[dict[str, Any]]) -> None:
     render_analysis(record)
 
 
-def render_analysis(record: Mapping[str, Any]) -> None:
+def render_analysis(record: RunRecord) -> None:
     st.markdown("**SVD analyses of the weight updates**")
     singular = aggregate.singular_values_frame(record)
     if singular.empty:

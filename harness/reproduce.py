@@ -28,7 +28,9 @@ from harness.paper_tables import (
     row_key,
     validate_tables,
 )
+from harness.record import RunRecord
 from harness.spec import RunSpec
+from harness.status import Status
 
 PRESETS = ("paper", "cpu")
 REPORT_COLUMNS = (
@@ -61,8 +63,8 @@ def select_rows(table: PaperTable, rows: list[str] | None) -> PaperTable:
 def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool = False) -> list[PlannedRow]:
     """Every runnable row's runs. ``cpu``: the same rows and options on each suite's embedded model with
     the cpu budget and seeds (the table's training protocol is the paper model's, so it is left out)."""
+    from harness.plan import GridRequest, plan_grid
     from harness.registry import SUITES
-    from harness.runner import GridRequest, plan_grid
 
     if preset not in PRESETS:
         raise HarnessError(f"reproduce --preset must be one of {', '.join(PRESETS)}, got '{preset}'")
@@ -92,7 +94,7 @@ def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool
 
 def count_row(planned: PlannedRow) -> int | None:
     """Trainable adapter parameters of the row's first run, on the meta device (the head apart)."""
-    from harness.runner import check_against_shapes
+    from harness.plan import check_against_shapes
 
     spec = planned.specs[0]
     if spec.adapter == "full":  # full fine-tuning: the papers count the whole model, head included
@@ -228,16 +230,16 @@ def _record_metrics(record: dict[str, Any]) -> dict[str, float]:
             and math.isfinite(v)}
 
 
-def reproduction_rows(table: PaperTable, records: list[dict[str, Any]], preset: str,
+def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
                       planned: list[PlannedRow] | None = None) -> list[dict[str, Any]]:
     """Per (row, model, task, metric) with a reported value: the reported value beside our mean and CI."""
     from harness.metrics import unit_of_metric
     from harness.stats import mean_ci
 
-    by_hash: dict[str, list[dict[str, Any]]] = {}
+    by_hash: dict[str, list[RunRecord]] = {}
     for record in records:
         spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
-        if record.get("status") == "success" and spec.get("preset") == preset:
+        if record.get("status") == Status.SUCCESS and spec.get("preset") == preset:
             key = record.get("key") if isinstance(record.get("key"), dict) else {}
             by_hash.setdefault(str(key.get("config_hash") or _spec_hash(spec)), []).append(record)
     planned = planned if planned is not None else plan_table(table, preset)
@@ -290,7 +292,7 @@ def _spec_hash(spec: dict[str, Any]) -> str:
         return ""
 
 
-def reproduction_files(records: list[dict[str, Any]]) -> dict[str, str]:
+def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
     """``reproduce-<table>.csv`` (name -> CSV text) for every table with records (paper and cpu preset
     rows); ``report`` writes them atomically beside its other tables."""
     files: dict[str, str] = {}
@@ -335,16 +337,18 @@ def cmd_reproduce(args: Any) -> int:
     table = select_rows(get_table(args.table), getattr(args, "rows", None))
     preset = args.preset or "paper"
     if args.dry_run:
-        from harness.runner import default_results_dir
+        from harness.grid import default_results_dir
         from harness.store import ResultStore
 
         store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
         rows = dry_run_rows(table, preset, store)
         print(json.dumps(rows, indent=1) if args.json else format_dry_run(table, rows, preset))
         return 0
-    from harness.cli import _check_writable, _cuda_available, resolve_data
+    from harness.cli_run import _check_writable, _cuda_available, resolve_data
     from harness.executors import ExecutorConfig, run_with_executor
-    from harness.runner import ExecutionOptions, check_against_shapes, default_results_dir, preflight
+    from harness.grid import default_results_dir
+    from harness.plan import check_against_shapes, preflight
+    from harness.runner import ExecutionOptions
     from harness.store import ResultStore
 
     planned = plan_table(table, preset, cuda_available=_cuda_available())

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.record import RecordError, dumps, record_relpath, sanitize
+from harness.record import RecordError, RunRecord, dumps, record_relpath, sanitize
 from harness.record_check import NewerSchemaError, notes_text, read_record_file
 from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed and cancelled are rerun)
 
@@ -54,7 +54,7 @@ class StoreWarning(UserWarning):
 
 @dataclass
 class LoadReport:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files that are not records
     cleaned: list[tuple[str, str]] = field(default_factory=list)  # (path, which values were set to None)
 
@@ -76,7 +76,7 @@ class ResultStore:
     def exists(self, key: Mapping[str, Any]) -> bool:
         return self.path_for(key).is_file()
 
-    def get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    def get(self, key: Mapping[str, Any]) -> RunRecord | None:
         path = self.path_for(key)
         if not path.is_file():
             return None
@@ -103,7 +103,7 @@ class ResultStore:
         runs (and unreadable records) are run again."""
         return self.status(key) in DONE_STATUSES
 
-    def write(self, record: Mapping[str, Any]) -> Path:
+    def write(self, record: RunRecord) -> Path:
         path = self.path_for(record["key"])
         path.parent.mkdir(parents=True, exist_ok=True)
         text = dumps(sanitize(record))
@@ -161,7 +161,7 @@ class ResultStore:
                                   stacklevel=2)
         return report
 
-    def records(self, *, warn: bool = True) -> list[dict[str, Any]]:
+    def records(self, *, warn: bool = True) -> list[RunRecord]:
         return self.load(warn=warn).records
 
 
@@ -190,7 +190,7 @@ class ResultStore:
         """Paths of these runs that hold a record of a newer schema version (never overwritten)."""
         return [self.path_for(k) for k in keys if self.status(k) == NEWER_SCHEMA]
 
-    def keep_unsaved(self, record: Mapping[str, Any]) -> Path | None:
+    def keep_unsaved(self, record: RunRecord) -> Path | None:
         """Write a record whose own path could not be written somewhere else: ``.unsaved/`` under the
         results folder, else the temporary folder. None when neither can be written."""
         relpath = record_relpath(record["key"])

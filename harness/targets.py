@@ -169,15 +169,37 @@ ARCHITECTURE_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
 MODEL_TYPE_ARCHITECTURES = {"bert": "bert", "roberta": "bert", "deberta-v2": "deberta-v2", "llama": "llama"}
 
 
+def model_architecture(name: str) -> str | None:
+    """The architecture (harness.targets.ARCHITECTURE_ROLES key) of a catalogue model, read without
+    torch or the network; None for a model outside the catalogue or of an unknown model type."""
+    import json
+
+    from harness.models import CONFIG_DIR, SUITE_MODEL_ARCHITECTURES, find_model_entry
+
+    entry = find_model_entry(name)
+    if entry is None:
+        return None
+    arch = entry.architecture or SUITE_MODEL_ARCHITECTURES.get(entry.name)
+    if arch is None:
+        config_file = CONFIG_DIR / entry.arch_config if entry.arch_config else None
+        # local_path() may unpack weights (SmolLM2's GGUF): only when no arch config says it
+        local = entry.local_path() if config_file is None else None
+        if local is not None and (local / "config.json").is_file():
+            config_file = local / "config.json"
+        if config_file is not None:
+            arch = MODEL_TYPE_ARCHITECTURES.get(json.loads(config_file.read_text()).get("model_type", ""))
+    if arch is not None and arch not in ARCHITECTURE_ROLES:
+        raise HarnessError(f"model '{entry.name}' names an unknown architecture '{arch}'; known: {', '.join(ARCHITECTURE_ROLES)}")
+    return arch
+
+
 def resolve_targets(value: object, model: str, *, fallback: object = None) -> object:
     """A target role ("attention-qv", ...) -> the module names it means for ``model``'s architecture
-    (``harness.models.model_architecture``); anything else (module names, "all-linear") is returned as
+    (``model_architecture``); anything else (module names, "all-linear") is returned as
     is. A model outside the catalogue (a hub id, a local folder) has no known architecture: for the
     q,v role the suite's own per-model default (``fallback``) is used, any other role is an error."""
     if not isinstance(value, str) or value not in TARGET_ROLES or value == ALL_LINEAR:
         return value
-    from harness.models import model_architecture
-
     arch = model_architecture(model)
     if arch is None:
         if value == ATTENTION_QV and fallback is not None:

@@ -78,8 +78,8 @@ def meta_roberta_count(adapter: Adapter, config_file: str = "roberta-base.json")
 
     from transformers import AutoConfig, AutoModel
 
+    from harness.attach import count_on_skeleton
     from harness.models import CONFIG_DIR
-    from harness.runner import count_on_skeleton
 
     data = json.loads((CONFIG_DIR / config_file).read_text())
     config = AutoConfig.for_model(data.pop("model_type"), **data)

@@ -1,4 +1,5 @@
-"""Run records shaped like the runner's (harness/runner.py), for tests of the data layer and the app."""
+"""Run records shaped like the runner's (harness/runner.py), for tests of the data layer and the app; they
+conform to the record schema (harness/record.py, checked by tests/test_record_schema.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from harness.record import SCHEMA_VERSION
+from harness.record import SCHEMA_VERSION, RunRecord
 from harness.store import ResultStore
 
 
@@ -35,7 +36,7 @@ def make_record(
     analysis: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """``train`` adds training settings to the spec (``{"max_steps": 2}``); ``annotations`` adds the
     sections new runners write (``preset_defaults``, ``caps``) and ``metrics.unit`` keys."""
     options = {"rank": 8, "alpha": 16.0} if adapter_options is None else adapter_options
@@ -62,7 +63,7 @@ def make_record(
     if status != "success":
         record["error"] = {"type": "DivergedError" if status == "diverged" else "RuntimeError",
                            "message": f"{status} at step 3", "traceback": None, "step": 3}
-        return record
+        return cast(RunRecord, record)
     record.update({
         "metrics": {"primary": primary, "score": score, "selection": "best-dev-epoch", "best": {primary: score},
                     "best_epoch": 1, "final": {primary: score}, "per_epoch": [{"epoch": 1, "step": 4, primary: score}],
@@ -76,7 +77,7 @@ def make_record(
         "loss_curve": [[1, 0.70], [2, 0.66], [3, 0.61], [4, 0.55]],
         "analysis": copy.deepcopy(analysis) if analysis is not None else sample_analysis(),
     })
-    return record
+    return cast(RunRecord, record)
 
 
 def sample_analysis() -> dict[str, Any]:
@@ -94,14 +95,14 @@ def sample_analysis() -> dict[str, Any]:
     }
 
 
-def write_store(root: Path, records: list[dict[str, Any]]) -> ResultStore:
+def write_store(root: Path, records: list[RunRecord]) -> ResultStore:
     store = ResultStore(root)
     for record in records:
         store.write(record)
     return store
 
 
-def grid_records() -> list[dict[str, Any]]:
+def grid_records() -> list[RunRecord]:
     """Two tasks x three adapters x two seeds, one failed and one diverged run, a limited and a dirty run."""
     records = []
     scores = {"lora": (0.62, 0.66), "head": (0.55, 0.57), "full": (0.70, 0.68)}

@@ -108,16 +108,13 @@ def write_run(tmp_path, name, adapter_name, options, seed):
     shaped by the real GLUE skeleton of the offline MiniLM)."""
     from safetensors.torch import save_file
 
-    from harness.adapter import ApplyContext
+    from harness.attach import attach, build_adapter
     from harness.registry import SUITES
-    from harness.runner import build_adapter
-    from harness.targets import find_sites
 
     suite = SUITES.get("glue")()
     model, head = suite.meta_model("minilm-l6", "sst2")
     adapter = build_adapter(adapter_name, options)
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=head))
-    adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=head, total_steps=1))
+    attach(adapter, model, family="encoder", head_modules=head, total_steps=1)
     g = torch.Generator().manual_seed(seed)
     state = {n: torch.randn(p.shape, generator=g) for n, p in model.named_parameters() if p.requires_grad}
     save_file(state, str(tmp_path / f"{name}.adapter.safetensors"))

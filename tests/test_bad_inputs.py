@@ -376,9 +376,9 @@ def _float_fields(cls: type) -> list[str]:
 
 
 def test_every_float_option_of_every_adapter_rejects_non_finite_values():
+    from harness.attach import build_adapter
     from harness.errors import HarnessError
     from harness.registry import ADAPTERS
-    from harness.runner import build_adapter
 
     tried = 0
     for adapter in ADAPTERS.names():
@@ -464,7 +464,8 @@ def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, share
     text, an --opt object becomes KEY=VALUE items, null leaves a key unset, the command line wins."""
     import argparse
 
-    from harness.cli import _load_config_file, build_parser
+    from harness.cli_config import _load_config_file
+    from harness.cli_parser import build_parser
 
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"dry_run": True, "force": False, "adapters": ["lora", "dora"], "seeds": [1, 2],
@@ -487,7 +488,7 @@ def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, share
 def test_device_cuda_is_checked_against_the_devices_there_are(monkeypatch, capsys):
     import torch
 
-    from harness.cli import check_device
+    from harness.cli_run import check_device
     from harness.errors import HarnessError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.grid import run_and_record
 from harness.registry import SUITES
-from harness.runner import ExecutionOptions, RunCancelled, base_record, run_and_record
+from harness.runner import ExecutionOptions, RunCancelled
 from harness.store import DONE_STATUSES, ResultStore
 from tests.test_zero_shot import SUITE, FakeDualSuite, spec
 
@@ -29,7 +30,7 @@ def test_an_interrupted_run_is_recorded_as_cancelled(interrupted_suite, tmp_path
     with pytest.raises(KeyboardInterrupt):
         run_and_record(run, store, ExecutionOptions(device="cpu", progress=False, cache=False))
 
-    record = store.get(base_record(run)["key"])
+    record = store.get(run.key)
     assert record is not None and record["status"] == "cancelled"
     assert record["environment"] and record["finished_at"]
     assert "cancelled" not in DONE_STATUSES  # so the next invocation runs it again
@@ -56,7 +57,7 @@ def test_a_run_stopped_by_sigterm_is_recorded_as_cancelled_with_the_signal(tmp_p
             run_and_record(run, store, ExecutionOptions(device="cpu", progress=False, cache=False))
     finally:
         SUITES.unregister(SUITE)
-    record = store.get(base_record(run)["key"])
+    record = store.get(run.key)
     assert record["status"] == "cancelled" and record["error"]["signal"] == "SIGTERM"
     assert record["error"]["message"] == "stopped by SIGTERM"
     # a pool worker sends it to the driver: the record and the signal (the exit code) survive the trip

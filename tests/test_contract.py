@@ -197,7 +197,7 @@ def test_merge_unmerge_and_delta_components_are_exact(name):
 @pytest.mark.parametrize("name", _encoder_adapter_names())
 def test_meta_device_count_equals_the_real_count(name):
     """``harness params`` counts on a meta-device skeleton: it must give what the real model trains."""
-    from harness.runner import count_on_skeleton
+    from harness.attach import count_on_skeleton
 
     def fresh() -> Adapter:
         cls = ADAPTERS.get(name)
@@ -237,8 +237,9 @@ def _preset_cases() -> list[tuple[str, str, str, str]]:
 
 @pytest.mark.parametrize("adapter,suite,preset,model", _preset_cases())
 def test_every_preset_option_set_builds(adapter, suite, preset, model):
+    from harness.attach import build_adapter
     from harness.models import find_model_entry
-    from harness.runner import GridRequest, adapter_options_for, build_adapter
+    from harness.plan import GridRequest, adapter_options_for
 
     assert find_model_entry(model) is not None, f"{adapter}'s {preset} table names an unknown model {model}"
     cls = ADAPTERS.get(adapter)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.runner import GridOutcome
+from harness.grid import GridOutcome
 
 SUITE = "toy-faults"  # tests/toy_faults.py: the toy suite with a fault per task (boom fails, nan diverges)
 

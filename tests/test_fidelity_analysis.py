@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from harness.adapter import ApplyContext, DeltaComponent
+from harness.adapter import DeltaComponent
 from harness.analysis import analyze_components, subspace_similarity
+from harness.attach import adapter_sites, attach
 from harness.config import build
 from harness.registry import ADAPTERS
-from harness.targets import find_sites
 
 
 def rotation(n: int, seed: int) -> torch.Tensor:
@@ -136,10 +136,10 @@ def test_inter_layer_kl_keeps_the_towers_of_a_dual_encoder_apart():
     model = TinyDualEncoder(layers=2)
     cls = ADAPTERS.get("moslora")
     adapter = cls(build(cls.config_cls, {"rank": 4, "alpha": 8, "targets": "q,v"}, "moslora"))
-    sites = tuple(find_sites(model, adapter.config.targets))
+    sites = adapter_sites(adapter, model, ())
     assert {s.stack for s in sites} == {"visual.transformer.resblocks", "transformer.resblocks"}
     assert len(sites) == 8  # 2 towers x 2 layers x (q, v)
-    adapter.apply(model, ApplyContext(family="dual_encoder", sites=sites, head_modules=(), total_steps=1))
+    attach(adapter, model, family="dual_encoder", head_modules=(), total_steps=1)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():

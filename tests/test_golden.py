@@ -4,13 +4,15 @@ set. A change to either fails here until the golden files are regenerated on pur
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from harness import aggregate
+from harness import aggregate, record_schema
 from harness.cli import main
 from harness.store import ResultStore
 
@@ -51,6 +53,9 @@ def test_the_record_layout_is_golden(shared_data, tmp_path):
     assert main(argv) == 0
     (record,) = ResultStore(tmp_path).records(warn=False)
     check("record_layout.txt", "\n".join(layout(record)) + "\n")
+    # and the record a real run writes conforms to the exported schema (docs/record.schema.json)
+    schema = json.loads(record_schema.SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert [e.message for e in Draft202012Validator(schema).iter_errors(record)] == []
 
 
 @pytest.mark.parametrize("fmt", ["csv", "md", "latex"])

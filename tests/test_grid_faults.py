@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import load_record
+from harness.record_check import load_record
 from harness.store import ResultStore
 
 PLUGIN = "tests.toy_faults"
@@ -161,7 +161,8 @@ def test_two_processes_writing_the_same_records_never_tear_them(tmp_path: Path):
 def test_sequential_and_parallel_grids_on_one_store_at_once(fake, tmp_path: Path, monkeypatch):
     """A parallel grid (--workers 2, in a subprocess) and a sequential grid (in this process) over the
     same runs and the same store, started so that they overlap."""
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     results, markers = tmp_path / "results", tmp_path / "markers"
     markers.mkdir()
@@ -200,15 +201,16 @@ def test_sequential_and_parallel_grids_on_one_store_at_once(fake, tmp_path: Path
 
 
 def _plan(tasks: str, seeds: tuple[int, ...] = (1,), adapters: str = "head"):
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite=SUITE, adapters=adapters, tasks=tasks, seeds=seeds, preset="cpu"),
                      cuda_available=False)
 
 
 def test_statuses_of_runs_that_go_wrong_and_resume(fake, tmp_path: Path):
-    from harness.cli import _plan_table
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.cli_run import _plan_table
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     specs = _plan("nan,inf,oom,boom,ok")
     store = ResultStore(tmp_path)
@@ -236,7 +238,8 @@ def test_statuses_of_runs_that_go_wrong_and_resume(fake, tmp_path: Path):
 
 
 def test_cancelled_records_are_rerun(fake, tmp_path: Path):
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     specs = _plan("ok")
     store = ResultStore(tmp_path)
@@ -268,8 +271,9 @@ def test_stale_temporary_files_are_judged_by_their_writer(tmp_path: Path):
 
 
 def test_cached_loads_give_the_same_records_as_fresh_loads(fake, tmp_path: Path):
-    from harness import runner
-    from harness.runner import ExecutionOptions, run_grid
+    from harness import load_cache as runner  # the load cache (was in harness.runner)
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     specs = _plan("ok,nan", seeds=(1, 2), adapters="head,full")  # 8 runs, 4 distinct loads
     results = {}
@@ -356,7 +360,7 @@ def test_pool_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
 
 
 def test_ray_tasks_ask_for_a_gpu_only_when_runs_use_cuda():
-    from harness.executors import ray_resources
+    from harness.executor_ray import ray_resources
     from harness.runner import ExecutionOptions
 
     assert ray_resources(ExecutionOptions(device="cuda"), cluster_gpus=0) == {"num_gpus": 1, "num_cpus": 1.0}

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from record_factory import make_record, write_store
 
-from harness import aggregate, cli
+from harness import aggregate
+from harness import cli_report as cli  # write_files_atomically (was in harness.cli)
 from harness import metrics as metric_units
 from harness.cli import main
 from harness.spec import RunSpec
@@ -261,7 +262,7 @@ def test_every_builtin_suite_declares_its_primary_metrics_with_a_unit():
 
 def test_glue_refuses_limit_at_plan_time():
     from harness.errors import HarnessError
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     with pytest.raises(HarnessError, match="does not use --limit"):
         plan_grid(GridRequest(suite="glue", tasks="rte", adapters="lora", train_overrides={"limit": 5}),
@@ -272,7 +273,8 @@ def test_glue_refuses_limit_at_plan_time():
 
 
 def test_new_records_carry_preset_defaults_caps_and_units_outside_the_hash():
-    from harness.runner import GridRequest, base_record, metric_annotations, plan_grid
+    from harness.plan import GridRequest, plan_grid
+    from harness.run_record import base_record, metric_annotations
 
     spec = plan_grid(GridRequest(suite="glue", tasks="rte", adapters="full", seeds=(1,),
                                  train_overrides={"max_steps": 2, "lr": 3e-4}), cuda_available=False)[0]

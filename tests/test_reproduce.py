@@ -216,3 +216,12 @@ def test_bad_table_entries_fail_with_one_line():
                      targets="attention-qv", protocol="p", rows=(TableRow("LoRA (r=3)", "lora"),))
     with pytest.raises(HarnessError, match="row 'LoRA \\(r=3\\)'.*no reported number"):
         validate_tables((bad,))
+
+
+def test_the_paper_tables_roles_are_the_target_roles():
+    """paper_table_types keeps the role names as strings (torch-free for the app): they must be
+    harness.targets' roles, in its order."""
+    from harness.paper_table_types import ROLES
+    from harness.targets import TARGET_ROLES
+
+    assert ROLES == tuple(TARGET_ROLES)

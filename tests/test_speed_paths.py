@@ -27,15 +27,15 @@ from tests.adapter_testkit import randomise, tiny_bert, token_batch
 @pytest.fixture(scope="module")
 def toy():
     """The runs below train the toy suite (suites/toy.py); afterwards the load cache forgets its models."""
-    from harness import runner
+    from harness import load_cache
 
     yield
-    runner.MODEL_CACHE.clear()
-    runner.DATA_CACHE.clear()
+    load_cache.MODEL_CACHE.clear()
+    load_cache.DATA_CACHE.clear()
 
 
 def _specs(adapters: str = "head,full", seeds: tuple[int, ...] = (1, 2), **train: object) -> list[RunSpec]:
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="toy", adapters=adapters, seeds=seeds, preset="cpu",
                                  train_overrides=dict(train)), cuda_available=False)
@@ -51,7 +51,7 @@ def _comparable(record: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def _merging_adapters() -> list[str]:
-    from harness.runner import adapter_merges
+    from harness.evaluation import adapter_merges
 
     return [name for name in ADAPTERS.names() if adapter_merges(ADAPTERS.get(name)())
             and "encoder" in ADAPTERS.get(name).families]
@@ -79,7 +79,7 @@ def test_every_merging_adapter_is_tested():
 
 @pytest.mark.parametrize("name", _merging_adapters())
 def test_merged_evaluation_gives_the_unmerged_predictions(name: str):
-    from harness.runner import merged_for_eval
+    from harness.evaluation import merged_for_eval
 
     adapter, model = _applied(name)
     ids = token_batch(batch=16, length=9)
@@ -99,7 +99,7 @@ def test_merged_evaluation_gives_the_unmerged_predictions(name: str):
 
 
 def test_an_adapter_without_merge_hooks_is_evaluated_as_it_is():
-    from harness.runner import adapter_merges, merged_for_eval
+    from harness.evaluation import adapter_merges, merged_for_eval
 
     adapter = ADAPTERS.get("full")()
     assert not adapter_merges(adapter)
@@ -108,7 +108,7 @@ def test_an_adapter_without_merge_hooks_is_evaluated_as_it_is():
 
 
 def test_a_quantised_or_large_base_is_evaluated_unmerged(monkeypatch):
-    from harness.runner import merged_for_eval
+    from harness.evaluation import merged_for_eval
 
     adapter, model = _applied("lora")
     with merged_for_eval(adapter, model) as merged:
@@ -232,8 +232,8 @@ def test_precision_and_compile_are_recorded(toy, monkeypatch: pytest.MonkeyPatch
 
 
 def test_precision_auto_resolves_to_fp32_without_a_gpu():
-    from harness.cli import _resolve_precision
-    from harness.runner import resolve_precision
+    from harness.cli_run import _resolve_precision
+    from harness.evaluation import resolve_precision
 
     assert _resolve_precision("auto", "auto", cuda=False) == "fp32"
     assert _resolve_precision("bf16", "cpu", cuda=False) == "bf16"
@@ -247,7 +247,7 @@ def test_precision_auto_resolves_to_fp32_without_a_gpu():
 # ---------------------------------------------------------------------------------------------------
 
 def test_loss_log_on_a_device_reads_in_blocks_and_names_the_first_bad_step(monkeypatch: pytest.MonkeyPatch):
-    from harness import runner
+    from harness import loss_log as runner  # LossLog (was in harness.runner)
 
     monkeypatch.setattr(runner, "LOSS_SYNC_STEPS", 4)
     log = runner.LossLog(on_device=True)
@@ -295,7 +295,7 @@ def test_gpu_check_fails_clearly_without_cuda():
 # ---------------------------------------------------------------------------------------------------
 
 def _glue(adapters: list[str], opts: dict[str, str]) -> dict[str, dict]:
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     specs = plan_grid(GridRequest(suite="glue", adapters=adapters, tasks="rte", seeds=(1,), preset="cpu",
                                   adapter_options=opts), cuda_available=False)
@@ -332,7 +332,7 @@ def test_opt_errors_name_the_option(adapters: list[str], opts: dict[str, str], m
 # ---------------------------------------------------------------------------------------------------
 
 def _run_parser():
-    from harness.cli import build_parser
+    from harness.cli_parser import build_parser
 
     parser = build_parser()
     return parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]

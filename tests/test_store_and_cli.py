@@ -5,7 +5,8 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.record import RecordError, validate_record
+from harness.record import RecordError
+from harness.record_check import validate_record
 from harness.spec import RunSpec, TrainConfig
 from harness.store import ResultStore
 

@@ -287,7 +287,7 @@ def fake_suite(tmp_path_factory, monkeypatch):
 
 
 def _plan_one(task: str = "ok", seed: int = 1):
-    from harness.runner import GridRequest, plan_grid
+    from harness.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="toy-faults", adapters="head", tasks=task, seeds=(seed,), preset="cpu"),
                      cuda_available=False)[0]
@@ -429,7 +429,8 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
     (results / UNSAVED_DIR).write_text("a file where the side folder would go")
     store_tempdir(tmp_path / "tmp")
     _disk_full_for(monkeypatch, {1, 2})
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     specs = [_plan_one(seed=1), _plan_one(seed=2)]
     lines: list[str] = []
@@ -449,7 +450,8 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
 
 def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_suite, tmp_path: Path, monkeypatch):
     from harness import runner
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     real = runner.execute_run
 
@@ -470,7 +472,7 @@ def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_sui
 
 def test_a_parallel_driver_counts_unsaved_results():
     from harness.executors import _reporter
-    from harness.runner import GridOutcome, RunResult
+    from harness.grid import GridOutcome, RunResult
 
     outcome, lines = GridOutcome(planned=2), []
     report = _reporter(outcome, lines.append, None)  # what the pool and Ray drivers call per finished run
@@ -526,7 +528,8 @@ def test_records_and_report_tables_are_created_with_the_umask(umask, mode, tmp_p
 def test_a_full_temporary_folder_fails_the_run_not_the_grid(fake_suite, tmp_path: Path, monkeypatch):
     import tempfile
 
-    from harness.runner import ExecutionOptions, run_grid
+    from harness.grid import run_grid
+    from harness.runner import ExecutionOptions
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

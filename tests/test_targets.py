@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.attach import build_adapter
 from harness.errors import HarnessError
-from harness.models import model_architecture, model_entries
+from harness.models import model_entries
+from harness.plan import GridRequest, adapter_options_for, check_against_shapes, plan_grid
 from harness.registry import ADAPTERS, SUITES
-from harness.runner import GridRequest, adapter_options_for, build_adapter, check_against_shapes, plan_grid
-from harness.targets import ARCHITECTURE_ROLES, resolve_targets
+from harness.targets import ARCHITECTURE_ROLES, model_architecture, resolve_targets
 from suites.toy import MODEL as TOY_MODEL
 
 BASELINE = Path(__file__).parent / "data" / "resolved_options_baseline.json"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.runner import ExecutionOptions, GridRequest, check_against_shapes, execute_run, plan_grid
+from harness.plan import GridRequest, check_against_shapes, plan_grid
+from harness.runner import ExecutionOptions, execute_run
 from suites.toy import MODEL
 
 

@@ -69,9 +69,9 @@ class FaultyToy(Toy):
 
 def unregister() -> None:
     """Forget the suite and this module (a later import registers it again) and the runner's load cache."""
-    from harness import runner
+    from harness import load_cache
 
     SUITES.unregister(NAME)
     sys.modules.pop(__name__, None)
-    runner.MODEL_CACHE.clear()
-    runner.DATA_CACHE.clear()
+    load_cache.MODEL_CACHE.clear()
+    load_cache.DATA_CACHE.clear()

@@ -1,0 +1,117 @@
+"""The wide table as printed (Markdown, LaTeX, the app): units in headers, CIs, verdict marks, bold bests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from harness.aggregate.comparison import verdicts
+from harness.aggregate.formatting import format_cell, format_count, latex_cell, markdown_cell
+from harness.aggregate.wide import family_label, units_text
+
+VERDICT_MARKS = {"better": "▲", "worse": "▼", "tied": "≈", "n/a": ""}
+
+
+def _best_index(values: pd.Series, higher: bool) -> set[int]:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == 0:
+        return set()
+    best = numeric.max() if higher else numeric.min()
+    return set(numeric.index[numeric == best])
+
+
+def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> tuple[pd.DataFrame, set[tuple[int, str]]]:
+    """The wide table as printed (Markdown, LaTeX, the app): headers with units, cells with CI and n,
+    the verdict mark against the baseline, and the (row, column) cells that are the best of their
+    column among the complete rows (higher score; fewer parameters, less memory, less time)."""
+    units = wide.attrs.get("units", {})
+    tasks = wide.attrs.get("tasks", [])
+    marks = verdicts(comparison) if comparison is not None and len(comparison) else {}
+    out = pd.DataFrame(index=wide.index)
+    out["#"] = wide["rank"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    out["method"] = wide["method"] + wide["preset"].map(lambda p: "" if len(set(wide["preset"])) == 1 else f" ({p})")
+    bold: set[tuple[int, str]] = set()
+    complete = wide[wide["complete"]]
+    for task in tasks:
+        u = units[task]
+        header = f"{task} {u['metric']} ({u['label']})"
+        out[header] = [
+            (format_cell(r[task], r[f"{task}_ci_low"], r[f"{task}_ci_high"], r[f"{task}_n"])
+             + (f" {VERDICT_MARKS.get(marks.get((r['config_hash'], task), 'n/a'), '')}".rstrip()))
+            for _, r in wide.iterrows()]
+        bold |= {(i, header) for i in _best_index(complete[task], u["higher_is_better"])}
+    family = wide.attrs.get("average_family")
+    avg_header = f"average ({family_label(family)})"
+    out[avg_header] = [
+        (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"])
+         + f" {VERDICT_MARKS.get(marks.get((r['config_hash'], 'average'), 'n/a'), '')}".rstrip())
+        for _, r in wide.iterrows()]
+    higher = all(u["higher_is_better"] for u in units.values()) if units else True
+    bold |= {(i, avg_header) for i in _best_index(complete["average"], higher)}
+    out["adapter params"] = wide["adapter_params"].map(format_count)
+    bold |= {(i, "adapter params") for i in _best_index(complete["adapter_params"], False)}
+    # a measured peak and the CPU estimate in columns of their own, each only when some row has it
+    for column, header in (("peak_memory_mib", "peak memory (MiB)"), ("cpu_estimate_mib", "peak memory (MiB, CPU est.)")):
+        if wide[column].notna().any():
+            out[header] = wide[column].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+            bold |= {(i, header) for i in _best_index(complete[column], False)}
+    out["train time (s)"] = wide["train_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+    bold |= {(i, "train time (s)") for i in _best_index(complete["train_seconds"], False)}
+    out["missing"] = wide["missing"].map(lambda v: v or "")
+    if wide["limited_by"].astype(str).str.len().gt(0).any():
+        out["limited by"] = wide["limited_by"]
+    return out.reset_index(drop=True), {(list(wide.index).index(i), c) for i, c in bold}
+
+
+def wide_markdown(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
+    if wide is None or wide.empty:
+        return "_no runs_"
+    shown, bold = wide_display(wide, comparison)
+    header = [str(c) for c in shown.columns]
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for i, row in shown.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = markdown_cell(value)
+            cells.append(f"**{text}**" if (i, column) in bold and text not in ("", "–") else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_LATEX_MARKS = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≈": r"$\approx$"}
+
+
+def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str) -> str:
+    """A booktabs table (needs booktabs and amssymb) with the best of each column in bold."""
+    if wide is None or wide.empty:
+        return "% no runs"
+    shown, bold = wide_display(wide, comparison)
+    shown = shown.drop(columns=[c for c in ("missing", "limited by") if c in shown.columns and not shown[c].any()])
+
+    def cell(value: Any, is_bold: bool) -> str:
+        text = latex_cell(value)
+        for mark, tex in _LATEX_MARKS.items():
+            text = text.replace(mark, tex)
+        return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
+
+    title = latex_cell(caption)
+    for mark, tex in _LATEX_MARKS.items():
+        title = title.replace(mark, tex)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}", r"\resizebox{\textwidth}{!}{%",
+             rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
+             " & ".join(latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
+    units = wide.attrs.get("units", {})
+    text = (f"{suite}: mean over seeds with a 95% bootstrap CI over seeds and n (seeds). Units: {units_text(units)}."
+            " Average: the mean of the task columns, for rows with every task; rows with every task and every"
+            " requested seed are ranked (#), the others follow with what they miss.")
+    if baseline:
+        text += (f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied (the CI of the "
+                 "difference includes 0).")
+    return text

@@ -1,0 +1,172 @@
+"""``harness ls`` (adapters, suites, models, presets) and ``harness params`` (trainable parameters per
+adapter, counted on the meta device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from harness.cli_parser import _alpha, _rank
+from harness.errors import HarnessError
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from harness.registry import ADAPTERS, SUITES
+
+    if args.what == "adapters":
+        for name in ADAPTERS.names():
+            cls = ADAPTERS.get(name)
+            print(f"{name:<12} {cls.description}  [families: {', '.join(cls.families)}]")
+            print(f"{'':<12} options: {_adapter_option_text(cls)}")
+    elif args.what == "suites":
+        for name in SUITES.names():
+            cls = SUITES.get(name)
+            print(f"{name:<16} {cls.description}  [tasks: {', '.join(cls.tasks)}]")
+    elif args.what == "models":
+        from harness.models import model_entries
+
+        for entry in model_entries():
+            where = "local" if entry.local_path() is not None else ("hub" if entry.hub_id else "-")
+            print(f"{entry.name:<20} {entry.family:<12} {where:<6} {entry.hub_id or '':<36} {entry.description}")
+    else:
+        from harness.presets import PRESETS
+
+        for preset in PRESETS.values():
+            print(f"{preset.name:<8} seeds={','.join(map(str, preset.seeds)):<18} {preset.description}")
+            for line in _preset_budget_lines(preset.name):
+                print(f"{'':<8} {line}")
+    return 0
+
+
+def _adapter_option_text(cls: Any) -> str:
+    """Each option of an adapter with its default ('(none)' for an adapter without options)."""
+    fields = [f for f in dataclasses.fields(cls.config_cls) if f.init]
+    if not fields:
+        return "(none)"
+    parts = []
+    for f in fields:
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default)) or "()"
+        parts.append(f"{f.name}={default}")
+    return " ".join(parts)
+
+
+def _preset_budget_lines(preset: str) -> list[str]:
+    """Per suite: the model and the training budget of its default tasks under this preset."""
+    from harness.registry import SUITES
+
+    lines = []
+    for name in SUITES.names():
+        suite = SUITES.get(name)()
+        if preset not in suite.presets:
+            continue
+        try:
+            model = suite.default_model(preset)
+            tasks = suite.default_tasks(preset)
+        except Exception as exc:  # a suite that cannot say (e.g. needs data) still lists the rest
+            lines.append(f"{name}: ({type(exc).__name__}: {exc})")
+            continue
+        budgets: dict[str, list[str]] = {}
+        for task in tasks:
+            t = suite.train_config(preset, task, model)
+            text = (f"epochs={t.epochs:g} batch={t.batch_size}x{t.grad_accum} lr={t.lr:g} max_length={t.max_length} "
+                    f"train={t.max_train_samples or 'all'} eval={t.max_eval_samples or 'all'}"
+                    + (f" limit={t.limit}" if t.limit else ""))
+            budgets.setdefault(text, []).append(task)
+        lines.append(f"{name}: model {model}")
+        for text, names in budgets.items():
+            lines.append(f"  {','.join(names)}: {text}")
+    return lines
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from harness.attach import build_adapter, count_on_skeleton
+    from harness.config import parse_key_values
+    from harness.models import get_model_entry
+    from harness.plan import scope_adapter_options
+    from harness.registry import ADAPTERS
+
+    entry = get_model_entry(args.model)
+    names = ADAPTERS.resolve_list(args.adapters)
+    explicit = args.adapters != "all"
+    extra = parse_key_values(args.opt)
+    applicable = [n for n in names if entry.family in ADAPTERS.get(n).families]
+    scoped = scope_adapter_options(applicable, extra) if applicable else {}
+    rows: list[dict[str, Any]] = []
+    build_skeleton, default_targets = _params_skeleton(entry, args.suite)
+    for name in names:
+        cls = ADAPTERS.get(name)
+        if entry.family not in cls.families:
+            if explicit:
+                raise HarnessError(f"adapter '{name}' does not apply to {entry.family} models")
+            continue
+        from harness.config import field_types
+
+        fields = set(field_types(cls.config_cls))  # options only: init=False fields are not options
+        options: dict[str, Any] = {}
+        if "targets" in fields:
+            options["targets"] = args.targets or default_targets
+        if "rank" in fields and args.rank is not None:
+            options["rank"] = _rank(args.rank)
+        if "alpha" in fields and args.alpha is not None:
+            options["alpha"] = _alpha(args.alpha)
+        # an option goes to the selected adapters that have it (ADAPTER.KEY to that one only), as in `run`
+        options.update(scoped[name])
+        from harness.targets import resolve_target_options  # --targets attention-qv: the model's module names
+
+        adapter = build_adapter(name, resolve_target_options(options, entry.name, fallback=default_targets))
+        model, head = build_skeleton()
+        count = count_on_skeleton(adapter, model, head, entry.family)
+        rows.append({"adapter": name, "trainable_params": count, "model": entry.name,
+                     "options": adapter.config.to_dict()})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'adapter':<12} {'trainable params':>18}  options  (model {entry.name}, backbone only: heads excluded)")
+        for row in rows:
+            opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
+            print(f"{row['adapter']:<12} {row['trainable_params']:>18,}  {opts}")
+    return 0
+
+
+def _params_skeleton(entry: Any, suite_name: str | None) -> tuple[Callable[[], tuple[Any, tuple[str, ...]]], str]:
+    """How ``params`` builds the model on the meta device, and the default targets. Language models
+    come from their architecture JSON; models that only a suite knows how to assemble (CLIP towers,
+    timm ViTs) come from that suite's ``meta_model``: ``--suite`` names it, else the first suite of
+    the model's family that can build it."""
+    from harness.models import meta_model
+    from harness.registry import SUITES
+
+    if suite_name is None and entry.arch_config is not None:
+        return (lambda: (meta_model(entry), ())), _default_targets(entry.family, entry.name)
+    candidates = [suite_name] if suite_name else SUITES.names()
+    for name in candidates:
+        suite = SUITES.get(name)()
+        if suite.family != entry.family:
+            if suite_name:
+                raise HarnessError(f"suite '{name}' runs {suite.family} models; '{entry.name}' is {entry.family}")
+            continue
+        task = suite.default_tasks("paper")[0]
+        if suite.meta_model(entry.name, task) is None:
+            continue
+        targets = suite.default_adapter_options(entry.name).get("targets") or _default_targets(entry.family, entry.name)
+        if not isinstance(targets, str):
+            targets = ",".join(targets)
+        return functools.partial(suite.meta_model, entry.name, task), targets  # type: ignore[return-value]
+    raise HarnessError(f"no architecture config for model '{entry.name}' is available offline"
+                       + (f" and suite '{suite_name}' cannot build it" if suite_name else ""))
+
+
+def _default_targets(family: str, model: str) -> str:
+    if family == "causal_lm":
+        return "q_proj,v_proj"
+    if model == "deberta-v3-base":
+        return "query_proj,value_proj"
+    return "query,value"

@@ -1,0 +1,212 @@
+"""The command line's parser: ``python -m harness run|ls|params|report|reproduce|analyze`` and the
+checks of flag values (a bad value is one ``HarnessError`` line, never argparse's usage and exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.spec import train_override_flags
+
+EXIT_USAGE = 2
+# TrainConfig fields a `run` flag can override (--max-train-samples -> max_train_samples), with the flag's
+# help: declared on the fields themselves (harness.spec, metadata ``cli``)
+TRAIN_HELP = train_override_flags()
+TRAIN_OVERRIDES = tuple(TRAIN_HELP)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise HarnessError(f"--seeds takes comma-separated non-negative integers, got {text!r}") from None
+
+
+def _positive_int(name: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise HarnessError(f"{name} must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise HarnessError(f"{name} must be a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse prints usage and exits 2; keep it one line
+        raise HarnessError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="PEFT benchmark harness")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run suites x tasks x adapters x seeds, one record per run",
+                         description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(run)
+
+    ls = sub.add_parser("ls", help="list adapters, suites, models or presets")
+    ls.add_argument("what", choices=["adapters", "suites", "models", "presets"])
+
+    params = sub.add_parser("params", help="trainable parameters per adapter, counted on the meta device")
+    params.add_argument("--model", default="roberta-base")
+    params.add_argument("--adapters", default="all")
+    params.add_argument("--suite", default=None, help="count with this suite's head (default: by model family)")
+    params.add_argument("--json", action="store_true")
+    _adapter_flags(params)
+
+    report = sub.add_parser("report", help="ranked tables with confidence intervals (CSV, Markdown, LaTeX)")
+    report.add_argument("--results-dir", help="the result store to read (default: results/)")
+    report.add_argument("--out", help="write <suite>.csv, <suite>-limited.csv, <suite>-vs-<baseline>.csv, "
+                                      "<suite>.md, <suite>.tex and leaderboard.md here (atomically)")
+    report.add_argument("--suite", help="only this suite")
+    report.add_argument("--baseline", default="lora", help="adapter every configuration is compared with")
+    report.add_argument("--format", default="csv,md,latex", help="comma list of csv, md, latex")
+
+    _reproduce_parser(sub)
+
+    analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)")
+    analyze.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _reproduce_parser(sub: Any) -> None:
+    rep = sub.add_parser("reproduce", help="plan or run a paper table's rows (harness.paper_tables)")
+    rep.add_argument("table", nargs="?", help="table name (reproduce --list)")
+    rep.add_argument("--list", action="store_true", help="list the tables")
+    rep.add_argument("--row", dest="rows", action="append", metavar="ROW",
+                     help="only this row (repeatable): its name as --dry-run prints it")
+    rep.add_argument("--dry-run", action="store_true", help="rows, planned runs, parameter counts vs the paper's")
+    rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
+    rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")
+    rep.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
+    rep.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
+    rep.add_argument("--executor", default="local", help="local (default) or ray")
+    rep.add_argument("--workers", type=_positive_int("--workers"), help="parallel runs (executor workers)")
+    rep.add_argument("--address", help="ray executor: 'auto' or ray://host:10001")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _adapter_flags(p: Any) -> None:
+    p.add_argument("--rank", type=str, help="rank r of low-rank adapters (the others ignore it)")
+    p.add_argument("--alpha", type=str, help="scaling alpha of low-rank adapters (default: equal to the rank)")
+    p.add_argument("--targets", help="module names inside the blocks (query,value), all-linear, or a role: "
+                   "attention-qv, attention-qk, attention-kv, attention-qkv, attention-ffn (harness.targets)")
+    p.add_argument("--opt", action="append", default=[], metavar="[ADAPTER.]KEY=VALUE",
+                   help="adapter option, repeatable: KEY=VALUE goes to every selected adapter that has KEY "
+                        "(an error if none has it), ADAPTER.KEY=VALUE to that adapter only "
+                        "(see `harness ls adapters` for the options and defaults)")
+
+
+RUN_DESCRIPTION = """Run a grid: every suite task x adapter x seed is one run and one JSON record in the results
+folder. Finished runs are skipped, so rerunning the same command resumes an interrupted grid."""
+RUN_EXAMPLES = """examples:
+  # the main job: every adapter on the six GLUE tasks, CPU preset, offline (prints the plan's ETA first)
+  python -m harness run --suite glue --adapters all --preset cpu --data-dir ../shared/data --dry-run
+  # two adapters, one task, a 30-step smoke run, SeRA's split only for SeRA
+  python -m harness run --suite glue --tasks rte --adapters lora,sera --opt sera.split=8 --max-steps 30
+
+`harness ls adapters|suites|models|presets` lists what exists, with options, defaults and budgets."""
+
+
+def _suite_help() -> str:
+    try:
+        from harness.registry import SUITES
+
+        return ", ".join(SUITES.names())
+    except Exception as exc:  # the help must print even when a plug-in fails to import
+        return f"(could not list them: {type(exc).__name__})"
+
+
+class _SuiteHelp(str):
+    """A help string that lists the suites when argparse formats it, not when the parser is built."""
+
+    def __mod__(self, params: Any) -> str:
+        return str.__mod__(f"the suite to run, one of: {_suite_help()}", params)
+
+
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    what = run.add_argument_group("what to run")
+    what.add_argument("--suite", required=True, help=_SuiteHelp("the suite to run"))
+    what.add_argument("--tasks", help="comma list, or 'all' (default: the preset's tasks whose data is present)")
+    what.add_argument("--adapters", default="all", help="comma list or 'all' (default: all that apply to the suite)")
+    what.add_argument("--seeds", type=str, help="comma list of seeds (default: the preset's)")
+    what.add_argument("--preset", help="paper or cpu: model, seeds and budgets (default: paper with a GPU, cpu without; "
+                                       "see `harness ls presets`)")
+    what.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
+    what.add_argument("--config", help="JSON file with any of these options (keys as flag names); flags win")
+    what.add_argument("--dry-run", action="store_true",
+                      help="print the plan (runs, parameter counts, done or not) and its estimated time, run nothing")
+
+    model = run.add_argument_group("model and adapter")
+    model.add_argument("--model", help="catalogue name, hub id or local folder (default: the preset's; "
+                                       "see `harness ls models`)")
+    _adapter_flags(model)
+    model.add_argument("--suite-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="suite-specific option, repeatable (e.g. allow_code_execution=true for INSTRUCTEVAL)")
+
+    training = run.add_argument_group("training (each overrides the preset's budget)")
+    for name in TRAIN_OVERRIDES:
+        training.add_argument("--" + name.replace("_", "-"), type=str, help=TRAIN_HELP.get(name, f"override {name}"))
+    training.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                          help="fp32 (default), bf16 autocast, or auto: bf16 on a GPU that supports it, else fp32; "
+                               "recorded, and part of the config hash when not fp32")
+    training.add_argument("--compile", action="store_true",
+                          help="torch.compile the model after the adapter is applied (recorded; part of the hash)")
+
+    grid = run.add_argument_group("grid and executors")
+    grid.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda or cuda:N")
+    grid.add_argument("--executor", default="local", help="local (default) or ray")
+    grid.add_argument("--workers", type=_workers_arg,
+                      help="local executor: runs at once in worker processes (one per GPU; on CPU the cores split "
+                           "evenly), or 'auto': the faster layout for this machine (see the README)")
+    grid.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads per run")
+    grid.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
+                                        "(default: a local Ray instance for this grid)")
+    grid.add_argument("--no-cache", action="store_true",
+                      help="load the model and tokenize the data again for every run (default: shared within a process)")
+    grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+
+    out = run.add_argument_group("output")
+    out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
+    out.add_argument("--no-progress", action="store_true",
+                     help="no progress bars (training, evaluation, model loading); the per-run lines stay")
+
+
+def _workers_arg(text: str) -> int | str:
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    return _positive_int("--workers")(text)
+
+
+def _int_flag(value: int | str | None, name: str) -> int | None:
+    return value if value is None or isinstance(value, int) else _positive_int(name)(value)
+
+
+def _rank(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return _positive_int("--rank")(text)
+
+
+def _alpha(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise HarnessError(f"--alpha must be a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:  # nan <= 0 is False
+        raise HarnessError(f"--alpha must be a positive number, got {text!r}")
+    return value

@@ -1,0 +1,93 @@
+"""``harness report`` (ranked tables from the store, no torch), ``reproduce`` and ``analyze``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    # reads the store only (no torch): aggregate, stats and metrics are pure
+    from harness import aggregate
+    from harness.store import ResultStore
+
+    formats = [f.strip() for f in str(args.format).split(",") if f.strip()]
+    bad = [f for f in formats if f not in aggregate.REPORT_FORMATS]
+    if bad or not formats:
+        raise HarnessError(f"--format {args.format!r}: valid formats are {', '.join(aggregate.REPORT_FORMATS)}")
+    root = Path(args.results_dir) if args.results_dir else Path(os.environ.get("HARNESS_RESULTS_DIR") or "results")
+    if not root.is_dir():
+        raise HarnessError(f"--results-dir {root} does not exist (no tables written)")
+    loaded = ResultStore(root).load(warn=False)
+    for line in loaded.warnings:  # one line per bad file; never fatal
+        print(f"warning: {line}", file=sys.stderr)
+    if not loaded.records:
+        raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
+    frame = aggregate.load_frame(loaded.records)
+    for duplicate in frame.attrs.get("duplicates", []):
+        print(f"warning: {duplicate} in {root} for one config and seed (a copy or a backup); counted once",
+              file=sys.stderr)
+    if args.suite:
+        frame = frame[frame["suite"] == args.suite]
+        if frame.empty:
+            raise HarnessError(f"--suite {args.suite}: no record of that suite in {root} (no tables written)")
+    if args.baseline not in set(frame["adapter"]):
+        print(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
+              f"(adapters: {', '.join(sorted(set(frame['adapter'])))})", file=sys.stderr)
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
+    if "leaderboard.md" in files:
+        print(files["leaderboard.md"])
+    if args.out:
+        try:  # matching records to paper-table rows plans the rows (the suites' presets need torch)
+            from harness.reproduce import reproduction_files
+
+            files.update(reproduction_files(loaded.records))
+        except ImportError as exc:
+            print(f"warning: no reproduce-<table>.csv written: planning the paper tables' rows needs {exc.name} "
+                  "(the leaderboard tables need only pandas and scipy)", file=sys.stderr)
+        written = write_files_atomically(Path(args.out), files)
+        print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
+    return 0
+
+
+def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
+    """Each file written to a temporary file in ``out``, fsynced, then renamed over the old one: a
+    report killed or failing at any point leaves every table either whole and old or whole and new."""
+    import tempfile
+
+    from harness.store import process_umask
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
+        try:
+            os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600 would hide the tables from others
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text if text.endswith("\n") else text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        written.append(out / name)
+    return written
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from harness.reproduce import cmd_reproduce as run_reproduce
+
+    return run_reproduce(args)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from harness.cli_analyze import analyze_main
+
+    return int(analyze_main(list(args.args)))

@@ -1,0 +1,263 @@
+"""``harness run``: flags -> a ``GridRequest`` -> planned, shape-checked specs -> the store checked ->
+the plan (``--dry-run``) or the grid on its executor, with its header, estimate and totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.cli_config import _load_config_file
+from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds
+from harness.errors import HarnessError
+
+
+def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    t_cmd = time.perf_counter()
+    if args.no_progress:  # before transformers is imported: its loading bars read this once
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from harness.config import parse_key_values
+    from harness.executors import ExecutorConfig, run_with_executor
+    from harness.grid import default_results_dir
+    from harness.plan import GridRequest, check_against_shapes, plan_grid, preflight
+    from harness.runner import ExecutionOptions, note_startup, process_age_seconds
+    from harness.store import ResultStore
+
+    age = process_age_seconds()
+    if args.config:
+        _load_config_file(args.config, parser, args)
+    check_device(args.device)
+    # validated before anything is planned; a config file gives strings, the command line ints
+    auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
+    args.workers = None if auto_workers else _int_flag(args.workers, "--workers")
+    args.threads = _int_flag(args.threads, "--threads")
+    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
+    if auto_workers and args.executor != "local":
+        raise HarnessError("--workers auto applies to --executor local")
+    if args.precision not in ("auto", "fp32", "bf16"):
+        raise HarnessError(f"--precision must be auto, fp32 or bf16, got {args.precision!r}")
+    t_imports = time.perf_counter()
+    cuda = _cuda_available()
+    preset = args.preset or ("paper" if cuda else "cpu")
+    if not args.preset:
+        print(f"preset: {preset} ({'GPU found' if cuda else 'no GPU: the embedded CPU default'})", file=sys.stderr)
+    data = resolve_data(args.data_dir, preset)
+    overrides = {}
+    for name in TRAIN_OVERRIDES:
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
+    if args.compile:
+        overrides["compile"] = True
+    request = GridRequest(
+        suite=args.suite,
+        adapters=args.adapters,
+        tasks=args.tasks,
+        seeds=_seeds(args.seeds) if args.seeds else None,
+        preset=preset,
+        model=args.model,
+        rank=_rank(args.rank),
+        alpha=_alpha(args.alpha),
+        targets=args.targets,
+        adapter_options=parse_key_values(args.opt),
+        train_overrides=overrides,
+        suite_options=parse_key_values(args.suite_opt),
+    )
+    t_plan = time.perf_counter()
+    specs = plan_grid(request, cuda_available=cuda, data=data)
+    t_shapes = time.perf_counter()
+    counts = check_against_shapes(specs)
+    t_preflight = time.perf_counter()
+    preflight(specs)
+    store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
+    _check_writable(store.root)
+    _check_store(store, specs)
+    print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
+    options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
+                               progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
+    pending = _pending_specs(specs, store, args.force)
+    if auto_workers:
+        from harness.executors import auto_worker_count
+
+        workers, why = auto_worker_count(len(pending), options)
+        executor = ExecutorConfig(kind="local", workers=workers)
+        print(f"--workers auto: {workers} ({why})", file=sys.stderr)
+    talk = _grid_talk(specs, pending, store, options, executor)
+    if args.dry_run:
+        print(_plan_table(specs, counts, store, args.force))
+        print(talk.estimate_line)
+        return 0
+    print(talk.header, flush=True)
+    print(talk.estimate_line, flush=True)
+    t_run = time.perf_counter()
+    # named by what each span does; the heavy imports happen where they are first needed: torch at the
+    # device check, transformers at the first shape check
+    note_startup(process_start_to_command=age, harness_imports=t_imports - t_cmd,
+                 torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
+                 shape_checks_with_transformers_import=t_preflight - t_shapes,
+                 preflight_store_scan_and_estimate=t_run - t_preflight)
+    outcome = run_with_executor(executor, specs, store, options, force=args.force,
+                                echo=lambda line: print(line, flush=True), on_result=talk.on_result)
+    print(outcome.totals_line())
+    return 1 if outcome.unfinished or outcome.unsaved else 0  # see GridOutcome.unfinished
+
+
+def _resolve_precision(requested: str, device: str, cuda: bool) -> str:
+    """--precision auto becomes what the device supports, before planning, so that the spec (and the
+    config hash) names the precision the run really used."""
+    if requested != "auto":
+        return requested
+    if not cuda or device == "cpu":
+        return "fp32"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _pending_specs(specs: list[Any], store: Any, force: bool) -> list[Any]:
+    from harness.grid import iter_pending
+
+    return [spec for spec, complete in iter_pending(specs, store, force) if not complete]
+
+
+@dataclasses.dataclass
+class _GridTalk:
+    header: str
+    estimate_line: str
+    on_result: Callable[[Any], None]
+
+
+def _grid_talk(specs: list[Any], pending: list[Any], store: Any, options: Any, executor: Any) -> _GridTalk:
+    """The header, the grid's estimated time, and the ``[i/N] ... | ETA`` reporter of finished runs."""
+    from harness import progress
+    from harness.executors import layout_line
+
+    device, layout, parallel = layout_line(executor, options)
+    header = progress.grid_header(specs, len(specs) - len(pending), device=device, layout=layout)
+    estimator = progress.Estimator.from_records(progress.reference_records(store.root))
+    estimate = progress.estimate_grid(pending, estimator)
+    tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=parallel,
+                                    echo=lambda line: print(line, flush=True))
+    return _GridTalk(header, estimate.line(parallel),
+                     lambda result: tracker.finished(result.run_id, result.summary, result.path))
+
+
+def resolve_data(arg: str | None, preset: str) -> Any:
+    """--data-dir > HARNESS_DATA_DIR > a local root (./data, ../shared/data) for the cpu preset or when
+    the hub is off > the hub."""
+    from harness.models import hub_offline
+    from harness.suite import DataSource
+
+    chosen = arg or os.environ.get("HARNESS_DATA_DIR")
+    if chosen:
+        root = Path(chosen).expanduser()
+        if not root.is_dir():
+            raise HarnessError(
+                f"data folder {root} does not exist; point --data-dir at a root laid out like ../shared/data "
+                "(glue/, mmlu/, ...) or leave it out to load from the hub"
+            )
+        return DataSource(root.resolve())
+    if preset == "cpu" or hub_offline():
+        for candidate in (Path("data"), Path("..") / "shared" / "data"):
+            if candidate.is_dir():
+                return DataSource(candidate.resolve())
+    return DataSource(None)
+
+
+def _check_writable(root: Path) -> None:
+    """Probe by writing, not with os.access: root passes every permission check, and a read-only
+    mount or a path under a regular file fails only when written to. Nothing is created but a probe
+    file in the nearest existing folder, removed at once."""
+    import tempfile
+
+    probe_dir = root
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise HarnessError(f"results folder {root} is not writable ({probe_dir} is not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=probe_dir)
+    except OSError as exc:
+        raise HarnessError(f"results folder {root} is not writable (cannot create a file in {probe_dir}: "
+                           f"{exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_device(text: str) -> None:
+    """--device: auto, cpu, cuda or cuda:N, and a CUDA device that exists; before anything loads."""
+    import re
+
+    if not isinstance(text, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise HarnessError(f"--device must be auto, cpu, cuda or cuda:N, got {text!r}")
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HarnessError(f"--device {text} was requested but no CUDA device is available (use cpu or auto)")
+        index = int(text.split(":")[1]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise HarnessError(f"--device {text}: there are {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                               f"cuda:{torch.cuda.device_count() - 1})")
+
+
+def _check_store(store: Any, specs: list[Any]) -> None:
+    """Before any training: every planned record path must be writable (one error line if not), and
+    records of a newer schema are named (a grid skips them, never overwrites them)."""
+
+    keys = [spec.key for spec in specs]
+    problems = store.write_blockers(keys)
+    if problems:
+        more = f" (and {len(problems) - 1} more such paths)" if len(problems) > 1 else ""
+        raise HarnessError(f"the result store cannot take this grid's records: {problems[0]}{more}")
+    for path in store.newer_records(keys):
+        print(f"warning: {path} holds a record of a newer schema version: kept, that run is skipped "
+              "(use another --results-dir to run it with this version)", file=sys.stderr)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan_state(status: str | None, force: bool) -> str:
+    """What the next invocation does with a run, given its recorded status (None: no record)."""
+    from harness.store import DONE_STATUSES, NEWER_SCHEMA
+
+    if status is None:
+        return "pending"
+    if status == NEWER_SCHEMA:
+        return "newer schema version (kept, skip)"
+    if status in DONE_STATUSES:
+        return f"done: {status} (will rerun: --force)" if force else f"done: {status} (skip)"
+    return f"{status} (will rerun)"
+
+
+def _plan_table(specs: list[Any], counts: dict[tuple[str, str], int], store: Any, force: bool) -> str:
+    from harness.store import DONE_STATUSES
+
+    lines = [f"{len(specs)} runs planned"]
+    header = f"{'suite':<10} {'task':<8} {'adapter':<10} {'seed':>5} {'params':>12}  {'config':<12} state"
+    lines.append(header)
+    done = rerun = 0
+    for spec in specs:
+        status = store.status(spec.key)
+        done += status in DONE_STATUSES
+        rerun += status is not None and status not in DONE_STATUSES
+        n = counts.get((spec.adapter, spec.config_hash))
+        lines.append(f"{spec.suite:<10} {spec.task:<8} {spec.adapter:<10} {spec.seed:>5} "
+                     f"{(f'{n:,}' if n is not None else '?'):>12}  {spec.config_hash:<12} {plan_state(status, force)}")
+    to_run = len(specs) if force else len(specs) - done
+    lines.append(f"{done} already done, {to_run} to run"
+                 + (f" ({rerun} failed or cancelled, rerun)" if rerun else "")
+                 + (" (--force reruns all)" if force else ""))
+    return "\n".join(lines)
