@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.batching import subsample
 from harness.config import build
 from harness.errors import HarnessError
 from harness.metrics import MetricSpec
@@ -125,9 +126,16 @@ class Toy(Suite):
 
     def load_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> TaskData:
         count = build(ToyOptions, ctx.options, "suite 'toy'").points
+        splits = {}
+        # --max-train-samples / --max-eval-samples: a seeded subset, as every suite must honour them
+        for split, limit in (("train", train.max_train_samples), ("dev", train.max_eval_samples)):
+            x, y = points(task, split, count)
+            keep = subsample(list(range(count)), limit, ctx.seed)
+            splits[split] = (x[keep], y[keep])
         # recorded as the run's data_info: what was trained and evaluated on
-        return TaskData(train=points(task, "train", count), eval=points(task, "dev", count),
-                        info={"task": task, "train_examples": count, "eval_examples": count})
+        return TaskData(train=splits["train"], eval=splits["dev"],
+                        info={"task": task, "train_examples": len(splits["train"][1]),
+                              "eval_examples": len(splits["dev"][1])})
 
     def num_train_batches(self, data: TaskData, train: TrainConfig) -> int:
         return math.ceil(len(data.train[1]) / train.batch_size)

@@ -1,5 +1,6 @@
 """The toy suite (suites/toy.py), the template for new suites: listed as an example, deterministic, its
-option reaches the data and the config hash, and what cannot run on its MLP is refused at plan time."""
+option and the sample caps reach the data (and the config hash), and what cannot run on its MLP is
+refused at plan time."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_ls_suites_marks_the_toy_suite_as_an_example(capsys: pytest.CaptureFixtu
     assert not any("[example]" in line for name, line in lines.items() if name != "toy")
 
 
-def test_toy_runs_are_deterministic_and_its_option_reaches_the_data():
+def test_toy_runs_are_deterministic_and_its_option_and_caps_reach_the_data():
     options = ExecutionOptions(device="cpu", progress=False, cache=False)
     spec = _specs()[0]
     first, again = execute_run(spec, options), execute_run(spec, options)
@@ -39,6 +40,13 @@ def test_toy_runs_are_deterministic_and_its_option_reaches_the_data():
     record = execute_run(small, options)
     assert record["status"] == "success", record.get("error")
     assert record["data_info"]["train_examples"] == 8 and record["timing"]["steps"] == 4
+
+    capped = plan_grid(GridRequest(suite="toy", adapters="full", tasks="xor", seeds=(3,), preset="cpu",
+                                   train_overrides={"max_train_samples": 12, "max_eval_samples": 5}),
+                       cuda_available=False)[0]
+    record = execute_run(capped, options)
+    assert record["data_info"]["train_examples"] == 12 and record["data_info"]["eval_examples"] == 5
+    assert record["timing"]["steps"] == 6  # 2 epochs of 3 batches
 
 
 def test_what_cannot_run_on_the_toy_is_refused_at_plan_time():
