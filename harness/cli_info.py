@@ -88,9 +88,9 @@ def _preset_budget_lines(preset: str) -> list[str]:
 
 def cmd_params(args: argparse.Namespace) -> int:
     from harness.attach import build_adapter, count_on_skeleton
-    from harness.config import parse_key_values
+    from harness.config import field_types, parse_key_values
     from harness.models import get_model_entry
-    from harness.plan import scope_adapter_options
+    from harness.plan import layer_options, scope_adapter_options
     from harness.registry import ADAPTERS
 
     entry = get_model_entry(args.model)
@@ -107,18 +107,10 @@ def cmd_params(args: argparse.Namespace) -> int:
             if explicit:
                 raise HarnessError(f"adapter '{name}' does not apply to {entry.family} models")
             continue
-        from harness.config import field_types
-
-        fields = set(field_types(cls.config_cls))  # options only: init=False fields are not options
-        options: dict[str, Any] = {}
-        if "targets" in fields:
-            options["targets"] = args.targets or default_targets
-        if "rank" in fields and args.rank is not None:
-            options["rank"] = _rank(args.rank)
-        if "alpha" in fields and args.alpha is not None:
-            options["alpha"] = _alpha(args.alpha)
-        # an option goes to the selected adapters that have it (ADAPTER.KEY to that one only), as in `run`
-        options.update(scoped[name])
+        base = {"targets": default_targets} if "targets" in field_types(cls.config_cls) else {}
+        # --rank/--alpha/--targets and --opt (ADAPTER.KEY to that one only) merged as `run` merges them
+        options = layer_options(cls, base, rank=_rank(args.rank), alpha=_alpha(args.alpha), targets=args.targets or None,
+                                extra=scoped[name])
         from harness.targets import resolve_target_options  # --targets attention-qv: the model's module names
 
         adapter = build_adapter(name, resolve_target_options(options, entry.name, fallback=default_targets))

@@ -17,6 +17,7 @@ from harness import runner
 from harness.runner import ExecutionOptions, RunCancelled
 from harness.signals import deferred
 from harness.spec import RunSpec
+from harness.status import Status
 from harness.store import DONE_STATUSES, NEWER_SCHEMA, ResultStore
 
 
@@ -70,7 +71,7 @@ class RunResult:
 def summary_line(record: dict[str, Any]) -> str:
     key = record["key"]
     head = f"[{record['status']}] {key['suite']}/{key['task']} {key['adapter']} seed={key['seed']}"
-    if record["status"] != "success":
+    if record["status"] != Status.SUCCESS:
         err = record.get("error") or {}
         return f"{head}: {err.get('type', '')}: {str(err.get('message', ''))[:200]}"
     m, p, t, mem = record["metrics"], record["params"], record["timing"], record["memory"]

@@ -9,6 +9,7 @@ runs each suite's own option checks.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,27 +51,34 @@ def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
     return seeds
 
 
+def layer_options(adapter_cls: type[Adapter], base: Mapping[str, Any], *, rank: int | None = None,
+                  alpha: float | None = None, targets: Any = None, extra: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """``base`` < ``--rank``/``--alpha``/``--targets`` (each only when the adapter's config has it) < ``--opt``
+    (already scoped to this adapter). The one merge of command-line options: `run` and `params` use it."""
+    fields = set(field_types(adapter_cls.config_cls))  # options only: init=False fields are not options
+    options = dict(base)
+    for key, value in (("rank", rank), ("alpha", alpha), ("targets", targets)):
+        if value is not None and key in fields:
+            options[key] = value
+    options.update(extra or {})
+    return options
+
+
 def adapter_options_for(
     adapter_cls: type[Adapter], suite: Suite, preset: str, model: str, request: GridRequest
 ) -> dict[str, Any]:
     """Adapter defaults < suite defaults for this model < preset options < command line."""
-    options: dict[str, Any] = {}
-    fields = set(field_types(adapter_cls.config_cls))  # options only: init=False fields are not options
-    for key, value in suite.default_adapter_options(model).items():
-        if key in fields:
-            options[key] = value
-    options.update(adapter_cls.preset_options(preset, suite.name, model))
-    if request.rank is not None and "rank" in fields:
-        options["rank"] = request.rank
-    if request.alpha is not None and "alpha" in fields:
-        options["alpha"] = request.alpha
-    if request.targets is not None and "targets" in fields:
-        options["targets"] = request.targets
-    options.update(request.adapter_options)
+    fields = set(field_types(adapter_cls.config_cls))
+    suite_defaults = suite.default_adapter_options(model)
+    base = {key: value for key, value in suite_defaults.items() if key in fields}
+    base.update(adapter_cls.preset_options(preset, suite.name, model))
+    options = layer_options(adapter_cls, base, rank=request.rank, alpha=request.alpha, targets=request.targets,
+                            extra=request.adapter_options)
     # a target role ("attention-qv", ...) becomes the model's module names (harness.targets)
     from harness.targets import resolve_target_options
 
-    return resolve_target_options(options, model, fallback=suite.default_adapter_options(model).get("targets"))
+    return resolve_target_options(options, model, fallback=suite_defaults.get("targets"))
 
 
 def scope_adapter_options(adapters: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.status import Status
+
 # the shipped records of this checkout: timing references for a grid into an empty results folder
 SHIPPED_RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -114,7 +116,7 @@ class Estimator:
         refs: list[_Ref] = []
         seen: set[str] = set()
         for record in records:
-            if record.get("status") != "success" or record.get("run_id") in seen:
+            if record.get("status") != Status.SUCCESS or record.get("run_id") in seen:
                 continue
             seen.add(str(record.get("run_id")))
             timing = record.get("timing") or {}

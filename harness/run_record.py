@@ -12,9 +12,10 @@ from harness.attach import build_adapter_config
 from harness.config import build, to_jsonable
 from harness.errors import HarnessError
 from harness.plan import GridRequest, adapter_options_for
-from harness.record import SCHEMA_VERSION
+from harness.record import CAP_FIELDS, SCHEMA_VERSION
 from harness.registry import ADAPTERS, SUITES
 from harness.spec import RunSpec, TrainConfig
+from harness.status import Status
 from harness.suite import Suite
 
 
@@ -30,14 +31,11 @@ def base_record(spec: RunSpec, suite: Suite | None = None) -> dict[str, Any]:
         "run_id": spec.run_id,
         "key": spec.key,
         "spec": spec.to_dict(),
-        "status": "failed",
+        "status": Status.FAILED.value,
         "error": None,
         "started_at": _now(),
         **preset_annotations(spec, suite),
     }
-
-
-CAP_FIELDS = ("max_train_samples", "max_eval_samples", "max_steps", "limit")
 
 
 def preset_annotations(spec: RunSpec, suite: Suite | None = None) -> dict[str, Any]:

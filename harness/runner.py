@@ -24,6 +24,7 @@ from harness.registry import SUITES
 from harness.run_record import _now, base_record
 from harness.signals import signal_name
 from harness.spec import RunSpec
+from harness.status import Status
 from harness.suite import DataSource, Suite
 
 
@@ -84,26 +85,26 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         run = TrainingRun(spec, suite, options, device, work_dir, record_path)
         run.run()
         record.update(collect_sections(run))
-        record["status"] = "success"
+        record["status"] = Status.SUCCESS.value
     except DivergedError as exc:
-        record["status"] = "diverged"
+        record["status"] = Status.DIVERGED.value
         record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None}
     except torch.OutOfMemoryError as exc:
-        record["status"] = "oom"
+        record["status"] = Status.OOM.value
         record["error"] = {"type": "OutOfMemoryError", "message": str(exc).splitlines()[0], "traceback": traceback.format_exc()}
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (harness.signals raises Interrupted)
         signum = getattr(exc, "signum", None)
         ctrl_c = signum is None or signal_name(signum) == "SIGINT"
         how = "interrupted by the user (Ctrl-C)" if ctrl_c else f"stopped by {signal_name(signum)}"
-        record["status"] = "cancelled"
+        record["status"] = Status.CANCELLED.value
         record["error"] = {"type": "KeyboardInterrupt", "message": how, "traceback": None,
                            "signal": signal_name(signum) if signum is not None else "SIGINT"}
         raise RunCancelled(record, signum) from None  # completed by the finally block before it propagates
     except Exception as exc:  # the grid goes on; the traceback is in the record
-        record["status"] = "failed"
+        record["status"] = Status.FAILED.value
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
     finally:
-        if run is not None and record["status"] != "success":
+        if run is not None and record["status"] != Status.SUCCESS:
             # a run that stopped part way keeps what it had established (model, data, counts, losses)
             for key, value in run.sections_so_far().items():
                 record.setdefault(key, value)
