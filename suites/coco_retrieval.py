@@ -263,7 +263,7 @@ def build_dual_encoder(spec: DualEncoderModel, *, weights: bool) -> tuple[nn.Mod
     import open_clip
     from open_clip.tokenizer import HFTokenizer
 
-    from suites._vision import load_efficientnet_lite0, split_multihead_attention
+    from suites._shared.vision import load_efficientnet_lite0, split_multihead_attention
 
     if spec.name == "effnet-minilm-clip":
         text_dir = minilm_dir()
@@ -397,7 +397,7 @@ class CocoRetrieval(Suite):
                            tokenizer={"text": tokenizer, **norm}, info=info)
 
     def load_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> TaskData:
-        from suites._vision import ImageSet
+        from suites._shared.vision import ImageSet
 
         if not ctx.data.offline:
             raise HarnessError(f"COCO is read from a local folder only (pass --data-dir); {HOW_TO_GET_COCO}")
@@ -452,7 +452,7 @@ class CocoRetrieval(Suite):
         return sum(math.ceil(sum(1 for n in counts if r < n) / train.batch_size) for r in range(max(counts)))
 
     def train_batches(self, data: TaskData, train: TrainConfig, epoch: int, ctx: RunContext) -> Iterator[dict]:
-        from suites._vision import normalise
+        from suites._shared.vision import normalise
 
         d = data.train
         rng = random.Random(ctx.seed * 1000 + epoch)
@@ -479,7 +479,7 @@ class CocoRetrieval(Suite):
                  ctx: RunContext) -> dict[str, float]:
         import torch
 
-        from suites._vision import batches_of, normalise
+        from suites._shared.vision import batches_of, normalise
 
         d = data.eval
         image_emb = torch.cat([

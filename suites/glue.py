@@ -22,10 +22,11 @@ from harness import datafiles
 from harness.batching import length_grouped_batches, subsample
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
-from harness.models import arch_config, find_model_entry, get_model_entry, hub_offline
+from harness.models import find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from suites._shared.models import model_source, offline_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -442,26 +443,11 @@ class Glue(Suite):
         return TASKS[task].primary
 
     # ---- models ----------------------------------------------------------------------------------
-    def _model_source(self, model: str) -> tuple[str, dict[str, Any]]:
-        if Path(model).is_dir():
-            return model, {"weights": f"local folder {model}", "pretrained": True}
-        entry = find_model_entry(model)
-        if entry is None:
-            if hub_offline():
-                get_model_entry(model)
-            return model, {"weights": f"hub:{model}", "pretrained": True}
-        local = entry.local_path()
-        if local is not None:
-            return str(local), {"catalogue": entry.name, "weights": f"local:{local}", "pretrained": True}
-        if entry.hub_id is None or hub_offline():
-            raise HarnessError(f"model '{entry.name}' needs the hub ({entry.hub_id}) and HF_HUB_OFFLINE is set")
-        return entry.hub_id, {"catalogue": entry.name, "weights": f"hub:{entry.hub_id}", "pretrained": True}
-
     def load_model(self, model_name: str, task: str, ctx: RunContext) -> LoadedModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        source, info = self._model_source(model_name)
+        source, info = model_source(model_name)
         t = TASKS[task]
         hf_logging.set_verbosity_error()  # "newly initialised classifier" is expected, not news
         kwargs: dict[str, Any] = {"num_labels": t.num_labels}
@@ -477,14 +463,10 @@ class Glue(Suite):
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoModelForSequenceClassification
 
-        entry = find_model_entry(model)
-        if entry is not None:
-            config = arch_config(entry)
-        elif Path(model).is_dir():
-            config = AutoConfig.from_pretrained(model)
-        else:
+        config = offline_config(model)
+        if config is None:
             return None
         config.num_labels = TASKS[task].num_labels
         with torch.device("meta"):

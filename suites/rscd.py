@@ -204,7 +204,7 @@ class LabelledImages:
 
 
 def scan_split(folder: Path) -> LabelledImages:
-    from suites._vision import IMAGE_SUFFIXES
+    from suites._shared.vision import IMAGE_SUFFIXES
 
     paths: list[Path] = []
     classes: list[RoadClass] = []
@@ -276,7 +276,7 @@ def build_model(spec: VisionModel, num_classes: int, *, weights: bool) -> tuple[
     (meta device), nothing is read or downloaded."""
     import timm
 
-    from suites._vision import hybrid_vit, load_efficientnet_lite0, split_timm_vit_qkv
+    from suites._shared.vision import hybrid_vit, load_efficientnet_lite0, split_timm_vit_qkv
 
     if spec.name == "effnet-vit-hybrid":
         model, info = hybrid_vit(num_classes, image_size=spec.image_size, pretrained_stem=weights)
@@ -420,7 +420,7 @@ class Rscd(Suite):
                            tokenizer={"size": spec.image_size, "mean": mean, "std": std}, info=info)
 
     def load_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> TaskData:
-        from suites._vision import ImageSet
+        from suites._shared.vision import ImageSet
 
         opts = self.options(ctx)
         if not ctx.data.offline:
@@ -472,7 +472,7 @@ class Rscd(Suite):
     def _batch(data: dict, idx: list[int], device: Any, flips: torch.Tensor | None = None) -> dict[str, Any]:
         import torch
 
-        from suites._vision import normalise
+        from suites._shared.vision import normalise
 
         images = data["images"].batch(idx)
         if flips is not None:
@@ -484,7 +484,7 @@ class Rscd(Suite):
     def train_batches(self, data: TaskData, train: TrainConfig, epoch: int, ctx: RunContext) -> Iterator[dict]:
         import torch
 
-        from suites._vision import batches_of
+        from suites._shared.vision import batches_of
 
         opts = self.options(ctx)
         rng = random.Random(ctx.seed * 1000 + epoch)
@@ -502,7 +502,7 @@ class Rscd(Suite):
 
     def evaluate(self, model: nn.Module, data: TaskData, loaded: LoadedModel, train: TrainConfig,
                  ctx: RunContext) -> dict[str, float]:
-        from suites._vision import batches_of
+        from suites._shared.vision import batches_of
 
         predictions: list[int] = []
         for idx in batches_of(range(len(data.eval["labels"])), train.eval_batch_size):

@@ -420,11 +420,12 @@ def test_direct_low_rank_config_rejects_non_finite_alpha():
 def _suite_option_types() -> dict[str, dict[str, type]]:
     """Each suite's options and their types, from the dataclass that parses them."""
     from harness.config import _strip_optional, field_types
-    from suites._instruct import InstructionTuningSuite
+    from suites._shared.instruct import InstructionTuningSuite
     from suites.coco_retrieval import CocoOptions
-    from suites.instructeval import EvalOptions
-    from suites.mtbench import MTBenchOptions
+    from suites.instructeval.suite import EvalOptions
+    from suites.mt_bench.suite import MTBenchOptions
     from suites.rscd import RscdOptions
+    from suites.toy import ToyOptions
 
     strings = {n: str for n in InstructionTuningSuite().option_names()}  # alpaca_path, alpaca_dataset, load_in_4bit
 
@@ -432,7 +433,8 @@ def _suite_option_types() -> dict[str, dict[str, type]]:
         return {n: _strip_optional(tp)[0] for n, tp in field_types(cls).items()}
 
     return {"glue": {}, "coco-retrieval": typed(CocoOptions), "rscd": typed(RscdOptions),
-            "instructeval": {**strings, **typed(EvalOptions)}, "mt-bench": {**strings, **typed(MTBenchOptions)}}
+            "instructeval": {**strings, **typed(EvalOptions)}, "mt-bench": {**strings, **typed(MTBenchOptions)},
+            "toy": typed(ToyOptions)}
 
 
 def test_every_numeric_suite_option_rejects_non_finite_values_at_preflight():

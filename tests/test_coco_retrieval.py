@@ -99,7 +99,7 @@ def test_multihead_attention_split_keeps_clip_outputs_and_exposes_q_v_in_both_to
     import open_clip
 
     from harness.targets import find_sites
-    from suites._vision import SplitMultiheadAttention, split_multihead_attention
+    from suites._shared.vision import SplitMultiheadAttention, split_multihead_attention
 
     torch.manual_seed(0)
     model = open_clip.CLIP(

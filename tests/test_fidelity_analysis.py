@@ -121,7 +121,7 @@ class _Visual(nn.Module):
 
 
 class TinyDualEncoder(nn.Module):
-    """open_clip's naming (suites/_vision.py after the q/k/v surgery): the image tower's blocks are
+    """open_clip's naming (suites/_shared/vision.py after the q/k/v surgery): the image tower's blocks are
     ``visual.transformer.resblocks``, the text tower's ``transformer.resblocks``; same types, same layer
     indices in both towers."""
 

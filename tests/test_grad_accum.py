@@ -16,40 +16,22 @@ from harness.adapter import Adapter
 from harness.registry import ADAPTERS, SUITES
 from harness.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
-from harness.suite import LoadedModel, Suite, TaskData
+from suites.toy import MODEL, Toy, points
 
 SUITE, ADAPTER = "test-accum-suite", "test-accum-probe"
 BATCHES = 3  # per epoch, 4 samples each
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(4, 4)
-        self.head = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.head(torch.tanh(self.body(x)))
 
 
 def _loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return nn.functional.cross_entropy(model(batch["x"]), batch["y"])
 
 
-class AccumSuite(Suite):
-    family = "encoder"
-    tasks = ("t",)
+class AccumSuite(Toy):
+    """The toy suite with a settable number of batches per epoch, in order, recording which batches
+    each optimizer step was fed."""
+
     batches_per_epoch = BATCHES
     seen: list[list[int]] = []  # batch indices fed during each optimizer step
-
-    def load_model(self, model_name, task, ctx):
-        torch.manual_seed(0)
-        return LoadedModel(model=Tiny(), family="encoder", head_modules=("head",), info={"model": model_name})
-
-    def load_data(self, task, loaded, train, ctx):
-        gen = torch.Generator().manual_seed(1)
-        x = torch.randn(16, 4, generator=gen)  # up to 4 batches
-        return TaskData(train=(x, (x[:, 0] > 0).long()), eval=None, info={})
 
     def num_train_batches(self, data, train):
         return self.batches_per_epoch
@@ -62,12 +44,6 @@ class AccumSuite(Suite):
     def training_loss(self, model, batch):
         AccumSuite.seen[-1].append(batch.pop("index"))
         return _loss(model, batch)
-
-    def evaluate(self, model, data, loaded, train, ctx):
-        return {"score": 0.0}
-
-    def primary_metric(self, task):
-        return "score"
 
 
 class GradProbe(Adapter):
@@ -103,14 +79,14 @@ def probe():
 def _run(grad_accum: int, epochs: float = 2, eval_each_epoch: bool = True) -> dict:
     train = TrainConfig(epochs=epochs, lr=0.01, batch_size=4, eval_batch_size=4, warmup_ratio=0.0, grad_clip=None,
                         grad_accum=grad_accum, eval_each_epoch=eval_each_epoch)
-    spec = RunSpec(suite=SUITE, task="t", adapter=ADAPTER, model="tiny", preset="cpu", seed=0, train=train)
+    spec = RunSpec(suite=SUITE, task="sign", adapter=ADAPTER, model=MODEL, preset="cpu", seed=0, train=train)
     return execute_run(spec, ExecutionOptions(device="cpu", progress=False, cache=False))
 
 
 def _expected_grads(step: int) -> tuple[dict[str, torch.Tensor], float]:
     """The mean over the step's micro-batches of each one's gradient, at the model before that step."""
     model = GradProbe.snapshots[step]
-    data = AccumSuite().load_data("t", None, None, None).train
+    data = points("sign", "train", 32)  # the toy suite's training points (its default 32 per split)
     indices = AccumSuite.seen[step]
     model.zero_grad(set_to_none=True)
     total = 0.0

@@ -1,15 +1,16 @@
 """Faults in a grid: kill -9 and resume, concurrent writers, diverged/oom/failed runs, the parallel and
 Ray executors, and the in-process load cache.
 
-A tiny fake suite (written to a temporary module, so that subprocesses and spawned workers can import
-it by name) picks its behaviour from the task name: ``ok`` trains, ``slow`` sleeps in every step,
-``nan``/``inf`` return a non-finite loss at step 2, ``oom`` raises CUDA's out-of-memory error, ``boom``
-raises ValueError. Every run leaves a marker file when its training starts, so the kill test kills in
-the middle of a known run instead of after a guessed delay.
+The grids run ``toy-faults`` (tests/toy_faults.py): the toy suite with a behaviour per task name (``ok``
+trains, ``slow`` sleeps in every step, ``nan``/``inf`` diverge at step 2, ``oom`` raises CUDA's
+out-of-memory error, ``boom`` a ValueError). Subprocesses import it by name before the CLI, as a
+plug-in outside the built-in packages; every run leaves a marker file when its training starts, so the
+kill test kills in the middle of a known run instead of after a guessed delay.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -24,140 +25,31 @@ import pytest
 from harness.record_check import load_record
 from harness.store import ResultStore
 
-PLUGIN = "harness_fake_grid"
-PLUGIN_SOURCE = textwrap.dedent(
-    '''
-    """A fake suite for the grid fault tests; behaviour by task name."""
-    from __future__ import annotations
-
-    import os
-    import time
-    from pathlib import Path
-
-    import torch
-    from torch import nn
-
-    from harness.models import ModelEntry, register_model
-    from harness.registry import register_suite
-    from harness.spec import TrainConfig
-    from harness.suite import LoadedModel, Suite, TaskData
-
-    register_model(ModelEntry(name="fake-tiny", family="encoder", description="a 4-4-2 MLP for grid tests"))
-    LOADS = []  # load_model calls in this process
-
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 8)
-            self.head = nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.body(x)))
-
-
-    @register_suite("fakegrid")
-    class FakeGrid(Suite):
-        description = "fake suite for grid fault tests"
-        family = "encoder"
-        tasks = ("ok", "slow", "nan", "inf", "oom", "boom")
-        share_task_data = True
-
-        def default_tasks(self, preset):
-            return ["ok"]
-
-        def default_model(self, preset):
-            return "fake-tiny"
-
-        def train_config(self, preset, task, model):
-            return TrainConfig(epochs=1, lr=0.05, batch_size=4, eval_batch_size=16, warmup_ratio=0.0,
-                               eval_each_epoch=False)
-
-        def load_model(self, model_name, task, ctx):
-            LOADS.append((task, ctx.seed))
-            return LoadedModel(model=Tiny(), family="encoder", head_modules=("head",),
-                               info={"model": model_name, "task": task})
-
-        def load_data(self, task, loaded, train, ctx):
-            gen = torch.Generator().manual_seed(ctx.seed)
-            x = torch.randn(32, 4, generator=gen)
-            y = (x[:, 0] > 0).long()
-            return TaskData(train=(x, y), eval=(x, y), info={"task": task, "examples": 32})
-
-        def num_train_batches(self, data, train):
-            return 32 // train.batch_size
-
-        def train_batches(self, data, train, epoch, ctx):
-            task = data.info["task"]
-            markers = os.environ.get("FAKEGRID_MARKERS")
-            if markers:
-                Path(markers, f"{task}-seed{ctx.seed}-{os.getpid()}-{time.time_ns()}").touch()
-            x, y = data.train
-            for i in range(0, len(y), train.batch_size):
-                yield {"x": x[i:i + train.batch_size], "y": y[i:i + train.batch_size], "task": task,
-                       "index": i // train.batch_size, "num_samples": len(y[i:i + train.batch_size])}
-
-        def training_loss(self, model, batch):
-            task, index = batch["task"], batch["index"]
-            if task == "slow":
-                time.sleep(float(os.environ.get("FAKEGRID_SLEEP", "0.25")))
-            if task == "oom" and index == 1:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
-            if task == "boom" and index == 1:
-                raise ValueError("fake failure inside the suite")
-            loss = nn.functional.cross_entropy(model(batch["x"]), batch["y"])
-            if task in ("nan", "inf") and index == 2:
-                loss = loss * float(task)
-            return loss
-
-        def evaluate(self, model, data, loaded, train, ctx):
-            x, y = data.eval
-            return {"accuracy": float((model(x).argmax(-1) == y).float().mean())}
-
-        def primary_metric(self, task):
-            return "accuracy"
-    '''
-)
+PLUGIN = "tests.toy_faults"
+SUITE = "toy-faults"
+ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = f"import sys, {PLUGIN}; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def fake(plugin_dir: Path):
-    """The fake suite registered in this process (removed again afterwards, so that no other test
+def fake():
+    """The toy-faults suite registered in this process (removed again afterwards, so that no other test
     sees it)."""
-    import importlib
-
-    from harness import load_cache as runner  # the load cache (was in harness.runner)
-    from harness import models
-    from harness.registry import SUITES
-
-    sys.path.insert(0, str(plugin_dir))
     module = importlib.import_module(PLUGIN)
     yield module
-    SUITES.unregister("fakegrid")
-    models._CATALOGUE.pop("fake-tiny", None)
-    sys.modules.pop(PLUGIN, None)
-    sys.path.remove(str(plugin_dir))
-    runner.MODEL_CACHE.clear()
-    runner.DATA_CACHE.clear()
+    module.unregister()
 
 
-def _env(plugin_dir: Path, **extra: str) -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
+    """A subprocess's environment: this checkout first on the path (the harness and tests.toy_faults)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(plugin_dir), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}, **extra)
     return env
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", LAUNCH, "run", "--suite", "fakegrid", "--adapters", "head", "--device", "cpu",
+    return [sys.executable, "-c", LAUNCH, "run", "--suite", SUITE, "--adapters", "head", "--device", "cpu",
             "--no-progress", *args]
 
 
@@ -191,10 +83,10 @@ def _records(root: Path) -> dict[int, tuple[Path, dict]]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_kill_dash_nine_mid_run_then_resume(plugin_dir: Path, tmp_path: Path):
+def test_kill_dash_nine_mid_run_then_resume(tmp_path: Path):
     results, markers = tmp_path / "results", tmp_path / "markers"
     markers.mkdir()
-    env = _env(plugin_dir, FAKEGRID_MARKERS=str(markers), FAKEGRID_SLEEP="0.25")
+    env = _env(TOY_FAULTS_MARKERS=str(markers), TOY_FAULTS_SLEEP="0.25")
     command = _cli("--tasks", "slow", "--seeds", "1,2,3", "--results-dir", str(results))
     grid = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
@@ -213,7 +105,7 @@ def test_kill_dash_nine_mid_run_then_resume(plugin_dir: Path, tmp_path: Path):
     first_mtime = first_path.stat().st_mtime_ns
     # what a writer killed between its temporary file and the replace leaves behind
     torn = first_path.parent / f".tmp-{grid.pid}@{os.uname().nodename}@killed.json"
-    torn.write_text('{"schema_version": 1, "run_id": "fakegrid/slow/head/x/seed2", "sta')
+    torn.write_text('{"schema_version": 1, "run_id": "toy-faults/slow/head/x/seed2", "sta')
     assert ResultStore(results).load(warn=False).skipped == []  # never read as a record
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -266,7 +158,7 @@ def test_two_processes_writing_the_same_records_never_tear_them(tmp_path: Path):
     assert reads > 0
 
 
-def test_sequential_and_parallel_grids_on_one_store_at_once(fake, plugin_dir: Path, tmp_path: Path, monkeypatch):
+def test_sequential_and_parallel_grids_on_one_store_at_once(fake, tmp_path: Path, monkeypatch):
     """A parallel grid (--workers 2, in a subprocess) and a sequential grid (in this process) over the
     same runs and the same store, started so that they overlap."""
     from harness.grid import run_grid
@@ -274,9 +166,9 @@ def test_sequential_and_parallel_grids_on_one_store_at_once(fake, plugin_dir: Pa
 
     results, markers = tmp_path / "results", tmp_path / "markers"
     markers.mkdir()
-    for name, value in {"FAKEGRID_SLEEP": "0.1", "FAKEGRID_MARKERS": str(markers)}.items():
+    for name, value in {"TOY_FAULTS_SLEEP": "0.1", "TOY_FAULTS_MARKERS": str(markers)}.items():
         monkeypatch.setenv(name, value)
-    env = _env(plugin_dir)
+    env = _env()
     parallel = subprocess.Popen(_cli("--tasks", "ok,slow", "--seeds", "1,2", "--results-dir", str(results), "--workers", "2"),
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
@@ -300,7 +192,7 @@ def test_sequential_and_parallel_grids_on_one_store_at_once(fake, plugin_dir: Pa
     assert len(writers) >= 2  # this process and pool workers trained runs (a fast worker may take all four)
     records = [load_record(p) for p in ResultStore(results).iter_paths()]
     assert all(r["status"] == "success" for r in records)
-    assert out.count("[success] fakegrid/") == ran[0]  # one summary line per run the parallel driver ran
+    assert out.count(f"[success] {SUITE}/") == ran[0]  # one summary line per run the parallel driver ran
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,7 +203,7 @@ def test_sequential_and_parallel_grids_on_one_store_at_once(fake, plugin_dir: Pa
 def _plan(tasks: str, seeds: tuple[int, ...] = (1,), adapters: str = "head"):
     from harness.plan import GridRequest, plan_grid
 
-    return plan_grid(GridRequest(suite="fakegrid", adapters=adapters, tasks=tasks, seeds=seeds, preset="cpu"),
+    return plan_grid(GridRequest(suite=SUITE, adapters=adapters, tasks=tasks, seeds=seeds, preset="cpu"),
                      cuda_available=False)
 
 
@@ -412,9 +304,9 @@ def test_cached_loads_give_the_same_records_as_fresh_loads(fake, tmp_path: Path)
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_ray_executor_runs_a_small_grid_end_to_end(plugin_dir: Path, tmp_path: Path):
+def test_ray_executor_runs_a_small_grid_end_to_end(tmp_path: Path):
     results = tmp_path / "results"
-    env = _env(plugin_dir, RAY_USAGE_STATS_ENABLED="0")
+    env = _env(RAY_USAGE_STATS_ENABLED="0")
     done = subprocess.run(_cli("--tasks", "ok,boom", "--seeds", "1", "--results-dir", str(results), "--executor", "ray"),
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]  # a failed run: exit code 1

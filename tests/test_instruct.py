@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.batching import length_grouped_batches
 from harness.errors import HarnessError
 from harness.models import get_model_entry, meta_model
 from harness.suite import DataSource
-from suites._instruct import (
+from suites._shared.instruct import (
     IGNORE_INDEX,
     AlpacaExample,
     InstructionTuningSuite,
     collate,
     encode_example,
     format_prompt,
-    length_grouped_batches,
     load_alpaca,
     read_alpaca_file,
 )

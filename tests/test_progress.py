@@ -76,7 +76,7 @@ def test_grid_estimate_line():
 
 
 def _run(*extra: str, results: Path) -> list[str]:
-    return ["run", "--suite", "speedtoy", "--adapters", "head,full", "--seeds", "1", "--device", "cpu",
+    return ["run", "--suite", "toy", "--adapters", "head,full", "--seeds", "1", "--device", "cpu",
             "--results-dir", str(results), *extra]
 
 
@@ -91,12 +91,12 @@ def test_the_grid_talks_and_no_progress_silences_the_bars(toy, tmp_path: Path,  
     assert main(_run(results=tmp_path / "a")) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].startswith("grid: 4 runs, 0 already done, 4 to run; preset cpu; model speedtoy: speed-toy; "
+    assert lines[0].startswith("grid: 4 runs, 0 already done, 4 to run; preset cpu; model toy: toy-mlp; "
                                "device cpu; 1 process x ")
     finished = [line for line in lines if line.startswith("[")]
     assert [line[:5] for line in finished] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     for line in finished:
-        assert " -> " + str(tmp_path / "a" / "speedtoy") in line and "| elapsed " in line and ", ETA " in line
+        assert " -> " + str(tmp_path / "a" / "toy") in line and "| elapsed " in line and ", ETA " in line
     assert "it/s" in captured.err  # the training bar, on by default
     # this process's startup (imports, planning, shape checks) is in the first record it wrote, only there
     import json

@@ -11,6 +11,33 @@ def test_builtin_plugins_are_discovered():
     assert "glue" in SUITES.names()
 
 
+def test_builtin_suites_are_modules_or_packages_and_helpers_are_not_plugins(monkeypatch):
+    """A suite is a module (suites/glue.py) or a package whose __init__ imports its suite
+    (suites/mt_bench/); ``_shared`` (helpers of several suites) is never imported as a plug-in."""
+    import importlib
+    import sys
+
+    import harness.registry as registry
+
+    imported: list[str] = []
+    real_import = importlib.import_module
+
+    def recording(name: str):
+        imported.append(name)
+        return real_import(name)
+
+    monkeypatch.setattr(registry.importlib, "import_module", recording)
+    Registry("suite", "suites", "harness.nothing").discover()
+    assert imported == ["suites", "suites.coco_retrieval", "suites.glue", "suites.instructeval", "suites.mt_bench",
+                        "suites.rscd", "suites.toy"]
+    modules = {n: SUITES.get(n).__module__ for n in SUITES.names() if SUITES.get(n).__module__.startswith("suites.")}
+    assert modules == {
+        "coco-retrieval": "suites.coco_retrieval", "glue": "suites.glue", "rscd": "suites.rscd",
+        "instructeval": "suites.instructeval.suite", "mt-bench": "suites.mt_bench.suite", "toy": "suites.toy",
+    }
+    assert SUITES.get("mt-bench") is sys.modules["suites.mt_bench"].MTBench
+
+
 def test_duplicate_name_is_an_error():
     reg = Registry("thing", "adapters", "harness.nothing")
 

@@ -128,7 +128,7 @@ def test_qkv_split_keeps_the_vit_output_and_exposes_q_and_v():
     import timm
 
     from harness.targets import find_sites
-    from suites._vision import split_timm_vit_qkv
+    from suites._shared.vision import split_timm_vit_qkv
 
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=3).eval()

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from suites import _sandbox as sandbox
-from suites._sandbox import SandboxLimits, SandboxUnavailable, run_untrusted
+from suites.instructeval import sandbox
+from suites.instructeval.sandbox import SandboxLimits, SandboxUnavailable, run_untrusted
 
 FAST = SandboxLimits(timeout_s=5.0, cpu_s=5, memory_mb=512)
 # a HumanEval-shaped check: the tests of `add`, then the call
@@ -378,7 +378,7 @@ def test_a_weak_sandbox_fails_the_probe(fresh_probe):
 
 
 def test_instructeval_refuses_humaneval_at_plan_time_without_the_sandbox(fresh_probe, monkeypatch):
-    from suites import instructeval
+    from suites.instructeval import suite as instructeval
 
     def unavailable():
         raise SandboxUnavailable("refusing to run generated code: the sandbox needs setpriv")
@@ -400,7 +400,7 @@ def test_limits_are_validated():
 NON_ROOT_SCRIPT = r"""
 import json, os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from suites import _sandbox as s
+from suites.instructeval import sandbox as s
 plan = s.require_sandbox()
 L = s.SandboxLimits(timeout_s=4, cpu_s=4, memory_mb=512)
 check = "assert add(2, 3) == 5\n"
@@ -436,11 +436,11 @@ def test_a_non_root_harness_gets_a_user_namespace_sandbox(shared_folder, outside
     system_python = shutil.which("python3", path="/usr/bin:/bin")
     if os.geteuid() != 0 or system_python is None:
         pytest.skip("needs root (to switch to another uid) and a system python3 under /usr/bin")
-    for package in ("harness", "suites"):
+    for package in ("harness", "suites", "suites/instructeval"):
         (shared_folder / package).mkdir()
         (shared_folder / package / "__init__.py").write_text("")
-    shutil.copy(Path(sandbox.__file__).parents[1] / "harness" / "errors.py", shared_folder / "harness")
-    shutil.copy(sandbox.__file__, shared_folder / "suites")
+    shutil.copy(Path(sandbox.__file__).parents[2] / "harness" / "errors.py", shared_folder / "harness")
+    shutil.copy(sandbox.__file__, shared_folder / "suites" / "instructeval")
     (shared_folder / "run.py").write_text(NON_ROOT_SCRIPT)
     for path in (shared_folder, *shared_folder.rglob("*")):
         path.chmod(0o755)

@@ -5,7 +5,7 @@ the grid survives (workers, resource tracker), the exit code is 128 + the signal
 with SIGKILL (which it cannot handle) still leaves no worker behind.
 
 Every process of a grid carries a marker in its environment, so survivors are found even after they
-were re-parented; the fake suite of tests/test_grid_faults.py leaves a file when a run starts
+were re-parented; the toy-faults suite of tests/toy_faults.py leaves a file when a run starts
 training, so each signal lands in the middle of a known run.
 """
 
@@ -24,17 +24,16 @@ import pytest
 
 from harness import signals
 from harness.store import ResultStore
-from tests.test_grid_faults import LAUNCH, PLUGIN, PLUGIN_SOURCE
+from tests.test_grid_faults import LAUNCH, ROOT, SUITE
 
 STEP_SECONDS = "1.0"  # each fake run is 8 steps: a signal 0.5 s in is certainly mid-run
 BOUND_SECONDS = 90  # everything gone within this (a worker that imported torch takes seconds to exit here)
 
 
 @pytest.fixture(scope="module")
-def plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
-    return folder
+def plugin() -> Path:
+    """The folder a subprocess needs on its path to import tests.toy_faults (and this checkout's harness)."""
+    return ROOT
 
 
 class Grid:
@@ -47,9 +46,9 @@ class Grid:
         self.token = uuid.uuid4().hex
         env = dict(os.environ)
         env.update(PYTHONPATH=os.pathsep.join(p for p in (str(plugin), env.get("PYTHONPATH", "")) if p),
-                   HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", FAKEGRID_SLEEP=STEP_SECONDS,
-                   FAKEGRID_MARKERS=str(self.markers), TMPDIR=str(self.tmp), HARNESS_SIGNAL_TEST=self.token)
-        command = [sys.executable, "-c", LAUNCH, "run", "--suite", "fakegrid", "--adapters", "head",
+                   HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TOY_FAULTS_SLEEP=STEP_SECONDS,
+                   TOY_FAULTS_MARKERS=str(self.markers), TMPDIR=str(self.tmp), HARNESS_SIGNAL_TEST=self.token)
+        command = [sys.executable, "-c", LAUNCH, "run", "--suite", SUITE, "--adapters", "head",
                    "--device", "cpu", "--no-progress", "--tasks", "slow", "--results-dir", str(self.results), *args]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=group)
@@ -129,8 +128,8 @@ def test_a_cancelled_run_reruns_after_sigterm(plugin: Path, tmp_path: Path):
     grid.process.send_signal(signal.SIGTERM)
     assert grid.finish()[0] == 128 + signal.SIGTERM
     assert records(grid)[1]["status"] == "cancelled"
-    env = dict(os.environ, PYTHONPATH=str(plugin), HF_HUB_OFFLINE="1", FAKEGRID_SLEEP="0")
-    rerun = subprocess.run([sys.executable, "-c", LAUNCH, "run", "--suite", "fakegrid", "--adapters", "head",
+    env = dict(os.environ, PYTHONPATH=str(plugin), HF_HUB_OFFLINE="1", TOY_FAULTS_SLEEP="0")
+    rerun = subprocess.run([sys.executable, "-c", LAUNCH, "run", "--suite", SUITE, "--adapters", "head",
                             "--device", "cpu", "--no-progress", "--tasks", "slow", "--seeds", "1", "--results-dir",
                             str(grid.results)], env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -2,8 +2,8 @@
 compile flags (recorded, hash-neutral at their defaults), --opt scoping, the loss log without host
 syncs, and the run command's help text.
 
-A toy suite (written to a temporary module so that spawned workers can import it by name) trains a
-4-8-2 MLP on 32 random points; its runs take well under a second each.
+The runs train the toy suite (suites/toy.py, a 4-8-2 MLP on 32 random points); they take about a
+second each.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,108 +24,21 @@ from harness.spec import RunSpec, TrainConfig
 from tests.adapter_testkit import randomise
 from tests.tiny_models import tiny_bert, token_batch
 
-PLUGIN = "harness_speed_toy"
-PLUGIN_SOURCE = textwrap.dedent(
-    '''
-    """A toy suite for the speed-path tests."""
-    from __future__ import annotations
-
-    import torch
-    from torch import nn
-
-    from harness.models import ModelEntry, register_model
-    from harness.registry import register_suite
-    from harness.spec import TrainConfig
-    from harness.suite import LoadedModel, Suite, TaskData
-
-    register_model(ModelEntry(name="speed-toy", family="encoder", description="a 4-8-2 MLP"))
-
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 8)
-            self.head = nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.body(x)))
-
-
-    @register_suite("speedtoy")
-    class SpeedToy(Suite):
-        description = "toy suite for the speed-path tests"
-        family = "encoder"
-        tasks = ("a", "b")
-        share_task_data = True
-
-        def default_tasks(self, preset):
-            return ["a", "b"]
-
-        def default_model(self, preset):
-            return "speed-toy"
-
-        def train_config(self, preset, task, model):
-            return TrainConfig(epochs=2, lr=0.05, batch_size=4, eval_batch_size=16, warmup_ratio=0.0)
-
-        def load_model(self, model_name, task, ctx):
-            return LoadedModel(model=Tiny(), family="encoder", head_modules=("head",), info={"task": task})
-
-        def load_data(self, task, loaded, train, ctx):
-            gen = torch.Generator().manual_seed(ctx.seed + (0 if task == "a" else 100))
-            x = torch.randn(32, 4, generator=gen)
-            y = (x[:, 0] > 0).long()
-            return TaskData(train=(x, y), eval=(x, y), info={"task": task, "examples": 32})
-
-        def num_train_batches(self, data, train):
-            return 32 // train.batch_size
-
-        def train_batches(self, data, train, epoch, ctx):
-            x, y = data.train
-            order = torch.randperm(len(y), generator=torch.Generator().manual_seed(ctx.seed * 10 + epoch))
-            for i in range(0, len(y), train.batch_size):
-                idx = order[i:i + train.batch_size]
-                yield {"x": x[idx], "y": y[idx], "num_samples": len(idx)}
-
-        def training_loss(self, model, batch):
-            return nn.functional.cross_entropy(model(batch["x"]).float(), batch["y"])
-
-        def evaluate(self, model, data, loaded, train, ctx):
-            x, y = data.eval
-            logits = model(x).float()
-            return {"accuracy": float((logits.argmax(-1) == y).float().mean()),
-                    "loss": float(nn.functional.cross_entropy(logits, y))}
-
-        def primary_metric(self, task):
-            return "accuracy"
-    '''
-)
-
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory):
-    import importlib
+def toy():
+    """The runs below train the toy suite (suites/toy.py); afterwards the load cache forgets its models."""
+    from harness import load_cache
 
-    from harness import load_cache as runner  # the load cache (was in harness.runner)
-    from harness import models
-    from harness.registry import SUITES
-
-    folder = tmp_path_factory.mktemp("speedtoy")
-    (folder / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
-    sys.path.insert(0, str(folder))
-    module = importlib.import_module(PLUGIN)
-    yield module
-    SUITES.unregister("speedtoy")
-    models._CATALOGUE.pop("speed-toy", None)
-    sys.modules.pop(PLUGIN, None)
-    sys.path.remove(str(folder))
-    runner.MODEL_CACHE.clear()
-    runner.DATA_CACHE.clear()
+    yield
+    load_cache.MODEL_CACHE.clear()
+    load_cache.DATA_CACHE.clear()
 
 
 def _specs(adapters: str = "head,full", seeds: tuple[int, ...] = (1, 2), **train: object) -> list[RunSpec]:
     from harness.plan import GridRequest, plan_grid
 
-    return plan_grid(GridRequest(suite="speedtoy", adapters=adapters, seeds=seeds, preset="cpu",
+    return plan_grid(GridRequest(suite="toy", adapters=adapters, seeds=seeds, preset="cpu",
                                  train_overrides=dict(train)), cuda_available=False)
 
 
@@ -270,10 +182,10 @@ def test_workers_auto_rule(monkeypatch: pytest.MonkeyPatch):
 def test_workers_auto_on_the_command_line(toy, tmp_path: Path, capsys: pytest.CaptureFixture):
     from harness.cli import main
 
-    assert main(["run", "--suite", "speedtoy", "--tasks", "a", "--adapters", "head", "--seeds", "1", "--device", "cpu",
+    assert main(["run", "--suite", "toy", "--tasks", "sign", "--adapters", "head", "--seeds", "1", "--device", "cpu",
                  "--workers", "auto", "--results-dir", str(tmp_path), "--dry-run"]) == 0
     assert "--workers auto: 1 (one run to do)" in capsys.readouterr().err
-    assert main(["run", "--suite", "speedtoy", "--workers", "two", "--dry-run"]) == 2
+    assert main(["run", "--suite", "toy", "--workers", "two", "--dry-run"]) == 2
     assert "--workers must be a positive integer" in capsys.readouterr().err
 
 
@@ -371,7 +283,6 @@ def test_gpu_check_fails_clearly_without_cuda():
         pytest.skip("this machine has CUDA: bench/gpu_check.sh would run for real")
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
     import os
-    import sys
 
     # the script calls `python`: this interpreter's, as in an activated environment
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -438,7 +349,7 @@ def test_every_run_flag_has_help_and_the_help_is_grouped():
     assert any(t and t.startswith("training") for t in titles)
     text = run.format_help()
     assert text.count("python -m harness run") >= 2  # two examples
-    assert "one of: coco-retrieval, glue, instructeval, mt-bench, rscd" in " ".join(text.split())
+    assert "one of: coco-retrieval, glue, instructeval, mt-bench, rscd, toy" in " ".join(text.split())
     limit = next(a for a in run._actions if "--limit" in a.option_strings)
     assert "per task" in limit.help and "lm-eval" in limit.help
 

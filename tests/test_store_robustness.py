@@ -14,7 +14,6 @@ import errno
 import json
 import math
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from harness import aggregate
 from harness.cli import main
 from harness.record_check import MAX_DEPTH, check_record
 from harness.store import UNSAVED_DIR, ResultStore, StoreWarning
-from tests.test_grid_faults import PLUGIN, PLUGIN_SOURCE
 
 
 def _nested(depth: int, leaf: object = 1) -> object:
@@ -141,7 +139,7 @@ def test_a_file_larger_than_a_record_is_skipped_unread(tmp_path: Path, monkeypat
 def test_the_dry_run_and_resume_read_bad_files_as_pending(fake_suite, tmp_path: Path, capsys):
     # one nested file where a planned record lives, one elsewhere in the store
     results = tmp_path / "results"
-    argv = ["run", "--suite", "fakegrid", "--adapters", "head", "--tasks", "ok", "--seeds", "1", "--device", "cpu",
+    argv = ["run", "--suite", "toy-faults", "--adapters", "head", "--tasks", "ok", "--seeds", "1", "--device", "cpu",
             "--results-dir", str(results), "--no-progress"]
     assert main([*argv, "--dry-run"]) == 0
 
@@ -275,40 +273,28 @@ def test_report_prints_one_warning_per_file_with_bad_values(tmp_path: Path, caps
 
 @pytest.fixture
 def fake_suite(tmp_path_factory, monkeypatch):
+    """The toy-faults suite (tests/toy_faults.py) registered for one test; its runs leave a marker in
+    ``MARKERS`` when they start training."""
     import importlib
 
-    from harness import load_cache, models
-    from harness.registry import SUITES
-
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
     markers = tmp_path_factory.mktemp("markers")
-    monkeypatch.setenv("FAKEGRID_MARKERS", str(markers))
-    monkeypatch.setenv("FAKEGRID_SLEEP", "0")
-    sys.path.insert(0, str(folder))
-    sys.modules.pop(PLUGIN, None)
-    if "fakegrid" in SUITES.names():
-        SUITES.unregister("fakegrid")
-    module = importlib.import_module(PLUGIN)
+    monkeypatch.setenv("TOY_FAULTS_MARKERS", str(markers))
+    monkeypatch.setenv("TOY_FAULTS_SLEEP", "0")
+    module = importlib.import_module("tests.toy_faults")  # registers the suite
     module.MARKERS = markers
     yield module
-    SUITES.unregister("fakegrid")
-    models._CATALOGUE.pop("fake-tiny", None)
-    sys.modules.pop(PLUGIN, None)
-    sys.path.remove(str(folder))
-    load_cache.MODEL_CACHE.clear()
-    load_cache.DATA_CACHE.clear()
+    module.unregister()
 
 
 def _plan_one(task: str = "ok", seed: int = 1):
     from harness.plan import GridRequest, plan_grid
 
-    return plan_grid(GridRequest(suite="fakegrid", adapters="head", tasks=task, seeds=(seed,), preset="cpu"),
+    return plan_grid(GridRequest(suite="toy-faults", adapters="head", tasks=task, seeds=(seed,), preset="cpu"),
                      cuda_available=False)[0]
 
 
 def _run_argv(results: Path, *extra: str) -> list[str]:
-    return ["run", "--suite", "fakegrid", "--adapters", "head", "--tasks", "ok", "--seeds", "1,2", "--device", "cpu",
+    return ["run", "--suite", "toy-faults", "--adapters", "head", "--tasks", "ok", "--seeds", "1,2", "--device", "cpu",
             "--results-dir", str(results), "--no-progress", *extra]
 
 
@@ -418,7 +404,7 @@ def test_a_full_disk_keeps_the_record_in_unsaved_and_the_grid_goes_on(fake_suite
     assert main(_run_argv(results)) == 1  # non-zero: a record is not where it belongs
     out = capsys.readouterr().out
     kept = results / UNSAVED_DIR / _record_path(results).relative_to(results)
-    assert "[unsaved] fakegrid/ok/head/" in out and str(kept) in out and "No space left on device" in out
+    assert "[unsaved] toy-faults/ok/head/" in out and str(kept) in out and "No space left on device" in out
     assert "ran 2 (success=2), unsaved 1" in out
     record = json.loads(kept.read_text())
     assert record["status"] == "success" and record["metrics"]["score"] is not None  # the result is not lost

@@ -438,8 +438,8 @@ def require_sandbox() -> SandboxPlan:
 
 def probe(plan: SandboxPlan) -> SandboxPlan:
     try:
-        # the harness's own source folder must be out of sight too
-        program = PROBE_PROGRAM.replace("HOST_PATH", repr(str(Path(__file__).resolve().parent)))
+        # the harness's own source folder (the suites package) must be out of sight too
+        program = PROBE_PROGRAM.replace("HOST_PATH", repr(str(Path(__file__).resolve().parents[1])))
         result = _execute(plan, program, "", SandboxLimits(timeout_s=30, cpu_s=10))
     except OSError as exc:
         raise SandboxUnavailable(f"refusing to run generated code: the sandbox could not start ({exc})") from None

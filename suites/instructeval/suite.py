@@ -1,13 +1,13 @@
 """INSTRUCTEVAL after Alpaca instruction tuning: MMLU, BBH, DROP and HumanEval.
 
 The adapted model object is evaluated in-process with lm-eval (``HFLM(pretrained=model)``) on the task
-definitions in ``suites/lm_eval_tasks`` (``ie_*``), which read ``<data root>/{mmlu,bbh,drop,humaneval}``
-offline and the hub datasets online. Settings are pinned to INSTRUCTEVAL: MMLU 5-shot, BBH 3-shot direct
+definitions in ``lm_eval_tasks/`` beside this file (``ie_*``), which read
+``<data root>/{mmlu,bbh,drop,humaneval}`` offline and the hub datasets online. Settings are pinned to INSTRUCTEVAL: MMLU 5-shot, BBH 3-shot direct
 answer (no chain of thought), DROP 3-shot, HumanEval 0-shot pass@1 with greedy decoding.
 
 HumanEval completions are untrusted code: they run only with ``--suite-opt allow_code_execution=true``,
-in ``suites/_sandbox.py``. Without it HumanEval is recorded as skipped (not zero) and the average covers
-the other benchmarks; ``data_info.average_covers`` and the ``average_of`` metric say which.
+in the kernel sandbox of ``sandbox.py`` beside this file. Without it HumanEval is recorded as skipped (not
+zero) and the average covers the other benchmarks; ``data_info.average_covers`` and the ``average_of`` metric say which.
 
 Scores are fractions in [0, 1]: MMLU and BBH accuracy over all their questions (micro average over
 subjects/tasks), DROP F1, HumanEval pass@1, and their unweighted mean ``average`` (the primary metric).
@@ -40,9 +40,9 @@ from harness.metrics import BUILTIN_METRICS
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
-from suites._instruct import CPU_TRAIN, InstructionTuningSuite
-from suites._sandbox import SandboxLimits, require_sandbox, run_untrusted
-from suites.lm_eval_tasks import ie_utils
+from suites._shared.instruct import CPU_TRAIN, InstructionTuningSuite
+from suites.instructeval.lm_eval_tasks import ie_utils
+from suites.instructeval.sandbox import SandboxLimits, require_sandbox, run_untrusted
 
 if TYPE_CHECKING:
     from torch import nn
@@ -169,7 +169,7 @@ def save_lm_eval_results(ctx: RunContext, entry: dict[str, Any]) -> None:
 
     from lm_eval.utils import handle_non_serializable
 
-    from suites._mtbench_answers import write_jsonl
+    from suites._shared.jsonl import write_jsonl
 
     path = lm_eval_results_path(ctx)
     if path is None:

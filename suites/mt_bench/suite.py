@@ -54,8 +54,9 @@ from harness.models import find_model_entry, wheel_dir
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
-from suites._instruct import CPU_TRAIN, SMOLLM2, InstructionTuningSuite, cache_root, model_source
-from suites._mtbench_answers import (
+from suites._shared.instruct import CPU_TRAIN, SMOLLM2, InstructionTuningSuite, cache_root
+from suites._shared.models import model_source
+from suites.mt_bench.answers import (
     ANSWER_TEMPLATES,
     CATEGORY_TEMPERATURE,
     JUDGE_PROMPT_FILE,
@@ -73,19 +74,15 @@ from suites._mtbench_answers import (
     select_questions,
     write_answers,
 )
-from suites._mtbench_judge import (
+from suites.mt_bench.judges import HFJudge, JudgeBackend, JudgeUnreachableError, OpenAIJudge, public_url
+from suites.mt_bench.judging import (
     RATING_PREFILL,
-    HFJudge,
-    JudgeBackend,
-    JudgeUnreachableError,
     JudgmentCache,
-    OpenAIJudge,
     aggregate_scores,
     build_matches,
     drop_model_lines,
     judge_matches,
     load_judge_prompts,
-    public_url,
 )
 
 if TYPE_CHECKING:

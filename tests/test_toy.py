@@ -1,0 +1,61 @@
+"""The toy suite (suites/toy.py), the template for new suites: listed as an example, deterministic, its
+option and the sample caps reach the data (and the config hash), and what cannot run on its MLP is
+refused at plan time."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.plan import GridRequest, check_against_shapes, plan_grid
+from harness.runner import ExecutionOptions, execute_run
+from suites.toy import MODEL
+
+
+def _specs(adapters: str = "full", **suite_options: object):
+    return plan_grid(GridRequest(suite="toy", adapters=adapters, tasks="xor", seeds=(3,), preset="cpu",
+                                 suite_options=dict(suite_options)), cuda_available=False)
+
+
+def test_ls_suites_marks_the_toy_suite_as_an_example(capsys: pytest.CaptureFixture):
+    from harness.cli import main
+
+    assert main(["ls", "suites"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "[example]" in lines["toy"] and "[tasks: sign, xor]" in lines["toy"]
+    assert not any("[example]" in line for name, line in lines.items() if name != "toy")
+
+
+def test_toy_runs_are_deterministic_and_its_option_and_caps_reach_the_data():
+    options = ExecutionOptions(device="cpu", progress=False, cache=False)
+    spec = _specs()[0]
+    first, again = execute_run(spec, options), execute_run(spec, options)
+    assert first["status"] == "success", first.get("error")
+    assert first["loss_curve"] == again["loss_curve"] and first["metrics"]["score"] == again["metrics"]["score"]
+    assert first["data_info"]["train_examples"] == 32 and first["timing"]["steps"] == 16  # 2 epochs of 8 batches
+    assert 0.0 <= first["metrics"]["score"] <= 1.0 and first["metrics"]["unit"] == "fraction"
+
+    small = _specs(points="8")[0]
+    assert small.suite_options == {"points": "8"} and small.config_hash != spec.config_hash
+    record = execute_run(small, options)
+    assert record["status"] == "success", record.get("error")
+    assert record["data_info"]["train_examples"] == 8 and record["timing"]["steps"] == 4
+
+    capped = plan_grid(GridRequest(suite="toy", adapters="full", tasks="xor", seeds=(3,), preset="cpu",
+                                   train_overrides={"max_train_samples": 12, "max_eval_samples": 5}),
+                       cuda_available=False)[0]
+    record = execute_run(capped, options)
+    assert record["data_info"]["train_examples"] == 12 and record["data_info"]["eval_examples"] == 5
+    assert record["timing"]["steps"] == 6  # 2 epochs of 3 batches
+
+
+def test_what_cannot_run_on_the_toy_is_refused_at_plan_time():
+    check_against_shapes(_specs("head,full"))  # the adapters without targets build on its skeleton
+    with pytest.raises(HarnessError, match="could not find the transformer blocks"):
+        check_against_shapes(_specs("lora"))  # no blocks for an adapter with targets
+    with pytest.raises(HarnessError, match=f"--model must be {MODEL}"):
+        plan_grid(GridRequest(suite="toy", adapters="full", model="minilm-l6", preset="cpu"), cuda_available=False)
+    with pytest.raises(HarnessError, match="points must be at least 1"):
+        from harness.registry import SUITES
+
+        SUITES.get("toy")().preflight({"points": "0"}, "cpu", MODEL)

@@ -1,0 +1,77 @@
+"""The toy suite (suites/toy.py) with a fault per task, for the tests of what a grid does when runs go
+wrong: ``ok`` trains, ``slow`` sleeps in every step (``TOY_FAULTS_SLEEP`` seconds, default 0.25),
+``nan``/``inf`` give a non-finite loss at step 2, ``oom`` raises CUDA's out-of-memory error and ``boom``
+a ValueError at step 1. Every task trains on the ``sign`` points, one epoch of 8 steps, evaluated once.
+
+Importing the module registers the suite ``toy-faults`` (a subprocess imports it before ``harness.cli``;
+pool and Ray workers import it by name, as they do any plug-in outside the built-in packages);
+``unregister`` undoes that, so that no later test sees the suite. ``TOY_FAULTS_MARKERS`` names a folder
+where every run leaves a file when its training starts (``<task>-seed<seed>-<pid>-<ns>``), so a test can
+act in the middle of a known run instead of after a guessed delay. ``LOADS`` lists the
+``load_model`` calls of this process as (task, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness.registry import SUITES, register_suite
+from suites.toy import Toy
+
+NAME = "toy-faults"
+LOADS: list[tuple[str, int]] = []
+
+
+@register_suite(NAME)
+class FaultyToy(Toy):
+    description = "[test] the toy suite with a fault per task"
+    tasks = ("ok", "slow", "nan", "inf", "oom", "boom")
+
+    def default_tasks(self, preset):
+        return ["ok"]
+
+    def train_config(self, preset, task, model):
+        return dataclasses.replace(super().train_config(preset, task, model), epochs=1, eval_each_epoch=False)
+
+    def load_model(self, model_name, task, ctx):
+        LOADS.append((task, ctx.seed))
+        return super().load_model(model_name, task, ctx)
+
+    def load_data(self, task, loaded, train, ctx):
+        data = super().load_data("sign", loaded, train, ctx)
+        return dataclasses.replace(data, info={**data.info, "task": task})
+
+    def train_batches(self, data, train, epoch, ctx):
+        task = data.info["task"]
+        markers = os.environ.get("TOY_FAULTS_MARKERS")
+        if markers:
+            Path(markers, f"{task}-seed{ctx.seed}-{os.getpid()}-{time.time_ns()}").touch()
+        for index, batch in enumerate(super().train_batches(data, train, epoch, ctx)):
+            yield {**batch, "task": task, "index": index}
+
+    def training_loss(self, model, batch):
+        task, index = batch.pop("task"), batch.pop("index")
+        if task == "slow":
+            time.sleep(float(os.environ.get("TOY_FAULTS_SLEEP", "0.25")))
+        if task == "oom" and index == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
+        if task == "boom" and index == 1:
+            raise ValueError("fake failure inside the suite")
+        loss = super().training_loss(model, batch)
+        return loss * float(task) if task in ("nan", "inf") and index == 2 else loss
+
+
+def unregister() -> None:
+    """Forget the suite and this module (a later import registers it again) and the runner's load cache."""
+    from harness import load_cache
+
+    SUITES.unregister(NAME)
+    sys.modules.pop(__name__, None)
+    load_cache.MODEL_CACHE.clear()
+    load_cache.DATA_CACHE.clear()
