@@ -157,9 +157,9 @@ ARCHITECTURE_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     # LLaMA-2/3, SmolLM2: self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj
     "llama": _attention_roles("q_proj", "k_proj", "v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
                               "mlp.down_proj"),
-    # open_clip towers after suites._vision splits in_proj into attn.{q,k,v}
+    # open_clip towers after suites._shared.vision splits in_proj into attn.{q,k,v}
     "open_clip": _attention_roles("q", "k", "v", "attn.out_proj", "mlp.c_fc", "mlp.c_proj"),
-    # timm ViT after suites._vision splits attn.qkv into attn.{q,k,v}
+    # timm ViT after suites._shared.vision splits attn.qkv into attn.{q,k,v}
     "timm-vit": _attention_roles("q", "k", "v", "attn.proj", "mlp.fc1", "mlp.fc2"),
     # convolutional networks: no linear layers in blocks, no roles (only head / full / bitfit apply)
     "convolutional": {},

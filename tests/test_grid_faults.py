@@ -271,15 +271,15 @@ def test_stale_temporary_files_are_judged_by_their_writer(tmp_path: Path):
 
 
 def test_cached_loads_give_the_same_records_as_fresh_loads(fake, tmp_path: Path):
-    from harness import load_cache as runner  # the load cache (was in harness.runner)
+    from harness import load_cache
     from harness.grid import run_grid
     from harness.runner import ExecutionOptions
 
     specs = _plan("ok,nan", seeds=(1, 2), adapters="head,full")  # 8 runs, 4 distinct loads
     results = {}
     for cache in (False, True):
-        runner.MODEL_CACHE.clear()
-        runner.DATA_CACHE.clear()
+        load_cache.MODEL_CACHE.clear()
+        load_cache.DATA_CACHE.clear()
         fake.LOADS.clear()
         store = ResultStore(tmp_path / str(cache))
         run_grid(specs, store, ExecutionOptions(device="cpu", progress=False, cache=cache), echo=lambda _: None)

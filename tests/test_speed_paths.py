@@ -248,10 +248,10 @@ def test_precision_auto_resolves_to_fp32_without_a_gpu():
 # ---------------------------------------------------------------------------------------------------
 
 def test_loss_log_on_a_device_reads_in_blocks_and_names_the_first_bad_step(monkeypatch: pytest.MonkeyPatch):
-    from harness import loss_log as runner  # LossLog (was in harness.runner)
+    from harness import loss_log
 
-    monkeypatch.setattr(runner, "LOSS_SYNC_STEPS", 4)
-    log = runner.LossLog(on_device=True)
+    monkeypatch.setattr(loss_log, "LOSS_SYNC_STEPS", 4)
+    log = loss_log.LossLog(on_device=True)
     for step in range(3):
         log.append(torch.tensor(1.0 + step), step)
     assert log.values == []  # nothing read back yet
@@ -259,7 +259,7 @@ def test_loss_log_on_a_device_reads_in_blocks_and_names_the_first_bad_step(monke
     assert log.values == [1.0, 2.0, 3.0, 4.0]
     log.append(torch.tensor(5.0), 4)
     log.append(torch.tensor(float("nan")), 5)
-    with pytest.raises(runner.DivergedError) as caught:
+    with pytest.raises(loss_log.DivergedError) as caught:
         log.flush()
     assert caught.value.step == 5
 

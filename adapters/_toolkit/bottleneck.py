@@ -30,7 +30,7 @@ OUTPUT_PROJECTIONS: tuple[tuple[str, str], ...] = (
     ("attention.output.dense", "output.dense"),  # BERT, RoBERTa, DeBERTa, HF ViT
     ("self_attn.o_proj", "mlp.down_proj"),  # LLaMA, Mistral, Qwen
     ("self_attn.out_proj", "mlp.fc2"),  # HF CLIP
-    ("attn.out_proj", "mlp.c_proj"),  # open_clip towers (after suites._vision's q/k/v surgery)
+    ("attn.out_proj", "mlp.c_proj"),  # open_clip towers (after suites._shared.vision's q/k/v surgery)
     ("attn.proj", "mlp.fc2"),  # timm ViT
 )
 
