@@ -39,7 +39,7 @@ def base_record(spec: RunSpec, suite: Suite | None = None) -> dict[str, Any]:
 
 
 def preset_annotations(spec: RunSpec, suite: Suite | None = None) -> dict[str, Any]:
-    """What the tables need without importing torch or the suites (harness/aggregate.py): the preset's
+    """What the tables need without importing torch or the suites (harness/aggregate/): the preset's
     training settings and adapter options for this run, so that a row shows what differs from them;
     the caps applied and those below the preset's (a "limited" run); the suite's default tasks. Never
     part of the config hash. A plug-in whose defaults cannot be rebuilt gets ``preset_defaults_error``

@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from harness.adapter import Adapter, ApplyContext, LowRankConfig
+from harness.adapter import Adapter, LowRankConfig
+from harness.attach import attach
 from harness.measure import count_parameters, module_param_ids
 from harness.registry import ADAPTERS, SUITES
 from harness.suite import Suite
-from harness.targets import find_sites
 from tests.tiny_models import tiny_bert_classifier
 
 HEAD = ("classifier", "bert.pooler")
@@ -28,9 +28,7 @@ def _apply(name: str, model: torch.nn.Module) -> tuple[Adapter, torch.nn.Module,
     fields = {f.name for f in dataclasses.fields(cls.config_cls)}
     adapter = cls(cls.config_cls(**{k: v for k, v in options.items() if k in fields}))
     head_ids = module_param_ids(model, HEAD)
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=HEAD)) if isinstance(adapter.config, LowRankConfig) else ()
-    adapter.check_sites(sites)
-    model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=HEAD, total_steps=20))
+    model = attach(adapter, model, family="encoder", head_modules=HEAD, total_steps=20)
     if adapter.trains_head:
         for p in model.parameters():
             if id(p) in head_ids:

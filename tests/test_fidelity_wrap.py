@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 
-from harness.adapter import ApplyContext
 from harness.config import build
 from harness.measure import module_param_ids
 from harness.registry import ADAPTERS
@@ -35,12 +34,9 @@ def make(name: str, **options):
 
 def apply_any(adapter, model):
     """``apply`` as the runner does it, for low-rank and bottleneck adapters alike."""
-    from harness.adapter import LowRankConfig
-    from harness.targets import find_sites
+    from harness.attach import attach
 
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=HEAD)) if isinstance(adapter.config, LowRankConfig) else ()
-    adapter.check_sites(sites)
-    return adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=HEAD, total_steps=10))
+    return attach(adapter, model, family="encoder", head_modules=HEAD, total_steps=10)
 
 
 def wrappers(model):

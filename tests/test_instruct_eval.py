@@ -231,3 +231,23 @@ def test_end_to_end_on_a_tiny_llama(tiny_llama_dir, tmp_path):
     # two layers x (q_proj 32->32 + v_proj 32->16), rank 4: A is 4 x in, B is out x 4
     assert record["params"]["adapter_trainable"] == 2 * ((4 * 32 + 32 * 4) + (4 * 32 + 16 * 4))
     assert record["timing"]["steps"] == -(-info["train_examples"] // 4)
+
+
+def test_no_progress_silences_every_lm_eval_bar_and_restores_them(capsys: pytest.CaptureFixture[str]):
+    import importlib
+
+    from suites.instructeval.suite import LM_EVAL_BAR_MODULES, lm_eval_bars
+
+    modules = [importlib.import_module(name) for name in LM_EVAL_BAR_MODULES]
+    originals = [m.tqdm for m in modules]
+
+    def draw(module) -> str:
+        for _ in module.tqdm(range(3), desc="lm-eval bar", disable=False):  # lm-eval passes disable= itself
+            pass
+        return capsys.readouterr().err
+
+    with lm_eval_bars(False):
+        assert all(draw(m) == "" for m in modules)
+    assert [m.tqdm for m in modules] == originals
+    with lm_eval_bars(True):
+        assert all("lm-eval bar" in draw(m) for m in modules)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.adapter import LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import ADAPTERS
 from harness.spec import RunSpec, TrainConfig
@@ -59,16 +58,12 @@ def _merging_adapters() -> list[str]:
 
 
 def _applied(name: str):
-    from harness.adapter import ApplyContext
-    from harness.targets import find_sites
+    from harness.attach import attach
 
     adapter = ADAPTERS.get(name)()
     model = tiny_bert(layers=4)
-    head = ("classifier",)
-    sites = tuple(find_sites(model, adapter.config.targets, exclude=head)) if isinstance(adapter.config, LowRankConfig) else ()
-    adapter.check_sites(sites)
     torch.manual_seed(0)
-    model = adapter.apply(model, ApplyContext(family="encoder", sites=sites, head_modules=head, total_steps=10))
+    model = attach(adapter, model, family="encoder", head_modules=("classifier",), total_steps=10)
     randomise([p for p in model.parameters() if p.requires_grad], seed=5, std=0.1)  # a non-zero update
     return adapter, model.eval()
 

@@ -147,6 +147,39 @@ def quiet_lm_eval() -> Iterator[None]:
         logger.setLevel(level)
 
 
+# lm-eval's modules that draw bars (tqdm imported by name). TQDM_DISABLE cannot silence them: tqdm reads
+# it when it is imported, lm-eval passes ``disable=`` explicitly, and building a task's requests draws a
+# bar that has no switch at all.
+LM_EVAL_BAR_MODULES = ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface")
+
+
+@contextlib.contextmanager
+def lm_eval_bars(enabled: bool) -> Iterator[None]:
+    """``--no-progress`` reaches lm-eval's bars: while disabled, those modules' ``tqdm`` draws nothing."""
+    if enabled:
+        yield
+        return
+    import importlib
+
+    from tqdm import tqdm
+
+    def silent_tqdm(*args: Any, **kwargs: Any) -> Any:
+        kwargs["disable"] = True
+        return tqdm(*args, **kwargs)
+
+    patched = []
+    for name in LM_EVAL_BAR_MODULES:
+        module = importlib.import_module(name)
+        if getattr(module, "tqdm", None) is not None:
+            patched.append((module, module.tqdm))
+            module.tqdm = silent_tqdm
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.tqdm = original
+
+
 def per_task_scores(results: dict[str, dict[str, Any]], benchmark: str) -> dict[str, float]:
     """lm-eval's score of each MMLU subject / BBH task, as record metrics."""
     if benchmark == "mmlu":
@@ -346,7 +379,7 @@ class InstructEval(InstructionTuningSuite):
         plan: EvalPlan = data.eval
         lm = HFLM(pretrained=model, tokenizer=loaded.tokenizer, batch_size=train.eval_batch_size)
         scores: dict[str, float] = {}
-        with quiet_lm_eval():
+        with quiet_lm_eval(), lm_eval_bars(ctx.progress):
             manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata={"data_root": plan.data_root})
             plain = [b for b in plan.options.benchmarks if b != "humaneval"]
             if plain:
