@@ -125,7 +125,7 @@ def verdict(ci_low: float, ci_high: float, higher_is_better: bool = True, p_valu
     otherwise. The percentile bootstrap of 2-5 seeds is narrow (with 3 seeds it excludes 0 whenever the
     three differences share a sign, which two equal methods do one time in four), so the t-test, which
     accounts for the few seeds through its degrees of freedom, must agree. A NaN p-value (differences
-    without variance, or per-task seed sets that differ for an average) leaves the interval to decide."""
+    without variance, or an average whose tasks share fewer than two seeds) leaves the interval to decide."""
     if math.isnan(ci_low) or math.isnan(ci_high):
         return "n/a"
     if not math.isnan(p_value) and p_value >= ALPHA:
@@ -170,26 +170,38 @@ def paired_comparison(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.n
 
 
 def paired_average_comparison(x_tasks: Sequence[Sequence[float]], y_tasks: Sequence[Sequence[float]],
-                              higher_is_better: bool = True, confidence: float = CONFIDENCE) -> Comparison:
+                              higher_is_better: bool = True, confidence: float = CONFIDENCE,
+                              seeds: Sequence[Sequence[int]] | None = None) -> Comparison:
     """The multi-task average of ``x`` against ``y``: per task the per-seed differences over the shared
-    seeds (each pair of lists aligned by seed), resampled within tasks for the interval; the p-value is
-    the paired t-test over seeds of the per-seed task averages when every task has the same shared
-    seeds (NaN otherwise), and P(X > Y) compares those per-seed averages."""
-    diffs, xa, ya = [], [], []
-    for xs, ys in zip(x_tasks, y_tasks):
+    seeds (each pair of lists aligned by seed), resampled within tasks for the interval. The p-value is
+    the paired t-test over seeds of the per-seed task averages, and P(X > Y) compares those averages:
+    with ``seeds`` (each task's seeds, aligned with its lists) over the seeds every task has (NaN when
+    fewer than two); without, only when every task has as many pairs (then taken as the same seeds)."""
+    diffs, xa, ya, kept_seeds = [], [], [], []
+    for t, (xs, ys) in enumerate(zip(x_tasks, y_tasks)):
         a, b = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
         keep = np.isfinite(a) & np.isfinite(b)
         diffs.append(a[keep] - b[keep])
         xa.append(a[keep])
         ya.append(b[keep])
+        if seeds is not None:
+            kept_seeds.append([int(s) for s, k in zip(seeds[t], keep) if k])
     if not diffs or any(len(d) == 0 for d in diffs):
         return Comparison(0, math.nan, math.nan, math.nan, math.nan, math.nan, "n/a")
     interval = average_ci(diffs, confidence)
     n_pairs = min(len(d) for d in diffs)
     p_value = p_improvement = math.nan
-    if len({len(d) for d in diffs}) == 1:
-        per_seed_x, per_seed_y = np.mean(xa, axis=0), np.mean(ya, axis=0)
-        whole = paired_comparison(per_seed_x, per_seed_y, higher_is_better, confidence)
+    per_seed: tuple[np.ndarray, np.ndarray] | None = None
+    if seeds is not None:
+        common = sorted(set.intersection(*(set(s) for s in kept_seeds)))
+        if len(common) >= 2:
+            rows = [[list(s).index(seed) for seed in common] for s in kept_seeds]
+            per_seed = (np.mean([a[r] for a, r in zip(xa, rows)], axis=0),
+                        np.mean([b[r] for b, r in zip(ya, rows)], axis=0))
+    elif len({len(d) for d in diffs}) == 1:
+        per_seed = np.mean(xa, axis=0), np.mean(ya, axis=0)
+    if per_seed is not None:
+        whole = paired_comparison(per_seed[0], per_seed[1], higher_is_better, confidence)
         p_value, p_improvement = whole.p_value, whole.p_improvement
     return Comparison(n_pairs, interval.mean, interval.low, interval.high, p_value, p_improvement,
                       verdict(interval.low, interval.high, higher_is_better, p_value) if n_pairs >= 2 else "n/a")

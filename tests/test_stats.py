@@ -101,6 +101,22 @@ def test_paired_average_comparison_is_the_t_test_of_per_seed_averages():
     assert c.n_pairs == 3 and c.ci_low > 0 and c.p_value > 0.05 and c.verdict == "tied"
 
 
+def test_an_average_over_tasks_with_different_seed_sets_is_tested_on_the_seeds_every_task_has():
+    # task 1 has seeds 42, 64, 128; task 2 only 42 and 64 (its seed-128 run is missing): the t-test takes
+    # the per-seed averages of 42 and 64 (x 0.70, 0.72; y 0.69, 0.70 -> d = 0.01, 0.02; t = 3, 1 dof)
+    x = [[0.80, 0.82, 0.90], [0.60, 0.62]]
+    y = [[0.78, 0.79, 0.70], [0.60, 0.61]]
+    c = stats.paired_average_comparison(x, y, seeds=[[42, 64, 128], [42, 64]])
+    t = 0.015 / (math.sqrt(0.00005) / math.sqrt(2))
+    assert c.p_value == pytest.approx(1 - 2 * math.atan(t) / math.pi)  # Student t with 1 dof: 0.205
+    assert c.ci_low > 0 and c.verdict == "tied"  # every resample is positive, but the test does not agree
+    # positions are not seeds: the same lists in another seed order pair other runs
+    swapped = stats.paired_average_comparison(x, y, seeds=[[42, 64, 128], [64, 42]])
+    assert swapped.p_value != pytest.approx(c.p_value)
+    # fewer than two seeds in common: no p-value (the interval decides, as documented in verdict)
+    assert math.isnan(stats.paired_average_comparison(x, y, seeds=[[42, 64, 128], [128, 256]]).p_value)
+
+
 def test_three_same_sign_differences_are_not_enough_without_the_paired_test():
     # d = +0.01, +0.05, +0.002: every bootstrap resample mean is positive (the interval excludes 0), as it
     # is for any three differences of one sign, which two equal methods give one time in four; the t-test

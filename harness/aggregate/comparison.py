@@ -56,7 +56,7 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
                 continue
             cells = {str(r["task"]): r for _, r in conf.iterrows()}
             label = conf.iloc[0]["label"]
-            xs_all, ys_all = [], []
+            xs_all, ys_all, seeds_all = [], [], []
             for task in group_tasks:
                 if task not in cells or task not in base_cells:
                     continue
@@ -66,11 +66,12 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
                 result = stats.paired_comparison([x[s] for s in shared], [y[s] for s in shared], higher)
                 xs_all.append([x[s] for s in shared])
                 ys_all.append([y[s] for s in shared])
+                seeds_all.append(shared)
                 rows.append(_comparison_row(label, row_key, b, task, f"{units[task]['metric']} ({units[task]['label']})",
                                             result))
             if average_family and len(xs_all) == len(group_tasks) and group_tasks:
                 higher = all(u["higher_is_better"] for u in units.values())
-                result = stats.paired_average_comparison(xs_all, ys_all, higher)
+                result = stats.paired_average_comparison(xs_all, ys_all, higher, seeds=seeds_all)
                 rows.append(_comparison_row(label, row_key, b, "average", f"mean over tasks ({family_label(average_family)})",
                                             result))
     out = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
