@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from record_factory import grid_records, make_record, write_store
 
 from harness import aggregate
+from tests.record_factory import grid_records, make_record, write_store
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
 
@@ -279,7 +279,7 @@ def test_rsum_and_mt_bench_ratings_are_not_shown_as_percent():
 
 
 def test_measured_and_estimated_memory_never_share_a_column():
-    from record_factory import make_record
+    from tests.record_factory import make_record
 
     cpu = make_record(adapter="lora", seed=1, peak_bytes=1 * 2**30)  # on the CPU: the estimate
     gpu = make_record(adapter="lora", seed=2, peak_bytes=5 * 2**30, device="cuda")  # measured

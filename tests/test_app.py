@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from record_factory import grid_records, make_record, write_store
 from streamlit.testing.v1 import AppTest
 
 from harness import aggregate
 from harness.cli import main as harness_main
+from tests.record_factory import grid_records, make_record, write_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP = PROJECT_ROOT / "app" / "leaderboard.py"
@@ -287,9 +287,8 @@ def test_app_does_not_import_torch_or_the_runner(tmp_path):
 
 
 def test_heatmaps_are_square_with_axis_titles_and_singular_values_use_a_log_axis():
-    from record_factory import sample_analysis
-
     from app import charts
+    from tests.record_factory import sample_analysis
 
     record = make_record(analysis=sample_analysis())
     matrices = dict(aggregate.analysis_matrices(record))

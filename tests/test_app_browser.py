@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from record_factory import grid_records, make_record, write_store
+
+from tests.record_factory import grid_records, make_record, write_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from record_factory import make_record
 
 from harness.cli import main
+from tests.record_factory import make_record
 
 JUDGE_ENV = ("HARNESS_JUDGE_BASE_URL", "HARNESS_JUDGE_MODEL", "HARNESS_JUDGE_API_KEY", "OPENAI_API_KEY",
              "OPENAI_BASE_URL", "HARNESS_DATA_DIR", "HARNESS_RESULTS_DIR")

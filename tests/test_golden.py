@@ -60,7 +60,7 @@ def test_the_record_layout_is_golden(shared_data, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "md", "latex"])
 def test_the_report_of_a_fixed_store_is_golden(fmt: str):
-    from record_factory import grid_records
+    from tests.record_factory import grid_records
 
     files = aggregate.build_report(aggregate.load_frame(grid_records()), baseline="lora", formats=[fmt])
     assert files

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from record_factory import grid_records, make_record
 
 from harness import record, record_schema
 from harness.record_check import SECTION_FIELDS
 from harness.store import ResultStore
+from tests.record_factory import grid_records, make_record
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from record_factory import make_record, write_store
 
 from harness import aggregate
 from harness import cli_report as cli  # write_files_atomically (was in harness.cli)
 from harness import metrics as metric_units
 from harness.cli import main
 from harness.spec import RunSpec
+from tests.record_factory import make_record, write_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (42, 64, 128)

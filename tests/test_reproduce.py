@@ -180,8 +180,9 @@ def test_row_selection_and_unknown_row(capsys):
 
 
 def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
-    from record_factory import grid_records, write_store
     from streamlit.testing.v1 import AppTest
+
+    from tests.record_factory import grid_records, write_store
 
     write_store(tmp_path, grid_records())
     planned = plan_table(get_table("sera-t4"))

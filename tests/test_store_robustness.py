@@ -18,12 +18,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from record_factory import make_record
 
 from harness import aggregate
 from harness.cli import main
 from harness.record_check import MAX_DEPTH, check_record
 from harness.store import UNSAVED_DIR, ResultStore, StoreWarning
+from tests.record_factory import make_record
 
 
 def _nested(depth: int, leaf: object = 1) -> object:
