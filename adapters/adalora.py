@@ -157,6 +157,11 @@ class AdaLoRA(PeftAdapter[AdaLoraOptions]):
 
     # ---- training hooks ------------------------------------------------------------------------------
     def on_step_end(self, model: nn.Module, step: int) -> None:
+        # init_rank == rank: every triplet is within the budget, so there is nothing to prune (peft's
+        # allocator would ask torch.kthvalue for the 0th smallest score and fail): AdaLoRA trains as
+        # SVD-form LoRA with the orthogonality regulariser, and the summary says no allocation ran.
+        if self.config.initial_rank == self.config.rank:
+            return
         self._tuner.update_and_allocate(step)
         self._steps_allocated += 1
 

@@ -92,7 +92,7 @@ def _reproduce_parser(sub: Any) -> None:
     rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
     rep.add_argument("--executor", default="local", help="local (default) or ray")
-    rep.add_argument("--workers", type=_positive_int("--workers"), help="parallel runs (executor workers)")
+    rep.add_argument("--workers", type=_workers_arg, help="parallel runs (executor workers), or auto")
     rep.add_argument("--address", help="ray executor: 'auto' or ray://host:10001")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
 

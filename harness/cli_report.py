@@ -82,7 +82,7 @@ def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from harness.reproduce import cmd_reproduce as run_reproduce
+    from harness.cli_reproduce import cmd_reproduce as run_reproduce
 
     return run_reproduce(args)
 

@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.no_progress:  # before transformers is imported: its loading bars read this once
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     from harness.config import parse_key_values
-    from harness.executors import ExecutorConfig, run_with_executor
+    from harness.executors import ExecutorConfig
     from harness.grid import default_results_dir
     from harness.plan import GridRequest, check_against_shapes, plan_grid, preflight
     from harness.runner import ExecutionOptions, note_startup, process_age_seconds
@@ -83,31 +83,47 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
                                progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
-    pending = _pending_specs(specs, store, args.force)
-    if auto_workers:
-        from harness.executors import auto_worker_count
-
-        workers, why = auto_worker_count(len(pending), options)
-        executor = ExecutorConfig(kind="local", workers=workers)
-        print(f"--workers auto: {workers} ({why})", file=sys.stderr)
-    talk = _grid_talk(specs, pending, store, options, executor)
+    executor, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
     if args.dry_run:
         print(_plan_table(specs, counts, store, args.force))
         print(talk.estimate_line)
         return 0
-    print(talk.header, flush=True)
-    print(talk.estimate_line, flush=True)
-    t_run = time.perf_counter()
     # named by what each span does; the heavy imports happen where they are first needed: torch at the
     # device check, transformers at the first shape check
     note_startup(process_start_to_command=age, harness_imports=t_imports - t_cmd,
                  torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
                  shape_checks_with_transformers_import=t_preflight - t_shapes,
-                 preflight_store_scan_and_estimate=t_run - t_preflight)
-    outcome = run_with_executor(executor, specs, store, options, force=args.force,
+                 preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
+    return launch_grid(specs, store, options, executor, talk, force=args.force)
+
+
+def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, force: bool,
+                 auto_workers: bool = False) -> tuple[Any, _GridTalk]:
+    """The executor (``--workers auto`` resolved against the runs still to do) and what the grid says:
+    its header, estimated time and ``[i/N] ... | ETA`` reporter. Every command that runs a grid (``run``,
+    ``reproduce``) goes through here and ``launch_grid``, so that they talk and exit alike."""
+    pending = _pending_specs(specs, store, force)
+    if auto_workers:
+        from harness.executors import ExecutorConfig, auto_worker_count
+
+        workers, why = auto_worker_count(len(pending), options)
+        executor = ExecutorConfig(kind="local", workers=workers)
+        print(f"--workers auto: {workers} ({why})", file=sys.stderr)
+    return executor, _grid_talk(specs, pending, store, options, executor)
+
+
+def launch_grid(specs: list[Any], store: Any, options: Any, executor: Any, talk: _GridTalk, *,
+                force: bool) -> int:
+    """Header, estimate, the runs (each reported as it finishes), the totals line; the exit code:
+    1 when any run of this invocation is not done (failed, cancelled, lost) or its record unsaved."""
+    from harness.executors import run_with_executor
+
+    print(talk.header, flush=True)
+    print(talk.estimate_line, flush=True)
+    outcome = run_with_executor(executor, specs, store, options, force=force,
                                 echo=lambda line: print(line, flush=True), on_result=talk.on_result)
     print(outcome.totals_line())
-    return 1 if outcome.unfinished or outcome.unsaved else 0  # see GridOutcome.unfinished
+    return outcome.exit_code
 
 
 def _resolve_precision(requested: str, device: str, cuda: bool) -> str:

@@ -50,6 +50,12 @@ class GridOutcome:
         return line
 
     @property
+    def exit_code(self) -> int:
+        """The exit code of a command that ran this grid (``run``, ``reproduce``): 1 when any run is
+        not done or its record is not in the store, else 0."""
+        return 1 if self.unfinished or self.unsaved else 0
+
+    @property
     def unfinished(self) -> int:
         """Runs of this invocation that did not end in a done status (failed, cancelled, lost): the
         exit code is 1 when there is any. diverged and oom are results about the method, recorded as

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -22,11 +20,9 @@ from harness.paper_tables import (
     PaperTable,
     TableRow,
     as_printed,
-    get_table,
     reported_rows,
     rounds_to,
     row_key,
-    validate_tables,
 )
 from harness.record import RunRecord
 from harness.spec import RunSpec
@@ -311,69 +307,3 @@ def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
         writer.writerows(rows)
         files[f"reproduce-{table.name}.csv"] = buffer.getvalue()
     return files
-
-
-# ---------------------------------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------------------------------
-
-
-def list_tables() -> str:
-    lines = []
-    for t in TABLES:
-        runnable = sum(r.runnable for r in t.rows)
-        lines.append(f"{t.name:<11} {t.paper}, {t.where}: {t.title} ({len(t.rows)} rows, {runnable} runnable)")
-    return "\n".join(lines)
-
-
-def cmd_reproduce(args: Any) -> int:
-    """The ``reproduce`` subcommand (harness.cli parses the flags)."""
-    import sys
-
-    validate_tables()
-    if args.list or not args.table:
-        print(list_tables())
-        return 0
-    table = select_rows(get_table(args.table), getattr(args, "rows", None))
-    preset = args.preset or "paper"
-    if args.dry_run:
-        from harness.grid import default_results_dir
-        from harness.store import ResultStore
-
-        store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
-        rows = dry_run_rows(table, preset, store)
-        print(json.dumps(rows, indent=1) if args.json else format_dry_run(table, rows, preset))
-        return 0
-    from harness.cli_run import _check_writable, _cuda_available, resolve_data
-    from harness.executors import ExecutorConfig, run_with_executor
-    from harness.grid import default_results_dir
-    from harness.plan import check_against_shapes, preflight
-    from harness.runner import ExecutionOptions
-    from harness.store import ResultStore
-
-    planned = plan_table(table, preset, cuda_available=_cuda_available())
-    if preset == "cpu":
-        print(f"PRESET CPU: {table.name} runs on {', '.join(sorted({p.model for p in planned}))} with the cpu "
-              f"budget, not on the paper's {', '.join(table.models)}", file=sys.stderr)
-    else:
-        check_reachable(planned)
-    specs = all_specs(planned)
-    if args.max_steps:
-        from dataclasses import replace
-
-        specs = [replace(s, train=s.train.with_overrides(max_steps=args.max_steps)) for s in specs]
-    data = resolve_data(args.data_dir, preset)
-    for spec in specs:
-        from harness.registry import SUITES
-
-        SUITES.get(spec.suite)().check_data(spec.task, data)
-    check_against_shapes(specs)
-    preflight(specs)
-    store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
-    _check_writable(store.root)
-    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
-    options = ExecutionOptions(device=args.device, data=data, progress=not args.no_progress)
-    outcome = run_with_executor(executor, specs, store, options, force=args.force,
-                                echo=lambda line: print(line, flush=True))
-    print(outcome.totals_line())
-    return 1 if outcome.lost else 0

@@ -84,6 +84,30 @@ def test_adalora_allocator_prunes_to_the_budget():
     assert finals == ranks
 
 
+def test_adalora_without_pruning_trains_every_step():
+    """init_rank == rank (msplora-t1's AdaLoRA row): no triplet is outside the budget. peft's allocator
+    fails on it (torch.kthvalue with k = 0) at its first budgeting step; ours skips allocation, trains
+    every triplet and says so in the summary."""
+    steps = 12
+    adapter, model, _, head_ids = adapted(
+        "adalora", rank=4, init_rank=4, total_steps=steps, delta_t=2, tinit_ratio=0.1, tfinal_ratio=0.2
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    _train(adapter, model, head_ids, steps)
+    summary = adapter.summary(model)
+    assert summary["allocation_calls"] == 0
+    assert set(summary["final_ranks"].values()) == {4}
+    assert summary["params_effective"] == summary["params_at_init"] == adapter_count(model, head_ids)
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert any("lora_E" in n for n in changed) and any("lora_A" in n for n in changed)
+    # peft's allocator itself cannot take this budget: the guard is needed, not decorative
+    ids, labels = token_batch(batch=4), torch.tensor([0, 1, 1, 0])
+    torch.nn.functional.cross_entropy(logits(model, ids), labels).backward()
+    with pytest.raises(RuntimeError, match="kthvalue"):
+        for step in range(steps):
+            adapter._tuner.update_and_allocate(step)
+
+
 def test_adalora_orth_regulariser_matches_peft():
     adapter, model, _, head_ids = adapted("adalora", orth_reg_weight=0.3)
     randomise(adapter_params(model, head_ids), std=0.1)
