@@ -17,7 +17,7 @@ run --suite glue --tasks stsb,rte --adapters all
 run --suite glue --adapters msplora,sera,lora2
 run --suite glue --adapters lora,msplora,sera,lora2,vera,head --seeds 42,64,128 --workers auto   # 3 seeds: the CIs
 run --suite glue --adapters full --seeds 42,64,128 --workers auto
-reproduce() { HF_HUB_OFFLINE=1 python -m harness reproduce "$@" --preset cpu --data-dir "$DATA" --results-dir results --workers 2; }
+reproduce() { HF_HUB_OFFLINE=1 python -m harness reproduce "$@" --preset cpu --data-dir "$DATA" --results-dir results --workers auto; }
 reproduce msplora-t1                                             # MSPLoRA Table 1's rows on the cpu preset
 reproduce sera-t3                                                # SeRA Table 3's rows on the cpu preset
 run --suite glue --adapters all                                  # the rest of the GLUE grid
