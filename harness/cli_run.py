@@ -156,13 +156,13 @@ def _grid_talk(specs: list[Any], pending: list[Any], store: Any, options: Any, e
     from harness import progress
     from harness.executors import layout_line
 
-    device, layout, parallel = layout_line(executor, options)
-    header = progress.grid_header(specs, len(specs) - len(pending), device=device, layout=layout)
+    layout = layout_line(executor, options)
+    header = progress.grid_header(specs, len(specs) - len(pending), device=layout.device, layout=layout.text)
     estimator = progress.Estimator.from_records(progress.reference_records(store.root))
-    estimate = progress.estimate_grid(pending, estimator)
-    tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=parallel,
+    estimate = progress.estimate_grid(pending, estimator, layout.threads)
+    tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=layout.parallel,
                                     echo=lambda line: print(line, flush=True))
-    return _GridTalk(header, estimate.line(parallel),
+    return _GridTalk(header, estimate.line(layout.parallel),
                      lambda result: tracker.finished(result.run_id, result.summary, result.path))
 
 

@@ -156,21 +156,36 @@ def auto_worker_count(pending: int, options: ExecutionOptions) -> tuple[int, str
     return min(workers, pending), why
 
 
-def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> tuple[str, str, int]:
-    """(device, layout, runs at once) for the grid header."""
+@dataclass(frozen=True)
+class Layout:
+    """How a grid runs, for its header and its estimate: ``parallel`` runs at once, each with
+    ``threads`` torch threads (None on a GPU, where threads do not set the speed)."""
+
+    device: str
+    text: str
+    parallel: int
+    threads: int | None
+
+
+def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
+    """The grid header's device and layout, and the runs at once with their threads. CPU workers run
+    at once too: each at the speed a record run in the same layout shows (the estimate prefers those)."""
     cuda = _uses_cuda(options.device)
     device = options.device if options.device != "auto" else ("cuda" if cuda else "cpu")
     if executor.kind == "ray":
-        return device, f"executor ray ({executor.address or 'a local instance'})", 1
+        return Layout(device, f"executor ray ({executor.address or 'a local instance'})", 1,
+                      None if cuda else options.threads or 1)
     if executor.workers > 1:
         plan = worker_plan(executor.workers, options)
         each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
-        return device, f"{executor.workers} worker processes, {each}", executor.workers if cuda else 1
+        return Layout(device, f"{executor.workers} worker processes, {each}", executor.workers,
+                      None if cuda else plan.threads)
     if cuda:
-        return device, "1 process", 1
+        return Layout(device, "1 process", 1, None)
     import torch
 
-    return device, f"1 process x {options.threads or torch.get_num_threads()} torch threads", 1
+    threads = options.threads or torch.get_num_threads()
+    return Layout(device, f"1 process x {threads} torch threads", 1, threads)
 
 
 # ---------------------------------------------------------------------------------------------------

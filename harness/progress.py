@@ -12,6 +12,12 @@ specific first:
    ``max_train_samples``) when the budget names one, else the median run;
 4. nothing comparable: unknown until runs of this grid finish.
 
+At every level the records run with the grid's torch threads per run are preferred (a record's
+``environment.torch_threads``: on the 2-core machine 1 means one of two workers, 2 a single process);
+when a level has none, its records are scaled by the measured ratio between the two thread counts
+(the median over runs recorded with both). On the CPU, N workers run N runs at once, each at the speed
+a record of that layout shows, so the grid's time is the sum of its runs' estimates divided by N.
+
 Reference records are those of the grid's own store plus the shipped ``results/`` of this checkout
 (timings of the cpu preset on a 2-core machine), so that a grid into an empty folder has an estimate.
 While the grid runs, the ETA of the remaining runs is their estimate scaled by how fast the finished
@@ -85,6 +91,7 @@ class _Ref:
     samples: float | None
     max_steps: int | None
     limit: int | None
+    threads: int | None = None  # torch threads the run used (environment.torch_threads)
 
     def predict(self, train: Mapping[str, Any]) -> float | None:
         """This run's time for a budget that may stop after ``max_steps``: the training part scales
@@ -129,27 +136,48 @@ class Estimator:
             refs.append(_Ref(f["suite"], f["task"], f["adapter"], f["model"], f["preset"], float(seconds),
                              float(timing.get("train_seconds") or 0.0), float(timing.get("eval_seconds") or 0.0),
                              int(timing.get("steps") or 0), int(timing.get("epochs") or 0),
-                             float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit")))
+                             float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit"),
+                             _threads(record)))
         return cls(refs)
 
-    def _predictions(self, f: Mapping[str, Any], **same: bool) -> list[tuple[_Ref, float]]:
+    def _predictions(self, f: Mapping[str, Any], threads: int | None = None, **same: bool) -> list[tuple[_Ref, float]]:
+        """Predictions of the refs that match ``f`` on the ``same`` fields: those run with ``threads``
+        torch threads when there are any, else all of them scaled to ``threads`` (``_thread_ratio``)."""
         out = []
         for r in self.refs:
             if all(getattr(r, k) == f[k] for k, wanted in same.items() if wanted):
                 value = r.predict(f["train"])
                 if value is not None:
                     out.append((r, value))
-        return out
+        if threads is None or not out:
+            return out
+        matching = [(r, v) for r, v in out if r.threads == threads]
+        return matching or [(r, v * self._thread_ratio(r.threads, threads)) for r, v in out]
 
-    def estimate(self, spec: Any) -> float | None:
+    def _thread_ratio(self, have: int | None, want: int) -> float:
+        """How much longer a run takes with ``want`` torch threads than with ``have``, on this data:
+        the median over runs (suite, task, adapter, model, preset) recorded with both."""
+        if have is None or have == want:
+            return 1.0
+        groups: dict[tuple, dict[int, list[float]]] = {}
+        for r in self.refs:
+            if r.threads in (have, want) and not r.max_steps:
+                key = (r.suite, r.task, r.adapter, r.model, r.preset)
+                groups.setdefault(key, {}).setdefault(r.threads, []).append(r.seconds)
+        ratios = [statistics.median(g[want]) / statistics.median(g[have]) for g in groups.values()
+                  if want in g and have in g]
+        return statistics.median(ratios) if ratios else 1.0
+
+    def estimate(self, spec: Any, threads: int | None = None) -> float | None:
+        """Seconds for ``spec`` run with ``threads`` torch threads (None: any records, unscaled)."""
         f = _spec_fields(spec)
-        exact = self._predictions(f, suite=True, task=True, adapter=True, model=True, preset=True)
+        exact = self._predictions(f, threads, suite=True, task=True, adapter=True, model=True, preset=True)
         if exact:
             return statistics.median(v for _, v in exact)
-        task_refs = self._predictions(f, suite=True, task=True, model=True, preset=True)
+        task_refs = self._predictions(f, threads, suite=True, task=True, model=True, preset=True)
         if task_refs:
             return statistics.median(v for _, v in task_refs) * self._adapter_factor(f)
-        suite_refs = self._predictions(f, suite=True, model=True, preset=True)
+        suite_refs = self._predictions(f, threads, suite=True, model=True, preset=True)
         if not suite_refs:
             return None
         planned = planned_samples(f["train"])
@@ -210,8 +238,14 @@ class GridEstimate:
         return text + "; the machine's load changes it)"
 
 
-def estimate_grid(pending: Sequence[Any], estimator: Estimator) -> GridEstimate:
-    per_run = tuple(estimator.estimate(spec) for spec in pending)
+def _threads(record: Mapping[str, Any]) -> int | None:
+    value = (record.get("environment") or {}).get("torch_threads")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def estimate_grid(pending: Sequence[Any], estimator: Estimator, threads: int | None = None) -> GridEstimate:
+    """Each pending run's estimate at ``threads`` torch threads per run (None on a GPU: unscaled)."""
+    per_run = tuple(estimator.estimate(spec, threads) for spec in pending)
     unknown = sum(s is None for s in per_run)
     total = None if unknown else sum(s for s in per_run if s is not None)
     return GridEstimate(total, len(per_run) - unknown, unknown, per_run)

@@ -13,9 +13,10 @@ from tests.test_speed_paths import toy  # noqa: F401  (the toy suite fixture)
 
 
 def _record(task: str, adapter: str, seconds: float, *, steps: int = 100, epochs: int = 2, train: float | None = None,
-            evals: float = 0.0, max_steps: int | None = None, status: str = "success") -> dict:
+            evals: float = 0.0, max_steps: int | None = None, status: str = "success", threads: int | None = None) -> dict:
     return {
-        "run_id": f"glue/{task}/{adapter}/h/{seconds}/{max_steps}", "status": status,
+        "run_id": f"glue/{task}/{adapter}/h/{seconds}/{max_steps}/{threads}", "status": status,
+        "environment": {"torch_threads": threads} if threads else {},
         "spec": {"suite": "glue", "task": task, "adapter": adapter, "model": "m", "preset": "cpu",
                  "train": {"max_steps": max_steps, "limit": None, "epochs": epochs, "max_train_samples": 100}},
         "timing": {"total_seconds": seconds, "train_seconds": seconds if train is None else train,
@@ -46,6 +47,32 @@ def test_estimates_come_from_the_most_comparable_records():
     assert other == pytest.approx(20.0)  # no dora anywhere: factor 1, median of sst2's runs
     assert est.estimate(_spec("qnli", "lora")) is not None  # another task of the same suite and model
     assert est.estimate({**_spec("rte", "lora"), "model": "other"}) is None  # nothing comparable
+
+
+def test_estimates_prefer_records_of_the_grids_threads_and_scale_the_others():
+    est = progress.Estimator.from_records([
+        # rte: recorded with both layouts; one of two workers (1 thread) took 1.5x the single process (2)
+        _record("rte", "lora", 150, threads=1), _record("rte", "lora", 100, threads=2),
+        _record("sst2", "lora", 30, threads=1),  # sst2 only ever ran as a worker
+    ])
+    assert est.estimate(_spec("rte", "lora"), threads=1) == 150  # the records of that layout only
+    assert est.estimate(_spec("rte", "lora"), threads=2) == 100
+    assert est.estimate(_spec("rte", "lora")) == 125  # no layout asked: every record
+    assert est.estimate(_spec("sst2", "lora"), threads=2) == pytest.approx(30 / 1.5)  # scaled by the ratio
+    assert est.estimate(_spec("sst2", "lora"), threads=4) == 30  # no ratio measured for 4 threads: unscaled
+
+
+def test_cpu_workers_count_as_runs_at_once():
+    from harness.executors import ExecutorConfig, layout_line, worker_plan
+    from harness.runner import ExecutionOptions
+
+    options = ExecutionOptions(device="cpu", progress=False)
+    two = layout_line(ExecutorConfig(kind="local", workers=2), options)
+    assert (two.parallel, two.threads) == (2, worker_plan(2, options).threads)
+    one = layout_line(ExecutorConfig(kind="local", workers=1), ExecutionOptions(device="cpu", threads=2))
+    assert (one.parallel, one.threads) == (1, 2) and "1 process x 2 torch threads" in one.text
+    # the grid line divides the runs' estimates by the runs at once
+    assert "2min" in progress.GridEstimate(240.0, 2, 0, (120.0, 120.0)).line(two.parallel)
 
 
 def test_a_step_capped_run_is_estimated_from_its_steps():
