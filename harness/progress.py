@@ -287,13 +287,17 @@ class GridProgress:
             return 0.0
         elapsed = self.clock() - self.start
         known = [e for e in self._pending.values() if e is not None]
+        # runs at once: when one finishes, the others are under way, on average half done; counting
+        # them keeps the first ETAs of a parallel grid from doubling (one finished run in the time of two)
+        in_flight = 0.5 * min(self.parallel - 1, len(known)) * (sum(known) / len(known)) if known else 0.0
         # actual seconds per estimated second in this grid so far (a busy or fast machine corrects
         # the reference timings); before any run finishes, runs at once divide the estimate
-        speed = elapsed / self._est_done if self._est_done > 0 and elapsed > 0 else 1.0 / self.parallel
+        done = self._est_done + in_flight
+        speed = elapsed / done if self._est_done > 0 and elapsed > 0 else 1.0 / self.parallel
         if len(known) == remaining:
-            return sum(known) * speed
+            return (sum(known) - (in_flight if self._est_done > 0 else 0.0)) * speed
         if self.done:  # remaining runs without an estimate: the mean finished run stands in
-            return sum(known) * speed + (remaining - len(known)) * elapsed / self.done
+            return (sum(known) - in_flight) * speed + (remaining - len(known)) * elapsed / self.done
         return None
 
     def finished(self, run_id: str, summary: str, path: str | None) -> str:

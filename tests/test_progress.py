@@ -96,6 +96,26 @@ def test_grid_progress_lines_count_path_and_eta():
     assert lines[-1].startswith("[3/3] [failed] c -> c.json") and lines[-1].endswith("ETA 0s")
 
 
+def test_the_eta_of_parallel_runs_counts_the_runs_under_way():
+    now = [0.0]
+    lines: list[str] = []
+    # 2 runs at once, 6 runs of 10 estimated seconds each, and the machine goes exactly as estimated:
+    # the first two finish together at 10 s
+    tracker = progress.GridProgress(list("abcdef"), [10.0] * 6, parallel=2, echo=lines.append, clock=lambda: now[0])
+    assert tracker.eta_seconds() == pytest.approx(30.0)  # before any run: 60 s of runs, 2 at once
+    now[0] = 10.0
+    tracker.finished("a", "a", None)
+    # b is under way, half done on average: 10 / (10 + 5) s per estimated second for 45 s of work left;
+    # the truth is 20 s (b ends now, then c+d and e+f); counting only the finished run said 50 s
+    assert tracker.eta_seconds() == pytest.approx(30.0)
+    tracker.finished("b", "b", None)
+    assert tracker.eta_seconds() == pytest.approx(14.0)  # 35 s of work at 10 / 25 s per estimated second
+    now[0] = 20.0
+    tracker.finished("c", "c", None)
+    tracker.finished("d", "d", None)
+    assert tracker.eta_seconds() == pytest.approx(20.0 / 45.0 * 15.0)  # 15 s of work left at 20/45
+
+
 def test_grid_estimate_line():
     assert "3min" in progress.GridEstimate(180.0, 2, 0, (60.0, 120.0)).line()
     assert "unknown" in progress.GridEstimate(None, 0, 2, (None, None)).line()
