@@ -310,7 +310,9 @@ def test_a_smoke_run_added_to_the_shipped_store_moves_no_full_cell(tmp_path):
     store = tmp_path / "store"
     shutil.copytree(PROJECT_ROOT / "results" / "glue", store / "glue")
     before = aggregate.wide_table(frame_of(aggregate_records(store)), "glue")
-    shipped = json.loads(next((store / "glue" / "rte").glob("lora-*-seed42.json")).read_text())
+    # the preset's LoRA (the configuration shipped with three seeds; reproduce rows add other LoRAs)
+    default_lora = next((store / "glue" / "rte").glob("lora-*-seed128.json")).name.replace("seed128", "seed42")
+    shipped = json.loads((store / "glue" / "rte" / default_lora).read_text())
     smoke = copy.deepcopy(shipped)
     smoke["spec"]["train"].update(max_steps=2, max_train_samples=32)
     spec = RunSpec.from_dict(smoke["spec"])
@@ -343,3 +345,23 @@ def test_report_reads_the_store_without_torch(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (tmp_path / "out" / "glue.csv").is_file()
     assert "no reproduce-<table>.csv written" in done.stderr
+
+
+def test_a_capped_spec_is_limited_even_when_its_caps_section_says_otherwise(tmp_path):
+    # a record copied from a full run (caps.below_preset == []) with a capped spec: the spec decides
+    import copy
+
+    from harness.store import ResultStore
+
+    full = next(p for p in sorted((PROJECT_ROOT / "results" / "glue" / "rte").glob("*.json"))
+                if json.loads(p.read_text()).get("caps", {}).get("below_preset") == [])
+    record = json.loads(full.read_text())
+    smoke = copy.deepcopy(record)
+    smoke["spec"]["train"].update(max_steps=2)
+    spec = RunSpec.from_dict(smoke["spec"])
+    smoke["key"]["config_hash"], smoke["run_id"] = spec.config_hash, spec.run_id
+    ResultStore(tmp_path).write(record)
+    ResultStore(tmp_path).write(smoke)
+    table = frame_of(aggregate_records(tmp_path))
+    assert list(aggregate.wide_table(table, "glue", limited=True)["method"]) != []
+    assert len(aggregate.wide_table(table, "glue")) == 1  # the full run only

@@ -153,6 +153,20 @@ def test_shipped_records_are_found_again_by_their_config_hash():
             request = GridRequest(suite=spec["suite"], adapters=[spec["adapter"]], tasks=spec["task"], seeds=(1,),
                                   preset=spec["preset"], model=spec["model"], suite_options=spec["suite_options"])
             planned[key] = plan_grid(request, cuda_available=False)[0].config_hash
-        assert planned[key] == record["key"]["config_hash"], path
+        if planned[key] != record["key"]["config_hash"]:  # a paper-table row's own options
+            assert record["key"]["config_hash"] in _paper_table_hashes(spec["preset"]), path
         checked += 1
     assert checked >= 91
+
+
+_TABLE_HASHES: dict[str, set[str]] = {}
+
+
+def _paper_table_hashes(preset: str) -> set[str]:
+    """Config hashes of every run ``reproduce TABLE --preset PRESET`` plans, over all tables."""
+    if preset not in _TABLE_HASHES:
+        from harness.paper_tables import TABLES
+        from harness.reproduce import all_specs, plan_table
+
+        _TABLE_HASHES[preset] = {s.config_hash for t in TABLES for s in all_specs(plan_table(t, preset))}
+    return _TABLE_HASHES[preset]

@@ -135,10 +135,12 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
         train_diff = {k: v for k, v in sorted(train.items())
                       if k not in train_defaults or canonical(v) != canonical(train_defaults[k])}
         caps = section_of(r, "caps")
-        if isinstance(caps.get("below_preset"), list):
-            limited_by = [str(c) for c in caps["below_preset"]]
-        else:
-            limited_by = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
+        # what the record states and what its own spec shows against the preset's defaults, both: a
+        # record whose caps section says nothing (or was copied from a full run) cannot pass a capped
+        # spec off as a full run
+        stated = [str(c) for c in caps["below_preset"]] if isinstance(caps.get("below_preset"), list) else []
+        shown = [c for c in CAP_FIELDS if _below(train.get(c), train_defaults.get(c))]
+        limited_by = [*stated, *(c for c in shown if c not in stated)]
         # a cap below the preset's is a difference even where the store alone could not tell
         train_diff = dict(sorted({**train_diff, **{c: train.get(c) for c in limited_by if c in train}}.items()))
         adapter_options = section_of(spec, "adapter_options")
