@@ -79,6 +79,25 @@ def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids).logits
 
 
+def train_steps(adapter: Adapter, model: nn.Module, steps: int, lr: float = 5e-2) -> list[float]:
+    """``steps`` optimiser steps on one fixed batch with the runner's hooks (``extra_loss`` added to
+    the loss, ``on_step_end`` after the step, before ``zero_grad``); the losses."""
+    ids, labels = token_batch(batch=4), torch.tensor([0, 1, 1, 0])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for step in range(steps):
+        loss = torch.nn.functional.cross_entropy(logits(model, ids), labels)
+        extra = adapter.extra_loss(model)
+        if extra is not None:
+            loss = loss + extra
+        loss.backward()
+        optimizer.step()
+        adapter.on_step_end(model, step)
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
 def meta_roberta_count(adapter: Adapter, config_file: str = "roberta-base.json") -> int:
     """Adapter parameters on a catalogue architecture built on the meta device (as ``harness params``)."""
     from harness.attach import count_on_skeleton

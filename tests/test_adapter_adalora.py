@@ -26,6 +26,7 @@ from tests.adapter_testkit import (
     make,
     meta_roberta_count,
     randomise,
+    train_steps,
     tuner_layers,
 )
 from tests.tiny_models import token_batch
@@ -46,19 +47,7 @@ def test_counts_on_roberta_base_meta_match_the_formulas():
 
 
 def _train(adapter, model, head_ids, steps, lr=5e-2):
-    ids = token_batch(batch=4)
-    labels = torch.tensor([0, 1, 1, 0])
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    for step in range(steps):
-        loss = torch.nn.functional.cross_entropy(logits(model, ids), labels)
-        extra = adapter.extra_loss(model)
-        if extra is not None:
-            loss = loss + extra
-        loss.backward()
-        optimizer.step()
-        adapter.on_step_end(model, step)
-        optimizer.zero_grad(set_to_none=True)
+    train_steps(adapter, model, steps, lr)
 
 
 def test_adalora_allocator_prunes_to_the_budget():

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from harness.paper_tables import TABLES
-from tests.adapter_testkit import adapter_params, apply_adapter, logits, make
-from tests.tiny_models import tiny_bert, token_batch
+from tests.adapter_testkit import adapter_params, apply_adapter, make, train_steps
+from tests.tiny_models import tiny_bert
 
 HIDDEN = 256  # wide enough for the largest rank a table asks (SeRA r=256) on a 256 x 256 projection
 STEPS = 12
@@ -51,18 +51,8 @@ def test_every_paper_row_configuration_trains_a_whole_schedule(name: str, option
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     assert params, f"{name} {options}: nothing to train"
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
-    ids, labels = token_batch(batch=4), torch.tensor([0, 1, 1, 0])
-    for step in range(STEPS):
-        loss = torch.nn.functional.cross_entropy(logits(model, ids), labels)
-        extra = adapter.extra_loss(model)
-        if extra is not None:
-            loss = loss + extra
-        loss.backward()
-        optimizer.step()
-        adapter.on_step_end(model, step)
-        optimizer.zero_grad(set_to_none=True)
-        assert math.isfinite(loss.item()), f"{name} {options}: loss {loss.item()} at step {step}"
+    losses = train_steps(adapter, model, STEPS, lr=1e-3)
+    assert all(math.isfinite(x) for x in losses), f"{name} {options}: losses {losses}"
     trained = adapter_params(model, head_ids)
     assert name in ("head", "full", "bitfit") or trained, f"{name} {options}: no adapter parameters"
     adapter.summary(model)  # the record's adapter section is built from the trained model
