@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.paper_tables import TABLES, PaperTable, get_table, validate_tables
+from harness.paper_tables import TABLES, get_table, validate_tables
 from harness.reproduce import (
     all_specs,
     check_reachable,
@@ -52,15 +52,15 @@ def cmd_reproduce(args: Any) -> int:
         from harness.store import ResultStore
 
         store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
-        rows = dry_run_rows(table, preset, store)
+        planned = plan_table(table, preset)  # once: the rows and the estimate both read it
+        rows = dry_run_rows(table, preset, store, planned)
         if args.json:
             print(json.dumps(rows, indent=1))
             return 0
         print(format_dry_run(table, rows, preset))
-        print(_estimate_line(table, preset, store, args))
+        print(_estimate_line(planned, store, args))
         return 0
     from harness.cli_run import _check_writable, _cuda_available, launch_grid, prepare_grid, resolve_data
-    from harness.executors import ExecutorConfig
     from harness.grid import default_results_dir
     from harness.plan import check_against_shapes, preflight
     from harness.runner import ExecutionOptions
@@ -82,9 +82,8 @@ def cmd_reproduce(args: Any) -> int:
     preflight(specs)
     store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
     _check_writable(store.root)
-    executor = ExecutorConfig(kind=args.executor, workers=1 if auto_workers else args.workers or 1,
-                              address=args.address)
     options = ExecutionOptions(device=args.device, data=data, progress=not args.no_progress)
+    executor = _executor(args)
     executor, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
     return launch_grid(specs, store, options, executor, talk, force=args.force)
 
@@ -97,16 +96,21 @@ def _with_max_steps(specs: list[RunSpec], max_steps: int | None) -> list[RunSpec
     return [replace(s, train=s.train.with_overrides(max_steps=max_steps)) for s in specs]
 
 
-def _estimate_line(table: PaperTable, preset: str, store: Any, args: Any) -> str:
+def _executor(args: Any) -> Any:
+    """The executor the flags name; ``--workers auto`` starts at 1 and ``prepare_grid`` resolves it."""
+    from harness.executors import ExecutorConfig
+
+    workers = 1 if args.workers == "auto" else args.workers or 1
+    return ExecutorConfig(kind=args.executor, workers=workers, address=args.address)
+
+
+def _estimate_line(planned: list[Any], store: Any, args: Any) -> str:
     """The dry run's estimated time of the runs still to do, as ``run --dry-run`` prints it."""
     from harness.cli_run import prepare_grid
-    from harness.executors import ExecutorConfig
     from harness.runner import ExecutionOptions
 
-    specs = _with_max_steps(all_specs(plan_table(table, preset)), args.max_steps)
-    auto_workers = args.workers == "auto"
-    executor = ExecutorConfig(kind=args.executor, workers=1 if auto_workers else args.workers or 1,
-                              address=args.address)
+    specs = _with_max_steps(all_specs(planned), args.max_steps)
     options = ExecutionOptions(device=args.device, progress=False)
-    _, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
+    _, talk = prepare_grid(specs, store, options, _executor(args), force=args.force,
+                           auto_workers=args.workers == "auto")
     return talk.estimate_line

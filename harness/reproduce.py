@@ -143,10 +143,14 @@ def _done_runs(specs: tuple[RunSpec, ...], store: Any) -> int:
     return sum(store.status(s.key) in DONE_STATUSES for s in specs)
 
 
-def dry_run_rows(table: PaperTable, preset: str = "paper", store: Any = None) -> list[dict[str, Any]]:
+def dry_run_rows(table: PaperTable, preset: str = "paper", store: Any = None,
+                 planned_rows: list[PlannedRow] | None = None) -> list[dict[str, Any]]:
     """One object per table row (reported-only rows too), with its planned runs and parameter counts;
-    ``done``: how many of its runs already have a record in ``store`` (None without a store)."""
-    planned = {(id(p.row), p.paper_model): p for p in plan_table(table, preset)}
+    ``done``: how many of its runs already have a record in ``store`` (None without a store).
+    ``planned_rows``: the table's ``plan_table`` when the caller has it already."""
+    if planned_rows is None:
+        planned_rows = plan_table(table, preset)
+    planned = {(id(p.row), p.paper_model): p for p in planned_rows}
     out: list[dict[str, Any]] = []
     for row in table.rows:
         for paper_model in table.row_models(row):
