@@ -5,6 +5,7 @@ layouts alternate over the repeats; records of the two layouts are compared (sam
 
     python bench/bench_workers.py                       # glue/sst2: 4 adapters, small budget
     python bench/bench_workers.py --repeats 2 --adapters lora,sera,bitfit,head --max-train-samples 256
+    python bench/bench_workers.py --preset-budget --tasks sst2,rte --adapters lora,full  # the main job's runs
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_layout(args: argparse.Namespace, workers: int, threads: int, results: Path) -> float:
     command = [sys.executable, "-m", "harness", "run", "--suite", "glue", "--tasks", args.tasks,
                "--adapters", args.adapters, "--preset", "cpu", "--seeds", args.seeds, "--data-dir", args.data_dir,
-               "--results-dir", str(results), "--no-progress", "--max-train-samples", str(args.max_train_samples),
-               "--max-eval-samples", str(args.max_eval_samples), "--epochs", str(args.epochs)]
+               "--results-dir", str(results), "--no-progress"]
+    if not args.preset_budget:
+        command += ["--max-train-samples", str(args.max_train_samples), "--max-eval-samples",
+                    str(args.max_eval_samples), "--epochs", str(args.epochs)]
     command += ["--threads", str(threads)] if workers == 1 else ["--workers", str(workers)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     t0 = time.perf_counter()
@@ -53,6 +56,8 @@ def main() -> None:
     parser.add_argument("--max-train-samples", type=int, default=256)
     parser.add_argument("--max-eval-samples", type=int, default=128)
     parser.add_argument("--epochs", default="1")
+    parser.add_argument("--preset-budget", action="store_true",
+                        help="the cpu preset's own budget (the main job's runs), not the small one")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -71,8 +76,9 @@ def main() -> None:
                 found[name] = scores(results)
                 print(f"repeat {r + 1}: {name}: {seconds[name][-1]:.1f}s for {runs} runs "
                       f"= {runs * 3600 / seconds[name][-1]:.0f} runs/hour", flush=True)
-    print(f"grid: glue/{args.tasks} x {args.adapters} x seeds {args.seeds}, {args.max_train_samples} training "
-          f"examples x {args.epochs} epoch(s), {args.max_eval_samples} evaluation examples; {args.cores} cores")
+    budget = ("the cpu preset's budget" if args.preset_budget else f"{args.max_train_samples} training examples x "
+              f"{args.epochs} epoch(s), {args.max_eval_samples} evaluation examples")
+    print(f"grid: glue/{args.tasks} x {args.adapters} x seeds {args.seeds}, {budget}; {args.cores} cores")
     for name, values in seconds.items():
         median = statistics.median(values)
         print(f"{name:<24} median {median:.1f}s (min {min(values):.1f}, max {max(values):.1f}) "

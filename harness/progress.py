@@ -22,6 +22,11 @@ Reference records are those of the grid's own store plus the shipped ``results/`
 (timings of the cpu preset on a 2-core machine), so that a grid into an empty folder has an estimate.
 While the grid runs, the ETA of the remaining runs is their estimate scaled by how fast the finished
 runs went against their own estimates (a faster or busier machine corrects itself after one run).
+
+Records that carry their CPU time (``timing.cpu_seconds``) also say how busy the machine let them be:
+a CPU run whose threads got half a core each while other jobs ran took twice its quiet wall time, so
+its timing is scaled to the busiest comparable record's (``_discount_contention``). Older records
+have no CPU time and count as they are.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,7 @@ class _Ref:
     max_steps: int | None
     limit: int | None
     threads: int | None = None  # torch threads the run used (environment.torch_threads)
+    busy: float | None = None  # cpu_seconds / (threads x seconds) of a CPU run that recorded its CPU time
 
     def predict(self, train: Mapping[str, Any]) -> float | None:
         """This run's time for a budget that may stop after ``max_steps``: the training part scales
@@ -137,8 +143,8 @@ class Estimator:
                              float(timing.get("train_seconds") or 0.0), float(timing.get("eval_seconds") or 0.0),
                              int(timing.get("steps") or 0), int(timing.get("epochs") or 0),
                              float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit"),
-                             _threads(record)))
-        return cls(refs)
+                             _threads(record), _busy(record, float(seconds))))
+        return cls(_discount_contention(refs))
 
     def _predictions(self, f: Mapping[str, Any], threads: int | None = None, **same: bool) -> list[tuple[_Ref, float]]:
         """Predictions of the refs that match ``f`` on the ``same`` fields: those run with ``threads``
@@ -236,6 +242,37 @@ class GridEstimate:
         text += " (from the timings of comparable finished records"
         text += f", {parallel} runs at once" if parallel > 1 else ""
         return text + "; the machine's load changes it)"
+
+
+def _busy(record: Mapping[str, Any], seconds: float) -> float | None:
+    """How busy a CPU run kept its threads: CPU seconds / (threads x wall seconds). None without a
+    recorded CPU time (older records) or on a GPU, where the CPU mostly waits."""
+    cpu = (record.get("timing") or {}).get("cpu_seconds")
+    threads = _threads(record)
+    device = str((record.get("environment") or {}).get("device") or "cpu")
+    if not isinstance(cpu, (int, float)) or cpu <= 0 or not threads or device.startswith("cuda"):
+        return None
+    return min(1.0, cpu / (threads * seconds))
+
+
+def _discount_contention(refs: list[_Ref]) -> list[_Ref]:
+    """A run that shared its cores with other jobs got less CPU per wall second: its CPU time stays,
+    its wall time grows. Each such reference is scaled to the wall time it would have taken as busy
+    as the busiest reference with the same torch threads (the quietest conditions on record), so
+    that timings recorded while the machine was shared do not inflate a quiet machine's estimate."""
+    quiet: dict[int, float] = {}
+    for r in refs:
+        if r.busy is not None and r.threads:
+            quiet[r.threads] = max(quiet.get(r.threads, 0.0), r.busy)
+    out = []
+    for r in refs:
+        if r.busy is None or not r.threads or quiet.get(r.threads, 0.0) <= 0:
+            out.append(r)
+            continue
+        factor = min(1.0, r.busy / quiet[r.threads])
+        out.append(replace(r, seconds=r.seconds * factor, train_seconds=r.train_seconds * factor,
+                           eval_seconds=r.eval_seconds * factor))
+    return out
 
 
 def _threads(record: Mapping[str, Any]) -> int | None:

@@ -136,6 +136,7 @@ class Timing(TypedDict, total=False):
     epochs: float
     samples: int
     total_seconds: float | None
+    cpu_seconds: float | None  # process CPU time over the run (all threads); absent in older records
     phases: dict[str, float | None]
     startup: dict[str, float | None]  # only the first run of a process: what its start-up cost
 

@@ -46,8 +46,8 @@ SECTION_FIELDS: dict[str, dict[str, str]] = {
                "cuda_max_allocated_bytes": "count", "cuda_max_reserved_bytes": "count", "device": "text",
                "peak_label": "text"},
     "timing": {"train_seconds": "count", "mean_step_seconds": "count", "samples_per_second": "count",
-               "eval_seconds": "count", "load_seconds": "count", "total_seconds": "count", "steps": "count",
-               "epochs": "count", "samples": "count"},
+               "eval_seconds": "count", "load_seconds": "count", "total_seconds": "count", "cpu_seconds": "count",
+               "steps": "count", "epochs": "count", "samples": "count"},
     "environment": {"git_commit": "text", "git_dirty": "bool", "device_name": "text", "hostname": "text"},
     "error": {"type": "text", "message": "text"},
 }

@@ -74,6 +74,7 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     suite = _suite_for(spec)
     record = base_record(spec, suite)
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     device = resolve_device(options.device)
     run: TrainingRun | None = None
     work_dir: Path | None = None
@@ -115,7 +116,7 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
             shutil.rmtree(work_dir, ignore_errors=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        _finish_timing(record, t0, time.perf_counter() - t_env)
+        _finish_timing(record, t0, time.perf_counter() - t_env, cpu0)
     return record
 
 
@@ -150,9 +151,13 @@ def process_age_seconds() -> float | None:
         return None
 
 
-def _finish_timing(record: dict[str, Any], t0: float, environment_seconds: float) -> None:
+def _finish_timing(record: dict[str, Any], t0: float, environment_seconds: float, cpu0: float) -> None:
     timing = record.setdefault("timing", {})
     timing["total_seconds"] = time.perf_counter() - t0
+    # CPU seconds of this process (all its threads) over the run: unlike the wall time it hardly
+    # grows when other jobs share the cores, so the estimator can tell a busy machine's timing
+    # (cpu_seconds / (threads x total_seconds) well below a quiet run's) from a slow run
+    timing["cpu_seconds"] = time.process_time() - cpu0
     phases = timing.get("phases")
     if isinstance(phases, dict):
         phases["environment"] = environment_seconds

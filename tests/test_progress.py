@@ -13,15 +13,19 @@ from tests.test_speed_paths import toy  # noqa: F401  (the toy suite fixture)
 
 
 def _record(task: str, adapter: str, seconds: float, *, steps: int = 100, epochs: int = 2, train: float | None = None,
-            evals: float = 0.0, max_steps: int | None = None, status: str = "success", threads: int | None = None) -> dict:
-    return {
-        "run_id": f"glue/{task}/{adapter}/h/{seconds}/{max_steps}/{threads}", "status": status,
-        "environment": {"torch_threads": threads} if threads else {},
+            evals: float = 0.0, max_steps: int | None = None, status: str = "success", threads: int | None = None,
+            cpu: float | None = None, device: str = "cpu") -> dict:
+    record = {
+        "run_id": f"glue/{task}/{adapter}/h/{seconds}/{max_steps}/{threads}/{cpu}", "status": status,
+        "environment": {"torch_threads": threads, "device": device} if threads else {},
         "spec": {"suite": "glue", "task": task, "adapter": adapter, "model": "m", "preset": "cpu",
                  "train": {"max_steps": max_steps, "limit": None, "epochs": epochs, "max_train_samples": 100}},
         "timing": {"total_seconds": seconds, "train_seconds": seconds if train is None else train,
                    "eval_seconds": evals, "steps": steps, "epochs": epochs, "samples": 1000},
     }
+    if cpu is not None:
+        record["timing"]["cpu_seconds"] = cpu
+    return record
 
 
 def _spec(task: str, adapter: str, max_steps: int | None = None) -> dict:
@@ -60,6 +64,26 @@ def test_estimates_prefer_records_of_the_grids_threads_and_scale_the_others():
     assert est.estimate(_spec("rte", "lora")) == 125  # no layout asked: every record
     assert est.estimate(_spec("sst2", "lora"), threads=2) == pytest.approx(30 / 1.5)  # scaled by the ratio
     assert est.estimate(_spec("sst2", "lora"), threads=4) == 30  # no ratio measured for 4 threads: unscaled
+
+
+def test_timings_of_a_shared_machine_are_scaled_to_the_quietest_records_cpu_use():
+    est = progress.Estimator.from_records([
+        # quiet: the two threads busy 90% of the run; shared with another job: the same CPU work,
+        # twice the wall time (busy 45%), so it stands for a 100 s run, not a 200 s one
+        _record("rte", "lora", 100, threads=2, cpu=180), _record("rte", "lora", 200, threads=2, cpu=180),
+        _record("sst2", "lora", 40, threads=2, cpu=72),  # quiet as well
+        _record("sst2", "full", 90, threads=2),  # no CPU time recorded (older record): as it is
+        # a GPU run's CPU time says nothing about the machine's load
+        _record("qnli", "lora", 50, threads=2, cpu=5, device="cuda:0"),
+    ])
+    assert est.estimate(_spec("rte", "lora"), threads=2) == pytest.approx(100.0)
+    assert est.estimate(_spec("sst2", "lora"), threads=2) == pytest.approx(40.0)
+    assert est.estimate(_spec("sst2", "full"), threads=2) == pytest.approx(90.0)
+    assert est.estimate(_spec("qnli", "lora"), threads=2) == pytest.approx(50.0)
+    # without CPU times nothing is scaled: the median of the quiet and the shared run
+    plain = progress.Estimator.from_records([_record("rte", "lora", 100, threads=2),
+                                             _record("rte", "lora", 200, threads=2)])
+    assert plain.estimate(_spec("rte", "lora"), threads=2) == pytest.approx(150.0)
 
 
 def test_cpu_workers_count_as_runs_at_once():

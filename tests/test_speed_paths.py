@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -136,6 +137,8 @@ def test_run_records_merged_evaluation_and_its_timing(toy):
                                      "unaccounted"}
     assert math.isclose(sum(timing["phases"].values()), timing["total_seconds"], rel_tol=1e-9)
     assert timing["phases"]["unaccounted"] < 0.5 * timing["total_seconds"]
+    # the process's CPU time over the run: what the estimator reads a shared machine's load from
+    assert 0 < timing["cpu_seconds"] <= (os.cpu_count() or 1) * timing["total_seconds"] + 0.1
 
 
 # ---------------------------------------------------------------------------------------------------
