@@ -70,6 +70,8 @@ def main() -> None:
 
 
 def report(record: dict, wall: float) -> str:
+    from harness.progress import busy_fraction
+
     timing = record["timing"]
     startup = timing.get("startup", {})
     phases = timing.get("phases", {})
@@ -94,10 +96,10 @@ def report(record: dict, wall: float) -> str:
     eval_total = sum(timing.get("eval_seconds_per_epoch", []))
     lines.append(f"evaluation share of the run: {100 * eval_total / timing['total_seconds']:.1f}% "
                  f"({eval_total:.1f}s of {timing['total_seconds']:.1f}s total_seconds)")
-    cpu, threads = timing.get("cpu_seconds"), (record.get("environment") or {}).get("torch_threads")
-    if cpu and threads:  # well below a quiet run's figure: other jobs shared the cores (the estimator discounts it)
-        lines.append(f"CPU time of the run: {cpu:.1f}s = {100 * cpu / (threads * timing['total_seconds']):.0f}% of "
-                     f"{threads} thread(s) x total_seconds")
+    busy = busy_fraction(record, timing["total_seconds"])
+    if busy is not None:  # well below a quiet run's figure: other jobs shared the cores (the estimator discounts it)
+        lines.append(f"CPU time of the run: {timing['cpu_seconds']:.1f}s = {100 * busy:.0f}% of "
+                     f"{record['environment']['torch_threads']} thread(s) x total_seconds")
     mean_step = timing.get("mean_step_seconds")
     if mean_step:
         lines.append(f"mean step {mean_step * 1000:.0f} ms, {timing.get('samples_per_second') or 0:.1f} samples/s")

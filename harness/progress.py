@@ -25,7 +25,7 @@ runs went against their own estimates (a faster or busier machine corrects itsel
 
 Records that carry their CPU time (``timing.cpu_seconds``) also say how busy the machine let them be:
 a CPU run whose threads got half a core each while other jobs ran took twice its quiet wall time, so
-its timing is scaled to the busiest comparable record's (``_discount_contention``). Older records
+its timing is scaled to the busiest comparable record's (``busy_fraction``, ``_discount_contention``). Older records
 have no CPU time and count as they are.
 """
 
@@ -143,7 +143,7 @@ class Estimator:
                              float(timing.get("train_seconds") or 0.0), float(timing.get("eval_seconds") or 0.0),
                              int(timing.get("steps") or 0), int(timing.get("epochs") or 0),
                              float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit"),
-                             _threads(record), _busy(record, float(seconds))))
+                             _threads(record), busy_fraction(record, float(seconds))))
         return cls(_discount_contention(refs))
 
     def _predictions(self, f: Mapping[str, Any], threads: int | None = None, **same: bool) -> list[tuple[_Ref, float]]:
@@ -244,7 +244,7 @@ class GridEstimate:
         return text + "; the machine's load changes it)"
 
 
-def _busy(record: Mapping[str, Any], seconds: float) -> float | None:
+def busy_fraction(record: Mapping[str, Any], seconds: float) -> float | None:
     """How busy a CPU run kept its threads: CPU seconds / (threads x wall seconds). None without a
     recorded CPU time (older records) or on a GPU, where the CPU mostly waits."""
     cpu = (record.get("timing") or {}).get("cpu_seconds")
@@ -260,16 +260,16 @@ def _discount_contention(refs: list[_Ref]) -> list[_Ref]:
     its wall time grows. Each such reference is scaled to the wall time it would have taken as busy
     as the busiest reference with the same torch threads (the quietest conditions on record), so
     that timings recorded while the machine was shared do not inflate a quiet machine's estimate."""
-    quiet: dict[int, float] = {}
+    quiet: dict[int | None, float] = {}
     for r in refs:
-        if r.busy is not None and r.threads:
+        if r.busy is not None:  # busy_fraction gives one only with threads and a positive CPU time
             quiet[r.threads] = max(quiet.get(r.threads, 0.0), r.busy)
     out = []
     for r in refs:
-        if r.busy is None or not r.threads or quiet.get(r.threads, 0.0) <= 0:
+        if r.busy is None:
             out.append(r)
             continue
-        factor = min(1.0, r.busy / quiet[r.threads])
+        factor = r.busy / quiet[r.threads]  # <= 1: the busiest of its thread count is in quiet
         out.append(replace(r, seconds=r.seconds * factor, train_seconds=r.train_seconds * factor,
                            eval_seconds=r.eval_seconds * factor))
     return out
