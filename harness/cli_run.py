@@ -158,12 +158,26 @@ def _grid_talk(specs: list[Any], pending: list[Any], store: Any, options: Any, e
 
     layout = layout_line(executor, options)
     header = progress.grid_header(specs, len(specs) - len(pending), device=layout.device, layout=layout.text)
-    estimator = progress.Estimator.from_records(progress.reference_records(store.root))
+    references = progress.reference_records(store.root)
+    estimator = progress.Estimator.from_records(references, _machine_probe(pending, references, layout))
     estimate = progress.estimate_grid(pending, estimator, layout.threads)
     tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=layout.parallel,
                                     echo=lambda line: print(line, flush=True))
     return _GridTalk(header, estimate.line(layout.parallel),
                      lambda result: tracker.finished(result.run_id, result.summary, result.path))
+
+
+def _machine_probe(pending: list[Any], references: list[dict[str, Any]], layout: Any) -> dict[str, Any] | None:
+    """This machine's speed probe at the grid's threads per run, taken (about 5 s) only when there
+    are CPU runs to estimate and some reference record has a probe to compare it with. The runs of
+    this process reuse it for their records."""
+    from harness import speed_probe
+
+    if not pending or layout.threads is None or str(layout.device).startswith("cuda"):
+        return None
+    if not any(speed_probe.seconds_per_step((r.get("environment") or {}).get("speed_probe")) for r in references):
+        return None
+    return speed_probe.measure(layout.threads)
 
 
 def resolve_data(arg: str | None, preset: str) -> Any:

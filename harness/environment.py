@@ -1,4 +1,5 @@
-"""The environment of a run: package versions, device, git commit and whether the tree was dirty."""
+"""The environment of a run: package versions, device, git commit and whether the tree was dirty, and on
+the CPU the machine's speed (``harness.speed_probe``)."""
 
 from __future__ import annotations
 
@@ -65,5 +66,11 @@ def environment_info(device: Any = None) -> dict[str, Any]:
             info["device_name"] = platform.processor() or platform.machine()
         info["device"] = str(device) if device is not None else None
     except ImportError:
-        pass
+        return info
+    if device is None or getattr(device, "type", None) == "cpu":
+        from harness import speed_probe
+
+        probe = speed_probe.measure()  # once per process: the machine's speed, for the estimator
+        if probe is not None:
+            info["speed_probe"] = probe
     return info

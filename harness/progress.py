@@ -23,24 +23,34 @@ Reference records are those of the grid's own store plus the shipped ``results/`
 While the grid runs, the ETA of the remaining runs is their estimate scaled by how fast the finished
 runs went against their own estimates (a faster or busier machine corrects itself after one run).
 
+Machines differ in speed too: the same runs took twice as long on one session's 2-core machine as on
+another's. Records of CPU runs carry the machine's speed probe (``environment.speed_probe``, see
+harness/speed_probe.py); when the grid's own machine has been probed, a reference with a probe at the
+same torch threads is scaled by (this machine's seconds per probe step / the record's) and, at every
+level, such calibrated references are preferred to those without a probe, which count as they are.
+
 Records that carry their CPU time (``timing.cpu_seconds``) also say how busy the machine let them be:
 a CPU run whose threads got half a core each while other jobs ran took twice its quiet wall time, so
-its timing is scaled to the busiest comparable record's (``busy_fraction``, ``_discount_contention``). Older records
+its timing is scaled to the busiest comparable record's (``harness.reference_timing``). Older records
 have no CPU time and count as they are.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import speed_probe
+from harness.reference_timing import Reference, busy_fraction, calibrate, discount_contention
 from harness.status import Status
+
+__all__ = ["Estimator", "GridEstimate", "GridProgress", "busy_fraction", "estimate_grid", "format_duration",
+           "grid_header", "planned_samples", "reference_records"]
 
 # the shipped records of this checkout: timing references for a grid into an empty results folder
 SHIPPED_RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -82,51 +92,22 @@ def planned_samples(train: Mapping[str, Any]) -> float | None:
 
 
 @dataclass
-class _Ref:
-    suite: str
-    task: str
-    adapter: str
-    model: str
-    preset: str
-    seconds: float  # total_seconds of the run
-    train_seconds: float
-    eval_seconds: float
-    steps: int
-    epochs: int
-    samples: float | None
-    max_steps: int | None
-    limit: int | None
-    threads: int | None = None  # torch threads the run used (environment.torch_threads)
-    busy: float | None = None  # cpu_seconds / (threads x seconds) of a CPU run that recorded its CPU time
-
-    def predict(self, train: Mapping[str, Any]) -> float | None:
-        """This run's time for a budget that may stop after ``max_steps``: the training part scales
-        with the steps, the evaluations with how many epochs end (one when the run stops inside the
-        first epoch); loading and the rest stay."""
-        if train.get("limit") != self.limit:
-            return None
-        want = train.get("max_steps")
-        if not want:
-            return None if self.max_steps else self.seconds
-        if not self.steps:
-            return None
-        ratio = min(1.0, want / self.steps)
-        evals = max(1, self.epochs)
-        steps_per_epoch = self.steps / evals
-        evals_planned = min(evals, max(1, math.ceil(want / steps_per_epoch)))
-        fixed = self.seconds - self.train_seconds - self.eval_seconds
-        return fixed + self.train_seconds * ratio + self.eval_seconds * evals_planned / evals
-
-
-@dataclass
 class Estimator:
     """Seconds per run from comparable finished records (see the module docstring)."""
 
-    refs: list[_Ref] = field(default_factory=list)
+    refs: list[Reference] = field(default_factory=list)
+    machine_probe: float | None = None  # this machine's seconds per probe step, when probed
+
+    @property
+    def calibrated(self) -> int:
+        """How many references are scaled to this machine by their speed probe."""
+        return sum(r.calibrated for r in self.refs)
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Estimator:
-        refs: list[_Ref] = []
+    def from_records(cls, records: Iterable[Mapping[str, Any]], machine_probe: Mapping[str, Any] | None = None
+                     ) -> Estimator:
+        """``machine_probe``: this machine's ``speed_probe.measure()``, at the grid's threads per run."""
+        refs: list[Reference] = []
         seen: set[str] = set()
         for record in records:
             if record.get("status") != Status.SUCCESS or record.get("run_id") in seen:
@@ -138,15 +119,12 @@ class Estimator:
             if not isinstance(seconds, (int, float)) or seconds <= 0 or not isinstance(spec, Mapping):
                 continue
             f = _spec_fields(spec)
-            samples = timing.get("samples")
-            refs.append(_Ref(f["suite"], f["task"], f["adapter"], f["model"], f["preset"], float(seconds),
-                             float(timing.get("train_seconds") or 0.0), float(timing.get("eval_seconds") or 0.0),
-                             int(timing.get("steps") or 0), int(timing.get("epochs") or 0),
-                             float(samples) if samples else None, f["train"].get("max_steps"), f["train"].get("limit"),
-                             _threads(record), busy_fraction(record, float(seconds))))
-        return cls(_discount_contention(refs))
+            refs.append(Reference.from_record(record, f, float(seconds)))
+        here = speed_probe.seconds_per_step(machine_probe)
+        threads = machine_probe.get("threads") if here is not None and machine_probe else None
+        return cls(calibrate(discount_contention(refs), here, threads), here)
 
-    def _predictions(self, f: Mapping[str, Any], threads: int | None = None, **same: bool) -> list[tuple[_Ref, float]]:
+    def _predictions(self, f: Mapping[str, Any], threads: int | None = None, **same: bool) -> list[tuple[Reference, float]]:
         """Predictions of the refs that match ``f`` on the ``same`` fields: those run with ``threads``
         torch threads when there are any, else all of them scaled to ``threads`` (``_thread_ratio``)."""
         out = []
@@ -155,6 +133,9 @@ class Estimator:
                 value = r.predict(f["train"])
                 if value is not None:
                     out.append((r, value))
+        calibrated = [(r, v) for r, v in out if r.calibrated]  # at the probe's threads, the grid's
+        if calibrated:
+            return calibrated
         if threads is None or not out:
             return out
         matching = [(r, v) for r, v in out if r.threads == threads]
@@ -195,7 +176,7 @@ class Estimator:
     def _adapter_factor(self, f: Mapping[str, Any]) -> float:
         """Median over tasks of (this adapter's time / the median time of the task's runs)."""
         ratios = []
-        by_task: dict[tuple[str, str], list[_Ref]] = {}
+        by_task: dict[tuple[str, str], list[Reference]] = {}
         for r in self.refs:
             if (r.suite, r.model, r.preset) == (f["suite"], f["model"], f["preset"]) and not r.max_steps:
                 by_task.setdefault((r.suite, r.task), []).append(r)
@@ -228,6 +209,7 @@ class GridEstimate:
     known: int  # runs with an estimate
     unknown: int
     per_run: tuple[float | None, ...]
+    calibration: str = ""  # how the machine's speed probe entered, for the line
 
     def line(self, parallel: int = 1) -> str:
         if not self.per_run:
@@ -241,43 +223,8 @@ class GridEstimate:
             text += f" for {self.known} runs with comparable records, {self.unknown} more unknown"
         text += " (from the timings of comparable finished records"
         text += f", {parallel} runs at once" if parallel > 1 else ""
+        text += f"; {self.calibration}" if self.calibration else ""
         return text + "; the machine's load changes it)"
-
-
-def busy_fraction(record: Mapping[str, Any], seconds: float) -> float | None:
-    """How busy a CPU run kept its threads: CPU seconds / (threads x wall seconds). None without a
-    recorded CPU time (older records) or on a GPU, where the CPU mostly waits."""
-    cpu = (record.get("timing") or {}).get("cpu_seconds")
-    threads = _threads(record)
-    device = str((record.get("environment") or {}).get("device") or "cpu")
-    if not isinstance(cpu, (int, float)) or cpu <= 0 or not threads or device.startswith("cuda"):
-        return None
-    return min(1.0, cpu / (threads * seconds))
-
-
-def _discount_contention(refs: list[_Ref]) -> list[_Ref]:
-    """A run that shared its cores with other jobs got less CPU per wall second: its CPU time stays,
-    its wall time grows. Each such reference is scaled to the wall time it would have taken as busy
-    as the busiest reference with the same torch threads (the quietest conditions on record), so
-    that timings recorded while the machine was shared do not inflate a quiet machine's estimate."""
-    quiet: dict[int | None, float] = {}
-    for r in refs:
-        if r.busy is not None:  # busy_fraction gives one only with threads and a positive CPU time
-            quiet[r.threads] = max(quiet.get(r.threads, 0.0), r.busy)
-    out = []
-    for r in refs:
-        if r.busy is None:
-            out.append(r)
-            continue
-        factor = r.busy / quiet[r.threads]  # <= 1: the busiest of its thread count is in quiet
-        out.append(replace(r, seconds=r.seconds * factor, train_seconds=r.train_seconds * factor,
-                           eval_seconds=r.eval_seconds * factor))
-    return out
-
-
-def _threads(record: Mapping[str, Any]) -> int | None:
-    value = (record.get("environment") or {}).get("torch_threads")
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def estimate_grid(pending: Sequence[Any], estimator: Estimator, threads: int | None = None) -> GridEstimate:
@@ -285,7 +232,17 @@ def estimate_grid(pending: Sequence[Any], estimator: Estimator, threads: int | N
     per_run = tuple(estimator.estimate(spec, threads) for spec in pending)
     unknown = sum(s is None for s in per_run)
     total = None if unknown else sum(s for s in per_run if s is not None)
-    return GridEstimate(total, len(per_run) - unknown, unknown, per_run)
+    return GridEstimate(total, len(per_run) - unknown, unknown, per_run, calibration_note(estimator))
+
+
+def calibration_note(estimator: Estimator) -> str:
+    """What the speed probe did to the estimate, in words ("" when this machine was not probed)."""
+    if estimator.machine_probe is None:
+        return ""
+    here = f"this machine's speed probe: {estimator.machine_probe * 1000:.0f} ms/step"
+    if not estimator.calibrated:
+        return f"{here}; no reference record has one at these threads, so their timings count as they are"
+    return f"{estimator.calibrated} of {len(estimator.refs)} reference records scaled by their own probe to {here}"
 
 
 def grid_header(specs: Sequence[Any], done: int, *, device: str, layout: str) -> str:

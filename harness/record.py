@@ -141,6 +141,14 @@ class Timing(TypedDict, total=False):
     startup: dict[str, float | None]  # only the first run of a process: what its start-up cost
 
 
+class SpeedProbe(TypedDict, total=False):
+    """``harness.speed_probe``: the fastest of a few forward+backward steps of a MiniLM-shaped encoder."""
+
+    workload: str
+    threads: int
+    seconds_per_step: float
+
+
 class Environment(TypedDict, total=False):
     python: str
     platform: str
@@ -153,6 +161,7 @@ class Environment(TypedDict, total=False):
     torch_threads: int
     git_commit: str | None
     git_dirty: bool | None
+    speed_probe: SpeedProbe  # CPU runs
 
 
 class AnalysisComponent(TypedDict, total=False):
