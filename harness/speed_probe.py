@@ -5,8 +5,12 @@ theirs (see docs/measurements/main-job-wall-time.md), and a plain matmul saw onl
 difference. So the probe is a short piece of the workload itself: forward and backward passes of an
 encoder shaped like the cpu preset's MiniLM-L6 (6 layers, hidden 384, randomly initialised, embeddings
 frozen as a PEFT run keeps them) on a fixed 32 x 32 token batch, at this process's torch threads. Its
-figure, the fastest step after warm-up (noise on a shared machine only adds time, so the fastest step
-varies least between processes: +-7% against +-13% for the median on the 2-core machine), goes into every CPU record's environment; the
+figure, the fastest of 5 steps after warm-up (noise on a shared machine only adds time), goes into
+every CPU record's environment. Between processes it varies by about +-10% (cv 9.6% over 10 processes
+on one 2-core machine; on that machine the median of 20 steps varied less, 5.9%, the reverse of what
+an earlier machine showed; see docs/measurements/main-job-wall-time.md, segment E), so one reference's
+scale factor is good to about +-14%. The workload is not changed for that: a new one would unprobe
+every shipped reference. The
 estimator scales a reference record's timing by (this machine's figure / the record's), so that
 timings recorded on a faster or slower machine predict this one.
 
