@@ -45,12 +45,26 @@ def git_state() -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` is often empty or just
+    the architecture on Linux); two records of one commit and seed whose scores differ in the last
+    digits usually come from CPUs of different kinds."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment_info(device: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "packages": package_versions(),
         **git_state(),
     }
@@ -58,6 +72,9 @@ def environment_info(device: Any = None) -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        # The SIMD kernels torch dispatches to (AVX2, AVX512 ...): float results, and so a run's
+        # last digits, differ between capabilities even at the same commit, seed and thread count.
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda_available"] = torch.cuda.is_available()
         if device is not None and getattr(device, "type", None) == "cuda":
             info["device_name"] = torch.cuda.get_device_name(device)

@@ -154,6 +154,8 @@ class Environment(TypedDict, total=False):
     platform: str
     hostname: str
     cpu_count: int | None
+    cpu_model: str | None
+    cpu_capability: str
     packages: dict[str, str | None]
     device: str
     device_name: str

@@ -92,6 +92,24 @@ def test_cpu_records_carry_the_probe_and_the_dry_run_uses_it(toy, tmp_path: Path
         probe = record["environment"]["speed_probe"]
         assert probe["workload"] == speed_probe.WORKLOAD and probe["threads"] == record["environment"]["torch_threads"]
         assert probe["seconds_per_step"] > 0
+        # which kind of CPU made it: float results differ between SIMD capabilities
+        assert record["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert "cpu_model" in record["environment"]
     assert main([*args, "--dry-run", "--force"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("estimated grid time"))
     assert "reference records scaled by their own probe to this machine's speed probe" in line
+
+
+def test_the_cpu_model_is_read_from_cpuinfo_and_missing_files_fall_back(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    import platform
+
+    from harness.environment import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n")
+    assert cpu_model(info) == "AMD EPYC 9B14"
+    monkeypatch.setattr(platform, "processor", lambda: "i386")
+    assert cpu_model(tmp_path / "absent") == "i386"
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert cpu_model(tmp_path / "absent") is None
