@@ -80,6 +80,7 @@ def test_probed_references_win_over_unprobed_ones_and_only_like_is_compared_with
 def test_cpu_records_carry_the_probe_and_the_dry_run_uses_it(toy, tmp_path: Path,  # noqa: F811
                                                              capsys: pytest.CaptureFixture):
     from harness.cli import main
+    from harness.environment import cpu_model
 
     args = ["run", "--suite", "toy", "--adapters", "head", "--seeds", "1", "--device", "cpu",
             "--results-dir", str(tmp_path), "--no-progress"]
@@ -94,7 +95,7 @@ def test_cpu_records_carry_the_probe_and_the_dry_run_uses_it(toy, tmp_path: Path
         assert probe["seconds_per_step"] > 0
         # which kind of CPU made it: float results differ between SIMD capabilities
         assert record["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-        assert "cpu_model" in record["environment"]
+        assert record["environment"]["cpu_model"] == cpu_model()
     assert main([*args, "--dry-run", "--force"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("estimated grid time"))
     assert "reference records scaled by their own probe to this machine's speed probe" in line
