@@ -92,7 +92,7 @@ def build(cls: type[C], options: Mapping[str, Any], what: str) -> C:
             hint = closest(norm, types_)
             did_you_mean = f"; did you mean '{hint}'?" if hint else ""
             raise HarnessError(
-                f"unknown option '{key}' for {what}{did_you_mean} Valid options: {', '.join(sorted(types_)) or '(none)'}"
+                f"unknown option '{key}' for {what}{did_you_mean or '.'} Valid options: {', '.join(sorted(types_)) or '(none)'}"
             )
         kwargs[norm] = coerce(norm, value, types_[norm])
     try:

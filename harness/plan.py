@@ -106,7 +106,7 @@ def scope_adapter_options(adapters: list[str], options: dict[str, Any]) -> dict[
             hint = closest(norm, every)
             raise HarnessError(
                 f"unknown option '{key}' for the selected adapters ({', '.join(adapters)}): none of them has it"
-                + (f"; did you mean '{hint}'?" if hint else "")
+                + (f"; did you mean '{hint}'?" if hint else ".")
                 + f" Their options: {', '.join(every) or '(none)'}"
             )
         for name in having:
@@ -140,7 +140,7 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             hint = closest(key, suite.option_names())
             raise HarnessError(
                 f"unknown suite option '{key}' for suite '{suite.name}'"
-                + (f"; did you mean '{hint}'?" if hint else "")
+                + (f"; did you mean '{hint}'?" if hint else ".")
                 + f" Valid options: {', '.join(suite.option_names()) or '(none)'}"
             )
     # plan-time values the suite resolves from the environment (MT-Bench's judge) enter the spec, and so

@@ -315,8 +315,10 @@ def test_opt_scoped_to_one_adapter():
 @pytest.mark.parametrize(("adapters", "opts", "message"), [
     (["lora", "sera"], {"splitt": "8"}, "unknown option 'splitt' for the selected adapters (lora, sera): none of them "
                                         "has it; did you mean 'split'?"),
-    (["lora"], {"split": "8"}, "unknown option 'split' for the selected adapters (lora)"),
-    (["lora", "sera"], {"lora.split": "8"}, "unknown option 'split' for adapter 'lora'"),
+    (["lora"], {"split": "8"}, "unknown option 'split' for the selected adapters (lora): none of them has it. "
+                               "Their options: alpha, dropout, rank, targets"),
+    (["lora", "sera"], {"lora.split": "8"}, "unknown option 'split' for adapter 'lora'. Valid options: alpha, "
+                                            "dropout, rank, targets"),
     (["lora"], {"sera.split": "8"}, "adapter 'sera' is not in this grid"),
     (["lora"], {"loar.rank": "8"}, "no adapter 'loar'; did you mean 'lora'?"),
 ])
