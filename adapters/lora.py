@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from adapters._toolkit.peft_tuner import PeftLoraAdapter
 from harness.adapter import LowRankConfig
 from harness.registry import register_adapter
+from harness.search_space import LogUniform
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 
@@ -18,6 +19,8 @@ class LoraOptions(LowRankConfig):
 @register_adapter("lora")
 class LoRA(PeftLoraAdapter[LoraOptions]):
     description = "LoRA via peft: low-rank B·A added to the target linear layers"
+    # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
+    search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
     config_cls = LoraOptions
     # LoRA's own RoBERTa GLUE setting (Hu et al. 2021, Table 9), which MSPLoRA and SeRA compare against.
     paper_options = {

@@ -42,6 +42,7 @@ from adapters._toolkit.surgery import normal_, zeros_
 from harness.adapter import ApplyContext, DeltaComponent, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.search_space import LogUniform
 from harness.targets import ATTENTION_FFN
 
 INIT_STD = 0.02
@@ -259,6 +260,8 @@ class RankAllocator:
 @register_adapter("lora2")
 class LoRA2(LowRankAdapter[Lora2Options, Lora2Linear]):
     description = "LoRA²: P·Λ·Q with P, Q products of two rank-k LoRAs, orthogonality regularisers, AdaLoRA-style pruning"
+    # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
+    search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
     config_cls = Lora2Options
     wrapper_cls = Lora2Linear
     # The authors' DeBERTaV3-base scripts (run_debertav3_*.sh): r = 8, alpha 16, reg 0.1, beta 0.85,

@@ -48,6 +48,7 @@ from adapters._toolkit.surgery import adapter_dtype, kaiming_uniform_, module_ty
 from harness.adapter import ApplyContext, LowRankConfig, TargetSite
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.search_space import LogUniform
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 LEVELS = ("global", "mid", "layer")
@@ -187,6 +188,8 @@ def _pair_key(site: TargetSite, level: str, groups: int) -> tuple[Any, ...]:
 @register_adapter("msplora")
 class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
     description = "MSPLoRA: shared global + depth-group + per-layer low-rank pairs (ranks r, r/2, r/4)"
+    # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
+    search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
     config_cls = MSPLoraOptions
     wrapper_cls = MSPLoRALinear
     # The paper's settings (authors' glue_finetune.sh / llama_finetune.sh); the level ranks are the default

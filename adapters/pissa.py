@@ -19,6 +19,7 @@ from adapters._toolkit.peft_tuner import ADAPTER_NAME, PeftLoraAdapter, tuner_la
 from harness.adapter import ApplyContext, LowRankConfig
 from harness.errors import HarnessError
 from harness.registry import register_adapter
+from harness.search_space import LogUniform
 from harness.targets import ATTENTION_QV, LLAMA3_INSTRUCTION_ALL_LINEAR
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class PissaOptions(LowRankConfig):
 @register_adapter("pissa")
 class PiSSA(PeftLoraAdapter[PissaOptions]):
     description = "PiSSA via peft: LoRA initialised from the principal singular vectors, W frozen as residual"
+    # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
+    search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
     config_cls = PissaOptions
     component = "pissa"
     # As DoRA: the seeds' tables compare PiSSA at the LoRA row's budget (LoRA's RoBERTa GLUE setting,

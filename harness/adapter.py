@@ -149,6 +149,10 @@ class Adapter(Generic[ConfigT]):
     # smaller learning rate than an adapter), keyed by "preset", "preset/suite" or
     # "preset/suite/model"; the more specific key wins: {"cpu": {"lr": 5e-5}, "paper/glue": {...}}.
     train_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    # What `harness tune` searches for this method (harness/search_space.py): the learning rate on a log
+    # scale over at least two orders of magnitude, plus any option worth tuning, each with the method's
+    # paper value as the prior. None: harness.search_space.DEFAULT_SPACE.
+    search_space: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, config: ConfigT | None = None):
         self.config: ConfigT = config if config is not None else cast(ConfigT, self.config_cls())
@@ -228,6 +232,12 @@ class Adapter(Generic[ConfigT]):
     def summary(self, model: nn.Module) -> dict[str, Any]:
         """Method-specific facts recorded in the run record (final ranks, parameters after pruning)."""
         return {}
+
+    @classmethod
+    def tuning_space(cls) -> dict[str, Any]:
+        from harness.search_space import DEFAULT_SPACE
+
+        return dict(cls.search_space if cls.search_space is not None else DEFAULT_SPACE)
 
     @classmethod
     def train_overrides_for(cls, preset: str, suite: str, model: str) -> dict[str, Any]:

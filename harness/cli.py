@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from harness.cli_run import cmd_run
 
             return cmd_run(args, parser)
+        if args.command == "tune":
+            from harness.cli_tune import cmd_tune
+
+            return cmd_tune(args, parser)
         if args.command in ("ls", "params"):
             from harness.cli_info import cmd_ls, cmd_params
 

@@ -43,6 +43,21 @@ class _Parser(argparse.ArgumentParser):
         raise HarnessError(f"{self.prog}: {message}")
 
 
+TUNE_DESCRIPTION = """\
+Tune every adapter on every task with the same trial budget, selecting on the held-out validation split
+(the test split is scored once per trial, at the selected epoch, and never reaches the search). Each
+trial is a run of the seed given by --seeds (default 42) through the normal grid (executors, workers,
+resume); its record goes to <results-dir>/tuning/trials, never into a leaderboard table. The choice per
+(suite, task, adapter, model, preset) is written to <results-dir>/tuning/choices; `run --tuned` then runs
+the seeds at those values. A killed tune resumes without repeating finished trials; several tune
+processes given the same --storage share each study."""
+TUNE_EXAMPLES = """\
+examples:
+  python -m harness tune --suite glue --tasks sst2 --adapters lora,vera --trials 8 --data-dir ../shared/data
+  python -m harness run  --suite glue --tasks sst2 --adapters lora,vera --tuned --seeds 42,64,128 --data-dir ../shared/data
+  python -m harness tune --suite toy --adapters head,full --trials 4 --sampler grid --results-dir /tmp/toy"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="PEFT benchmark harness")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -51,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
                          description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(run)
+
+    tune = sub.add_parser("tune", help="tune each adapter per task on the validation split (Optuna), equal budget each",
+                          description=TUNE_DESCRIPTION, epilog=TUNE_EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(tune)
+    search = tune.add_argument_group("search (one Optuna study per suite, task, adapter, model and preset)")
+    search.add_argument("--trials", required=True, type=_positive_int("--trials"),
+                        help="trials per study: the same budget for every method (pruned and failed trials count)")
+    search.add_argument("--sampler", default="tpe", choices=("tpe", "grid", "random"),
+                        help="tpe (default; the adapter's paper values are the first trial), grid (log-spaced, "
+                             "about --trials points) or random")
+    search.add_argument("--pruner", default="hyperband", choices=("hyperband", "halving", "median", "none"),
+                        help="stops unpromising trials on their per-epoch validation score (default hyperband)")
+    search.add_argument("--storage", help="Optuna storage URL shared by every worker or machine of a study "
+                                          "(default: sqlite:///<results-dir>/tuning/studies.db)")
 
     ls = sub.add_parser("ls", help="list adapters, suites, models or presets")
     ls.add_argument("what", choices=["adapters", "suites", "models", "presets"])
@@ -180,6 +210,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     out = run.add_argument_group("output")
     out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
     out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
+    if run.prog.split()[-1] == "run":
+        what.add_argument("--tuned", action="store_true",
+                          help="run at the values `harness tune` chose per task and adapter (read from "
+                               "<results-dir>/tuning/choices); the records say so and the rows are labelled tuned")
     out.add_argument("--no-progress", action="store_true",
                      help="no progress bars (training, evaluation, model loading); the per-run lines stay")
 

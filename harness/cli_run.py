@@ -17,7 +17,22 @@ from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds
 from harness.errors import HarnessError
 
 
-def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+@dataclasses.dataclass
+class PlannedGrid:
+    """What ``run`` (and ``tune``) planned from the flags, before anything trains."""
+
+    specs: list[Any]
+    counts: dict[tuple[str, str], int]
+    store: Any
+    options: Any
+    executor: Any
+    auto_workers: bool
+    timings: dict[str, float]
+
+
+def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *, tuned_from: Path | None = None
+                   ) -> PlannedGrid:
+    """Flags -> a ``GridRequest`` -> planned, shape-checked specs, the store checked, the options."""
     import time
 
     t_cmd = time.perf_counter()
@@ -27,7 +42,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from harness.executors import ExecutorConfig
     from harness.grid import default_results_dir
     from harness.plan import GridRequest, check_against_shapes, plan_grid, preflight
-    from harness.runner import ExecutionOptions, note_startup, process_age_seconds
+    from harness.runner import ExecutionOptions, process_age_seconds
     from harness.store import ResultStore
 
     age = process_age_seconds()
@@ -57,6 +72,12 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
     if args.compile:
         overrides["compile"] = True
+    results_root = Path(args.results_dir) if args.results_dir else default_results_dir()
+    if getattr(args, "tuned", False):
+        tuned_from = results_root
+        for name in ("lr", "head_lr"):
+            if overrides.get(name) is not None:
+                raise HarnessError(f"--tuned takes the learning rates from the tuning choices; drop --{name.replace('_', '-')}")
     request = GridRequest(
         suite=args.suite,
         adapters=args.adapters,
@@ -70,6 +91,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         adapter_options=parse_key_values(args.opt),
         train_overrides=overrides,
         suite_options=parse_key_values(args.suite_opt),
+        tuned_from=tuned_from,
     )
     t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)
@@ -77,24 +99,50 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     counts = check_against_shapes(specs)
     t_preflight = time.perf_counter()
     preflight(specs)
-    store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
+    store = ResultStore(results_root)
     _check_writable(store.root)
     _check_store(store, specs)
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
                                progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
-    executor, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
+    if tuned_from is not None:
+        options = dataclasses.replace(options, tuning_sections=tuned_sections(specs, tuned_from))
+    timings = {"process_start_to_command": age, "harness_imports": t_imports - t_cmd,
+               "torch_import_and_device_check": t_plan - t_imports, "planning": t_shapes - t_plan,
+               "shape_checks_with_transformers_import": t_preflight - t_shapes, "t_preflight": t_preflight}
+    return PlannedGrid(specs, counts, store, options, executor, auto_workers, timings)
+
+
+def tuned_sections(specs: list[Any], results: Path) -> dict[str, dict[str, Any]]:
+    """The ``tuning`` record section of every run planned at tuned values, by run id."""
+    from harness.tuning import choice_path, read_choice, tuned_section
+
+    out = {}
+    for spec in specs:
+        choice = read_choice(results, spec.suite, spec.task, spec.adapter, spec.model, spec.preset)
+        path = choice_path(results, spec.suite, spec.task, spec.adapter, spec.model, spec.preset)
+        out[spec.run_id] = tuned_section(choice, path, results)
+    return out
+
+
+def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    from harness.runner import note_startup
+
+    planned = plan_from_args(args, parser)
+    executor, talk = prepare_grid(planned.specs, planned.store, planned.options, planned.executor,
+                                  force=args.force, auto_workers=planned.auto_workers)
     if args.dry_run:
-        print(_plan_table(specs, counts, store, args.force))
+        print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
         print(talk.estimate_line)
         return 0
     # named by what each span does; the heavy imports happen where they are first needed: torch at the
     # device check, transformers at the first shape check
-    note_startup(process_start_to_command=age, harness_imports=t_imports - t_cmd,
-                 torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
-                 shape_checks_with_transformers_import=t_preflight - t_shapes,
-                 preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
-    return launch_grid(specs, store, options, executor, talk, force=args.force)
+    timings = dict(planned.timings)
+    t_preflight = timings.pop("t_preflight")
+    note_startup(**timings, preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
+    return launch_grid(planned.specs, planned.store, planned.options, executor, talk, force=args.force)
 
 
 def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, force: bool,

@@ -40,6 +40,28 @@ def _save_adapter(run: TrainingRun) -> dict[str, Any]:
     return params
 
 
+def validation_sections(run: TrainingRun, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The validation protocol's part of ``metrics``: the validation scores that selected the epoch,
+    the protocols side by side (``best-validation-epoch``: the score, ``best-test-epoch``: the papers'
+    protocol, selected on the test split itself, present only when the test split was scored every
+    epoch), and how often the test split was read."""
+    primary = run.primary
+    if run.val_best is None:
+        return {"protocol": "best-test-epoch" if run.train.eval_each_epoch else "final", "test_reads": run.test_reads}
+    protocols: dict[str, Any] = {"best-validation-epoch": {"score": chosen.get(primary), "epoch": run.best_epoch}}
+    if run.test_best is not None:
+        protocols["best-test-epoch"] = {"score": run.test_best.get(primary), "epoch": run.test_best_epoch}
+    return {
+        "protocol": "best-validation-epoch",
+        "validation": {"score": run.val_best.get(primary), "best": run.val_best, "best_epoch": run.best_epoch,
+                       "per_epoch": run.val_per_epoch,
+                       "examples": run.sections.get("data_info", {}).get("validation_examples")},
+        "protocols": protocols,
+        "test_reads": run.test_reads,
+        "stopped_early": run.stopped_early,
+    }
+
+
 def collect_sections(run: TrainingRun) -> dict[str, Any]:
     """The record's result sections of a trained run (``TrainingRun.run`` done)."""
     spec, train, phases = run.spec, run.train, run.phases
@@ -49,8 +71,13 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
         mem["cuda_train_steps"] = cuda_steps
     final = run.per_epoch[-1] if run.per_epoch else {}
     final_metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
-    selection = run.suite.selection if train.eval_each_epoch else "final"
-    chosen = (run.best or {}) if selection == "best-dev-epoch" else final_metrics
+    validated = run.val_best is not None
+    if validated:  # selected on the held-out validation split; the test split never steered
+        selection = "best-validation-epoch" if train.eval_each_epoch else "final"
+        chosen = run.best or {}
+    else:
+        selection = run.suite.selection if train.eval_each_epoch else "final"
+        chosen = (run.best or {}) if selection == "best-dev-epoch" else final_metrics
 
     t_variants = time.perf_counter()
     variants, variant_seconds = evaluate_variants(run.adapter, run.model, run.suite, run.data, run.loaded,
@@ -77,6 +104,7 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
             "final": final_metrics,
             "per_epoch": run.per_epoch,
             "variants": variants,
+            **validation_sections(run, chosen),
         },
         "params": params,
         "memory": mem,

@@ -106,12 +106,15 @@ def compile_for_run(model: Any, enabled: bool) -> tuple[Any, dict[str, Any]]:
 
 
 def evaluate(suite: Suite, model: Any, data: TaskData, loaded: LoadedModel, train: TrainConfig,
-              ctx: RunContext) -> dict[str, float]:
-    """One evaluation: eval mode, ``torch.inference_mode`` (no autograd bookkeeping at all)."""
+             ctx: RunContext, split: str = "test") -> dict[str, float]:
+    """One evaluation of the test split (``data.eval``) or the held-out ``validation`` split: eval mode,
+    ``torch.inference_mode`` (no autograd bookkeeping at all)."""
     import torch
 
     model.eval()
     with torch.inference_mode():
+        if split == "validation":
+            return suite.evaluate_validation(model, data, loaded, train, ctx)
         return suite.evaluate(model, data, loaded, train, ctx)
 
 

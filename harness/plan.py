@@ -39,6 +39,9 @@ class GridRequest:
     adapter_options: dict[str, str] = field(default_factory=dict)
     train_overrides: dict[str, Any] = field(default_factory=dict)
     suite_options: dict[str, Any] = field(default_factory=dict)
+    # `run --tuned`: the results folder whose tuning choices (harness/tuning.py) set each (task,
+    # adapter)'s tuned values; a missing choice is an error that names the `tune` command
+    tuned_from: Path | None = None
 
 
 def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
@@ -166,6 +169,14 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             train = suite.train_config(preset_name, task, model)
             merged = {**to_jsonable(train), **adapter_cls.train_overrides_for(preset_name, suite.name, model),
                       **_drop_none(request.train_overrides)}
+            task_config = adapter_config
+            if request.tuned_from is not None:
+                from harness.tuning import read_choice
+
+                choice = read_choice(request.tuned_from, suite.name, task, adapter_name, model, preset_name)
+                merged.update(choice.get("train") or {})
+                if choice.get("adapter_options"):
+                    task_config = build_adapter_config(adapter_name, {**options, **choice["adapter_options"]})
             train = build(TrainConfig, merged, "training")
             suite.check_train_config(task, train)  # --limit on a suite that ignores it, undeclared metrics
             for seed in seeds:
@@ -177,7 +188,7 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
                         model=model,
                         preset=preset_name,
                         seed=seed,
-                        adapter_options=adapter_config.to_dict(),
+                        adapter_options=task_config.to_dict(),
                         train=train,
                         suite_options=dict(suite_options),
                     )

@@ -50,6 +50,10 @@ class ExecutionOptions:
     progress: bool = True
     threads: int | None = None
     cache: bool = True  # share model loads and tokenized data between the runs of this process
+    # tuning (harness/tuning.py), by run id: a trial's link to its study (per-epoch validation reports,
+    # pruning), and the ``tuning`` section of the record (a trial, or a run at tuned values)
+    trial_links: dict[str, Any] = field(default_factory=dict)
+    tuning_sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> Any:
@@ -73,6 +77,10 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
 
     suite = _suite_for(spec)
     record = base_record(spec, suite)
+    link = options.trial_links.get(spec.run_id)
+    tuning = link.section() if link is not None else options.tuning_sections.get(spec.run_id)
+    if tuning:
+        record["tuning"] = dict(tuning)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     device = resolve_device(options.device)

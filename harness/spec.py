@@ -14,7 +14,8 @@ from harness.status import ALL_STATUSES
 
 RECORD_STATUSES = ALL_STATUSES
 # TrainConfig fields added after records were shipped, with the default at which identity() omits them
-TRAIN_IDENTITY_DEFAULTS: dict[str, Any] = {"precision": "fp32", "compile": False}
+TRAIN_IDENTITY_DEFAULTS: dict[str, Any] = {"precision": "fp32", "compile": False, "validation": None,
+                                           "test_each_epoch": True}
 
 
 def _setting(default: Any, *, cli: str | None = None, loop_only: bool = False) -> Any:
@@ -58,6 +59,16 @@ class TrainConfig:
     # the config hash of every existing record stays what it was (IDENTITY_DEFAULTS)
     precision: str = _setting("fp32", loop_only=True)  # fp32 or bf16 (autocast); the CLI resolves "auto" first
     compile: bool = _setting(False, loop_only=True)  # torch.compile after the adapter is applied
+    # The held-out validation split carved from the training data (harness/validation.py): a count of
+    # examples (an int >= 1) or a fraction of the training split (a float in (0, 1)); None: no validation
+    # split, and epochs are selected on the test split (the papers' protocol). With one, the epoch (and
+    # every hyperparameter `tune` picks) is selected on validation and the test split never steers.
+    validation: float | None = _setting(
+        None, cli="held-out validation examples carved from the training split (an integer), or a fraction "
+                  "of it (0 < f < 1); epochs and tuning are selected on it, never on the test split")
+    # With a validation split: also evaluate the test split every epoch (so the record keeps the papers'
+    # best-test-epoch score as a labelled variant); False evaluates it once, at the selected epoch.
+    test_each_epoch: bool = _setting(True, loop_only=True)
 
     def __post_init__(self) -> None:
         # nan and inf pass the comparisons below (nan <= 0 is False): reject them first, by name
@@ -91,6 +102,14 @@ class TrainConfig:
                 raise HarnessError(f"{name} must be a positive integer, got {value}")
         if self.scheduler not in ("linear", "constant", "cosine"):
             raise HarnessError(f"scheduler must be linear, constant or cosine, got {self.scheduler!r}")
+        if self.validation is not None:
+            v = self.validation
+            count = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
+                float(v).is_integer() and v >= 1)
+            fraction = isinstance(v, float) and math.isfinite(v) and 0.0 < v < 1.0
+            if not (count or fraction):
+                raise HarnessError(f"validation must be an example count (an integer >= 1) or a fraction in "
+                                   f"(0, 1), got {v!r}")
         if self.precision not in ("fp32", "bf16"):
             raise HarnessError(f"precision must be fp32 or bf16 (auto is resolved before planning), got {self.precision!r}")
 

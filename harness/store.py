@@ -40,6 +40,7 @@ from harness.record_check import NewerSchemaError, notes_text, read_record_file
 from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed and cancelled are rerun)
 
 TEMP_PREFIX = ".tmp-"
+TUNING_DIR = "tuning"  # harness.tuning.TUNING_DIR: a results folder's tuning studies, trials and choices
 # what ``status`` says for a record a newer harness wrote: skipped by a grid, even with --force
 NEWER_SCHEMA = "newer-schema"
 # where a record goes when its own path cannot be written (hidden: never read as a record)
@@ -126,8 +127,11 @@ class ResultStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.rglob("*.json")):
-            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts[:-1])
-            if not path.name.startswith(TEMP_PREFIX) and not hidden:
+            folders = path.relative_to(self.root).parts[:-1]
+            hidden = any(part.startswith(".") for part in folders)
+            # tuning/ holds a study's trials and choices (harness/tuning.py): never leaderboard records
+            tuning = bool(folders) and folders[0] == TUNING_DIR
+            if not path.name.startswith(TEMP_PREFIX) and not hidden and not tuning:
                 yield path
 
     def clean_stale_temps(self, *, now: float | None = None) -> list[Path]:

@@ -52,7 +52,8 @@ class LoadedModel:
 @dataclass
 class TaskData:
     train: Any  # an iterable of batches is built by ``Suite.train_batches``
-    eval: Any
+    eval: Any  # the test split (GLUE dev, COCO val, ...): scored, never used to select anything
+    validation: Any = None  # held out of the training data (harness/validation.py), in ``eval``'s form
     info: dict[str, Any] = field(default_factory=dict)  # recorded: sizes, source, notes
 
 
@@ -167,6 +168,15 @@ class Suite:
 
     def primary_metric(self, task: str) -> str:
         raise NotImplementedError
+
+    def evaluate_validation(self, model: nn.Module, data: TaskData, loaded: LoadedModel, train: TrainConfig,
+                            ctx: RunContext) -> dict[str, float]:
+        """Score the held-out validation split (``data.validation``). By default the suite's own
+        ``evaluate`` on it: a suite whose validation split is in the same form as its test split needs
+        nothing more; one whose test is a different kind of evaluation overrides this."""
+        from dataclasses import replace
+
+        return self.evaluate(model, replace(data, eval=data.validation), loaded, train, ctx)
 
     def metric(self, name: str) -> MetricSpec:
         """The declaration of one of this suite's metrics, or a one-line error listing the declared ones."""

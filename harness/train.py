@@ -91,6 +91,12 @@ def planned_steps(adapter: Adapter, batches_per_epoch: int, train: TrainConfig) 
     return total_steps if adapter.trains else 0
 
 
+def epoch_hook_for(options: Any, spec: RunSpec) -> Callable[[int, float | None], bool] | None:
+    links = getattr(options, "trial_links", None) or {}
+    link = links.get(spec.run_id)
+    return link.report if link is not None else None
+
+
 class TrainingRun:
     """One run from its spec to the record's result sections: ``run()`` calls the phases in order."""
 
@@ -100,6 +106,9 @@ class TrainingRun:
         self.work_dir, self.record_path = work_dir, record_path
         self.train: TrainConfig = spec.train
         self.phases = PhaseTimer()
+        # called after each validation score as (epoch, score); True stops the run there (a tuning
+        # trial its study prunes: harness/tuning); from the execution options, never from the spec
+        self.epoch_hook: Callable[[int, float | None], bool] | None = epoch_hook_for(options, spec)
         self.sections: dict[str, Any] = {}  # model_info, data_info, params, loss_curve once known
 
     def sections_so_far(self) -> dict[str, Any]:
@@ -202,8 +211,15 @@ class TrainingRun:
         self.eval_per_epoch: list[float] = []
         self.merged_eval = False
         self.per_epoch: list[dict[str, Any]] = []
-        self.best: dict[str, float] | None = None
-        self.best_epoch: int | None = None
+        self.best: dict[str, float] | None = None  # the test metrics of the selected epoch
+        self.best_epoch: int | None = None  # the selected epoch (on validation when there is one)
+        self.val_per_epoch: list[dict[str, Any]] = []
+        self.val_best: dict[str, float] | None = None
+        self.test_best: dict[str, float] | None = None  # the papers' protocol: the best test epoch
+        self.test_best_epoch: int | None = None
+        self.test_reads = 0  # evaluations of the test split (selection never reads them)
+        self.selected_state: dict[str, Any] | None = None
+        self.stopped_early = False  # a tuning trial pruned by its study (epoch_hook)
         self.primary = self.suite.primary_metric(spec.task)
         self.eval_seconds = 0.0
         self.samples = 0
@@ -214,10 +230,11 @@ class TrainingRun:
         self.bar = tqdm(total=self.total_steps, desc=f"{spec.adapter} {spec.task} s{spec.seed}",
                         disable=not self.options.progress, leave=False, file=sys.stderr, dynamic_ncols=True)
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self.stopped_early:
                 self._epoch()
             if self.total_steps == 0:  # an evaluation-only run: score the model once as it came
                 self._evaluate_epoch(merge=False)
+            self._test_selected()
         finally:
             self.bar.close()
             self.loss_log.flush(check=False)
@@ -304,22 +321,76 @@ class TrainingRun:
 
     def _evaluate_epoch(self, merge: bool) -> None:
         """Score the model after an epoch (merged into the base weights where that is exact), or once
-        as it came (``merge`` False: an evaluation-only run, epoch 0)."""
+        as it came (``merge`` False: an evaluation-only run, epoch 0).
+
+        With a validation split the epoch is selected on it; the test split is scored every epoch only
+        when ``test_each_epoch`` asks for it (so the record keeps the papers' best-test-epoch score as
+        a labelled variant), else once after training, at the selected epoch (``_test_selected``)."""
         if merge:
             sync_device(self.device)
             self.step_memory.before_eval()
         t_eval = time.perf_counter()
+        validating = self.data.validation is not None
+        read_test = not validating or self.train.test_each_epoch or not merge
         args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
-        if merge:
-            with merged_for_eval(self.adapter, self.model) as self.merged_eval, self.amp():
-                metrics = evaluate(*args)
-        else:
-            with self.amp():
-                metrics = evaluate(*args)
+        merged = merged_for_eval(self.adapter, self.model) if merge else contextlib.nullcontext(False)
+        with merged as was_merged, self.amp():
+            if merge:
+                self.merged_eval = was_merged
+            val_metrics = evaluate(*args, split="validation") if validating else None
+            metrics = evaluate(*args) if read_test else None
+        if metrics is not None:
+            self.test_reads += 1
         self.eval_per_epoch.append(time.perf_counter() - t_eval)
         self.eval_seconds += self.eval_per_epoch[-1]
-        self.per_epoch.append({"epoch": self.epoch, "step": self.step, **metrics})
-        if not merge:
-            self.best, self.best_epoch = metrics, 0
-        elif self.best is None or better(metrics.get(self.primary), self.best.get(self.primary)):
-            self.best, self.best_epoch = metrics, self.epoch
+        point = {"epoch": self.epoch, "step": self.step}
+        if metrics is not None:
+            self.per_epoch.append({**point, **metrics})
+            if self.test_best is None or better(metrics.get(self.primary), self.test_best.get(self.primary)):
+                self.test_best, self.test_best_epoch = metrics, self.epoch
+        if val_metrics is None:  # the papers' protocol: the best test epoch
+            if not merge:
+                self.best, self.best_epoch = metrics, 0
+            elif self.best is None or better(metrics.get(self.primary), self.best.get(self.primary)):
+                self.best, self.best_epoch = metrics, self.epoch
+            return
+        self.val_per_epoch.append({**point, **val_metrics})
+        if self.val_best is None or better(val_metrics.get(self.primary), self.val_best.get(self.primary)):
+            self.val_best, self.best_epoch = val_metrics, self.epoch
+            self.best = metrics  # None until _test_selected scores the selected state
+            if metrics is None:
+                self.selected_state = trainable_state(self.model)
+        if self.epoch_hook is not None and self.epoch_hook(self.epoch, val_metrics.get(self.primary)):
+            self.stopped_early = True
+
+    def _test_selected(self) -> None:
+        """The one test evaluation of a run that did not score the test split every epoch: the
+        validation-selected state, restored if training went on past it."""
+        if self.best is not None or self.val_best is None or self.stopped_early:
+            return
+        if self.selected_state is not None and self.best_epoch != self.epoch:
+            restore_trainable_state(self.model, self.selected_state)
+        self.selected_state = None
+        t_eval = time.perf_counter()
+        args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
+        with merged_for_eval(self.adapter, self.model), self.amp():
+            self.best = evaluate(*args)
+        self.test_reads += 1
+        self.eval_seconds += time.perf_counter() - t_eval
+        self.test_best, self.test_best_epoch = None, None  # one test score: no best-test-epoch variant
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """A host copy of what training changes (trainable parameters and buffers), to come back to the
+    validation-selected epoch without keeping the frozen base twice."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    return {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items() if n in names}
+
+
+def restore_trainable_state(model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    current = model.state_dict()
+    with torch.no_grad():
+        for name, saved in state.items():
+            current[name].copy_(saved)

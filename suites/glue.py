@@ -26,6 +26,7 @@ from harness.models import find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from harness.validation import carve
 from suites._shared.models import model_source, offline_config
 
 if TYPE_CHECKING:
@@ -73,9 +74,11 @@ PAPER_EPOCHS = {"mnli": 30, "sst2": 60, "mrpc": 30, "cola": 80, "qnli": 25, "qqp
 PAPER_LR = {"mnli": 5e-4, "sst2": 5e-4, "mrpc": 4e-4, "cola": 4e-4, "qnli": 4e-4, "qqp": 5e-4, "rte": 5e-4, "stsb": 4e-4}
 
 # cpu preset: a budget that fits a laptop (about a minute per run on 2 cores with MiniLM-L6).
+# Epochs (and tuned hyperparameters) are selected on 500 training examples held out of every task
+# (harness/validation.py); the dev split, GLUE's test split here, is only scored.
 CPU_TRAIN = TrainConfig(
     epochs=3, lr=1e-3, batch_size=32, eval_batch_size=128, max_length=128, warmup_ratio=0.06,
-    weight_decay=0.0, max_train_samples=2000, max_eval_samples=1000,
+    weight_decay=0.0, max_train_samples=2000, max_eval_samples=1000, validation=500,
 )
 
 # CoLA's short sentences make its steps cheap, and 2,000 examples are too few for MiniLM to leave the
@@ -483,16 +486,23 @@ class Glue(Suite):
             train_ex, eval_ex, info = hub_splits(t)
         info["train_available"] = len(train_ex)
         info["eval_available"] = len(eval_ex)
+        # the validation split first (the same for every seed and method), then the training subsample
+        # from the rest: no validation example is ever trained on
+        train_ex, val_ex = carve(train_ex, train.validation, f"{self.name}/{task}")
         train_ex = subsample(train_ex, train.max_train_samples, ctx.seed)
         eval_ex = subsample(eval_ex, train.max_eval_samples, 0)  # same eval subset for every seed
         info["train_examples"] = len(train_ex)
         info["eval_examples"] = len(eval_ex)
+        if val_ex:
+            info["validation_examples"] = len(val_ex)
+            info["validation_split"] = "held out of train"
         info.setdefault("eval_split", "dev" if t.name != "mnli" else "dev_matched")
         tok = loaded.tokenizer
         info["pad_token_id"] = tok.pad_token_id or 0
         return TaskData(
             train=encode(tok, train_ex, train.max_length),
             eval=encode(tok, eval_ex, train.max_length),
+            validation=encode(tok, val_ex, train.max_length) if val_ex else None,
             info=info,
         )
 

@@ -37,6 +37,7 @@ from harness.models import ModelEntry, register_model
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import LoadedModel, RunContext, Suite, TaskData
+from harness.validation import carve_indices
 
 if TYPE_CHECKING:  # torch is imported when a run needs it: listing the suites must not load it
     import torch
@@ -50,7 +51,9 @@ LABELS = {
     "xor": lambda x: (x[:, 0] > 0) ^ (x[:, 1] > 0),
 }
 # One budget for both presets: there is no paper to follow; 16 steps keep a run at about a second.
-TRAIN = TrainConfig(epochs=2, lr=0.1, batch_size=4, eval_batch_size=16, warmup_ratio=0.0)
+# A quarter of the training points (8 of 32) is held out as the validation split that selects the epoch (and `tune`'s
+# choices); the dev points are the test split, only scored.
+TRAIN = TrainConfig(epochs=2, lr=0.1, batch_size=4, eval_batch_size=16, warmup_ratio=0.0, validation=0.25)
 
 # A catalogue entry, so that `--model toy-mlp` is known offline (the weights are built, never loaded).
 register_model(ModelEntry(name=MODEL, family="encoder", description="[example] the toy suite's 4-8-2 MLP "
@@ -127,15 +130,21 @@ class Toy(Suite):
     def load_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> TaskData:
         count = build(ToyOptions, ctx.options, "suite 'toy'").points
         splits = {}
-        # --max-train-samples / --max-eval-samples: a seeded subset, as every suite must honour them
-        for split, limit in (("train", train.max_train_samples), ("dev", train.max_eval_samples)):
-            x, y = points(task, split, count)
-            keep = subsample(list(range(count)), limit, ctx.seed)
-            splits[split] = (x[keep], y[keep])
-        # recorded as the run's data_info: what was trained and evaluated on
+        # the validation split is carved from the training points first, the same for every seed
+        # (harness/validation.py); --max-train-samples / --max-eval-samples then take a seeded subset
+        x, y = points(task, "train", count)
+        train_idx, val_idx = carve_indices(count, train.validation, f"{self.name}/{task}")
+        keep = subsample(train_idx, train.max_train_samples, ctx.seed)
+        splits["train"] = (x[keep], y[keep])
+        splits["validation"] = (x[val_idx], y[val_idx])
+        x, y = points(task, "dev", count)
+        keep = subsample(list(range(count)), train.max_eval_samples, 0)
+        splits["dev"] = (x[keep], y[keep])
+        # recorded as the run's data_info: what was trained, selected and evaluated on
         return TaskData(train=splits["train"], eval=splits["dev"],
+                        validation=splits["validation"] if val_idx else None,
                         info={"task": task, "train_examples": len(splits["train"][1]),
-                              "eval_examples": len(splits["dev"][1])})
+                              "validation_examples": len(val_idx), "eval_examples": len(splits["dev"][1])})
 
     def num_train_batches(self, data: TaskData, train: TrainConfig) -> int:
         return math.ceil(len(data.train[1]) / train.batch_size)
