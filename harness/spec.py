@@ -68,7 +68,9 @@ class TrainConfig:
                   "of it (0 < f < 1); epochs and tuning are selected on it, never on the test split")
     # With a validation split: also evaluate the test split every epoch (so the record keeps the papers'
     # best-test-epoch score as a labelled variant); False evaluates it once, at the selected epoch.
-    test_each_epoch: bool = _setting(True, loop_only=True)
+    test_each_epoch: bool = _setting(
+        True, loop_only=True, cli="with a validation split: also score the test split every epoch, so the record keeps "
+                                  "the papers' best-test-epoch score beside ours (false: once, at the selected epoch)")
 
     def __post_init__(self) -> None:
         # nan and inf pass the comparisons below (nan <= 0 is False): reject them first, by name

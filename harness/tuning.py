@@ -295,6 +295,17 @@ def _params_text(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
+def _told(study: Any, number: int, value: float | None = None, state: Any = None) -> None:
+    """``study.tell``. Optuna's grid sampler calls ``Study.stop`` once the grid is used up, which only
+    works inside ``optimize``: in the ask-and-tell loop the state is stored first (a ``finally`` in
+    Optuna's tell) and the RuntimeError that follows is expected; the budget ends the loop here."""
+    try:
+        study.tell(number, value, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def _tell(study: Any, number: int, record: Any) -> int:
     """Tell the study how a trial's run ended; 1 when it failed for a reason that is not about the
     configuration (the run is rerun by the next `tune`), else 0."""
@@ -305,7 +316,7 @@ def _tell(study: Any, number: int, record: Any) -> int:
     if trial.state != TrialState.RUNNING:
         return 0
     if record is None:  # lost (a dead worker): stays RUNNING-then-stale, rerun by the next invocation
-        study.tell(number, state=TrialState.FAIL)
+        _told(study, number, state=TrialState.FAIL)
         return 1
     status = record.get("status")
     metrics = record.get("metrics") or {}
@@ -316,13 +327,13 @@ def _tell(study: Any, number: int, record: Any) -> int:
                    ("compute_seconds", (record.get("timing") or {}).get("total_seconds"))):
         study._storage.set_trial_user_attr(trial._trial_id, key, v)
     if status == "success" and metrics.get("stopped_early"):
-        study.tell(number, state=TrialState.PRUNED)
+        _told(study, number, state=TrialState.PRUNED)
         return 0
     if status == "success" and isinstance(value, (int, float)) and math.isfinite(value):
-        study.tell(number, float(value))
+        _told(study, number, float(value))
         return 0
     # diverged or oom: a result about this configuration (never chosen); failed: rerun by the next tune
-    study.tell(number, state=TrialState.FAIL)
+    _told(study, number, state=TrialState.FAIL)
     return 0 if status in ("diverged", "oom") else 1
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 from harness.errors import HarnessError
@@ -31,20 +31,41 @@ def validation_count(available: int, size: float | None) -> int:
     return count
 
 
-def carve_indices(available: int, size: float | None, key: str) -> tuple[list[int], list[int]]:
+def carve_indices(available: int, size: float | None, key: str,
+                  identities: Sequence[Hashable] | None = None) -> tuple[list[int], list[int]]:
     """(training indices, validation indices), each in the original order. ``key`` (suite/task) seeds
-    the draw: stable across processes and machines (crc32, not ``hash``), independent of the run seed."""
+    the draw: stable across processes and machines (crc32, not ``hash``), independent of the run seed.
+
+    ``identities`` (one per item, e.g. the example's text): items that are the same example are held
+    out together, so that a duplicate in the source data (GLUE's train splits have some: RTE 2, SST-2
+    371) is never trained on while its twin is validated on. The split then holds at least the
+    declared count (a few more where the last group drawn had twins)."""
     count = validation_count(available, size)
     if count == 0:
         return list(range(available)), []
-    order = list(range(available))
+    ids: Sequence[Hashable] = identities if identities is not None else range(available)
+    if len(ids) != available:
+        raise HarnessError(f"carve: {len(ids)} identities for {available} items")
+    groups: dict[Hashable, list[int]] = {}
+    for i, ident in enumerate(ids):
+        groups.setdefault(ident, []).append(i)
+    order = list(groups)
     random.Random(zlib.crc32(f"validation/{key}".encode())).shuffle(order)
-    held = sorted(order[:count])
+    held: list[int] = []
+    for ident in order:
+        if len(held) >= count:
+            break
+        held.extend(groups[ident])
+    if len(held) >= available:
+        raise HarnessError(f"the validation split would leave no training data out of {available}")
     held_set = set(held)
-    return [i for i in range(available) if i not in held_set], held
+    return [i for i in range(available) if i not in held_set], sorted(held)
 
 
-def carve(items: Sequence[T], size: float | None, key: str) -> tuple[list[T], list[T]]:
-    """(training items, validation items) of a task's training split."""
-    train_idx, val_idx = carve_indices(len(items), size, key)
+def carve(items: Sequence[T], size: float | None, key: str,
+          identity: Callable[[T], Hashable] | None = None) -> tuple[list[T], list[T]]:
+    """(training items, validation items) of a task's training split; ``identity`` names an item's
+    content (duplicates are held out together)."""
+    identities = [identity(x) for x in items] if identity is not None else None
+    train_idx, val_idx = carve_indices(len(items), size, key, identities)
     return [items[i] for i in train_idx], [items[i] for i in val_idx]

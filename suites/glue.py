@@ -488,7 +488,8 @@ class Glue(Suite):
         info["eval_available"] = len(eval_ex)
         # the validation split first (the same for every seed and method), then the training subsample
         # from the rest: no validation example is ever trained on
-        train_ex, val_ex = carve(train_ex, train.validation, f"{self.name}/{task}")
+        train_ex, val_ex = carve(train_ex, train.validation, f"{self.name}/{task}",
+                                 identity=lambda e: (e.text_a, e.text_b))
         train_ex = subsample(train_ex, train.max_train_samples, ctx.seed)
         eval_ex = subsample(eval_ex, train.max_eval_samples, 0)  # same eval subset for every seed
         info["train_examples"] = len(train_ex)

@@ -35,7 +35,9 @@ def baseline_rows(table: pd.DataFrame, suite: str, baseline: str) -> pd.DataFram
     mine["_seeds"] = mine[[c for c in mine.columns if c.endswith("_n")]].sum(axis=1)
     mine["_len"] = mine["method"].str.len()
     mine = mine.sort_values(["_changed", "_seeds", "_len"], ascending=[True, False, True], kind="stable")
-    return mine.groupby(["model", "preset"], sort=True).head(1).drop(columns=["_changed", "_seeds", "_len"])
+    # one baseline row per regime: tuned rows are compared with the tuned baseline, fixed-rate rows with
+    # the fixed-rate one (harness/aggregate/regime.py)
+    return mine.groupby(["model", "preset", "regime"], sort=True).head(1).drop(columns=["_changed", "_seeds", "_len"])
 
 
 def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora") -> pd.DataFrame:
@@ -48,7 +50,8 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora")
     average_family = average_unit(units)
     rows = []
     for _, b in base.iterrows():
-        group = ours[(ours["model"] == b["model"]) & (ours["preset"] == b["preset"])]
+        group = ours[(ours["model"] == b["model"]) & (ours["preset"] == b["preset"])
+                     & (ours["regime"] == b["regime"])]
         group_tasks = tasks_of_group(group)
         base_cells = {str(r["task"]): r for _, r in group[group["row_key"] == b["config_hash"]].iterrows()}
         for row_key, conf in group.groupby("row_key", sort=True):

@@ -10,6 +10,7 @@ import pandas as pd
 from harness import metrics as metric_units
 from harness.aggregate._values import canonical, finite_number, section_of
 from harness.aggregate.identity import dedupe_records, identify
+from harness.aggregate.regime import is_trial, regime_of
 from harness.record import RunRecord
 from harness.status import Status
 
@@ -20,7 +21,7 @@ FRAME_COLUMNS = (
     "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
     "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
-    "suite_tasks",
+    "suite_tasks", "regime", "tuned_lr", "tuning_budget", "tuning_seconds",
 )
 
 
@@ -86,9 +87,20 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
         **_unit_fields(record),
+        **tuning_fields(record),
         # the preset's tasks as the runner recorded them (new records): a row lacking one is incomplete
         "suite_tasks": ",".join(str(t) for t in section_of(record, "preset_defaults").get("suite_tasks") or []),
     }
+
+
+def tuning_fields(record: RunRecord) -> dict[str, Any]:
+    tuning = section_of(record, "tuning")
+    tuned = tuning.get("role") == "tuned"
+    chosen = section_of(tuning, "chosen")
+    return {"regime": regime_of(record),
+            "tuned_lr": finite_number(chosen.get("lr")) if tuned else None,
+            "tuning_budget": finite_number(tuning.get("budget")) if tuned else None,
+            "tuning_seconds": finite_number(tuning.get("compute_seconds")) if tuned else None}
 
 
 def _estimate_bytes(memory: Mapping[str, Any], device: Any) -> float | None:
@@ -109,12 +121,12 @@ def _unit_fields(record: RunRecord) -> dict[str, Any]:
 def load_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """The flat frame: one row per record once per (config hash, seed), the columns of FRAME_COLUMNS
     even when empty. ``frame.attrs["duplicates"]`` lists the runs recorded more than once."""
-    records, duplicates = dedupe_records(list(records))
+    records, duplicates = dedupe_records([r for r in records if not is_trial(r)])
     identities = identify(records)
     rows = [{**flatten_record(r), **identity} for r, identity in zip(records, identities)]
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     frame.attrs["duplicates"] = duplicates
-    numeric = ("score", "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "train_seconds",
+    numeric = ("score", "tuned_lr", "tuning_budget", "tuning_seconds", "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "train_seconds",
                "mean_step_seconds", "samples_per_second")
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.aggregate._values import canonical, finite_number, section_of
+from harness.aggregate.regime import regime_of
 from harness.record import CAP_FIELDS, KEY_FIELDS, RunRecord
 
 
@@ -132,8 +133,12 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
         else:
             g_o = tuple(str(spec.get(k)) for k in ("suite", "model", "preset", "adapter"))
             option_defaults = {n: _mode(v) for n, v in options.get(g_o, {}).items()}
+        tuning = section_of(r, "tuning")
+        tuned = tuning.get("role") == "tuned"
+        # a tuned row's rates differ per task by design: the row is "tuned", the values are per task
+        tuned_keys = set(section_of(tuning, "chosen")) if tuned else set()
         train_diff = {k: v for k, v in sorted(train.items())
-                      if k not in train_defaults or canonical(v) != canonical(train_defaults[k])}
+                      if k not in tuned_keys and (k not in train_defaults or canonical(v) != canonical(train_defaults[k]))}
         caps = section_of(r, "caps")
         # what the record states and what its own spec shows against the preset's defaults, both: a
         # record whose caps section says nothing (or was copied from a full run) cannot pass a capped
@@ -145,15 +150,23 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
         train_diff = dict(sorted({**train_diff, **{c: train.get(c) for c in limited_by if c in train}}.items()))
         adapter_options = section_of(spec, "adapter_options")
         identity = {k: spec.get(k) for k in ("suite", "adapter", "model", "preset")}
-        identity.update(adapter_options=adapter_options, suite_options=section_of(spec, "suite_options"),
+        compared_options = {k: v for k, v in adapter_options.items() if k not in tuned_keys}
+        identity.update(adapter_options=compared_options, suite_options=section_of(spec, "suite_options"),
                         train_differences=train_diff)
+        regime = regime_of(r)
+        if regime != "fixed, test-selected":  # records of the papers' protocol keep their row keys
+            identity["regime"] = regime
         row_key = hashlib.sha256(canonical(identity).encode()).hexdigest()[:12]
         parts = [str(spec.get("adapter", section_of(r, "key").get("adapter")))]
         if "rank" in adapter_options:
             parts[0] += " " + _label_part("rank", adapter_options["rank"])
         parts += [_label_part(k, v) for k, v in sorted(adapter_options.items())
-                  if k != "rank" and k in option_defaults and canonical(v) != canonical(option_defaults[k])]
+                  if k != "rank" and k not in tuned_keys and k in option_defaults and canonical(v) != canonical(option_defaults[k])]
         parts += [_label_part(k, v) for k, v in train_diff.items()]
+        if regime == "tuned":
+            parts.append("tuned")
+        elif regime == "fixed":
+            parts.append("val-selected")
         out.append({"row_key": row_key, "label": " · ".join(parts), "limited": bool(limited_by),
                     "limited_by": ",".join(limited_by)})
     # two configurations never look alike: a label shared by different rows gets the row key

@@ -20,10 +20,10 @@ from harness.aggregate._values import (
 from harness.status import UNSUCCESSFUL_STATUSES, Status
 
 GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "config_hash", "limited",
-              "row_key", "label")
+              "row_key", "label", "regime")
 # The same adapter configuration has a different config_hash per task (the task is part of the spec),
 # so the suite average groups by the row key (identify()), which leaves the task and its preset values out.
-AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limited")
+AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limited", "regime")
 FAILURE_STATUSES = UNSUCCESSFUL_STATUSES
 LEADERBOARD_COLUMNS = (
     *GROUP_KEYS, "primary", "score_mean", "score_std", "score_ci_low", "score_ci_high", "seed_scores",
@@ -71,6 +71,10 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
         "suite_tasks": ",".join(sorted(split_joined(group["suite_tasks"]))),
         "n_seeds": int(len(scores)),
         "n_runs": int(len(group)),
+        # a tuned cell: the rate `tune` chose for this task, its budget and the search's compute
+        "tuned_lr": first_valid(group["tuned_lr"]) if "tuned_lr" in group else None,
+        "tuning_budget": first_valid(group["tuning_budget"]) if "tuning_budget" in group else None,
+        "tuning_seconds": first_valid(group["tuning_seconds"]) if "tuning_seconds" in group else None,
     }
     for status in FAILURE_STATUSES:
         row[f"n_{status}"] = int((group["status"] == status).sum())

@@ -74,6 +74,18 @@ def scaled_seeds(row: Mapping[str, Any], scale: float) -> dict[int, float]:
     return {int(s): float(v) * scale for s, v in seeds.items()}
 
 
+def tuning_columns(conf: pd.DataFrame) -> dict[str, Any]:
+    """A tuned row's chosen rate per task, the trial budget and the search's compute hours (all tasks)."""
+    if "tuned_lr" not in conf or conf["tuned_lr"].isna().all():
+        return {"tuned_lrs": "", "tuning_trials": math.nan, "tuning_hours": math.nan}
+    lrs = ", ".join(f"{r['task']} {float(r['tuned_lr']):.2g}" for _, r in conf.sort_values("task").iterrows()
+                    if pd.notna(r["tuned_lr"]))
+    budgets = conf["tuning_budget"].dropna()
+    seconds = conf["tuning_seconds"].dropna()
+    return {"tuned_lrs": lrs, "tuning_trials": float(budgets.max()) if len(budgets) else math.nan,
+            "tuning_hours": float(seconds.sum()) / 3600 if len(seconds) else math.nan}
+
+
 def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.DataFrame:
     """One row per configuration of ``suite`` (full runs, or with ``limited`` the limited ones), one
     column per task (display-scaled seed mean, its 95% CI and n), the average over tasks with its CI,
@@ -110,7 +122,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             by_task = {str(r["task"]): r for _, r in conf.iterrows()}
             first = conf.iloc[0]
             row: dict[str, Any] = {"method": first["label"], "config_hash": row_key, "adapter": first["adapter"],
-                                   "model": model, "preset": preset}
+                                   "model": model, "preset": preset, "regime": first.get("regime", "")}
             per_task_values, missing_tasks, short_seeds, ns = [], [], [], []
             for task in tasks:
                 r = by_task.get(task)
@@ -155,14 +167,15 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 n_failed_runs=n_failed_runs(conf),
                 limited_by=",".join(sorted(split_joined(conf["limited_by"]))),
                 task_config_hashes=",".join(f"{r['task']}:{r['config_hash']}" for _, r in conf.iterrows()),
+                **tuning_columns(conf),
                 unit=units_text(units),
             )
             rows.append(row)
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
-    columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "complete", "missing", "n_seeds",
+    columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "regime", "complete", "missing", "n_seeds",
                "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
                "peak_memory_mib", "cpu_estimate_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
-               "task_config_hashes", "unit"]
+               "task_config_hashes", "tuned_lrs", "tuning_trials", "tuning_hours", "unit"]
     out = pd.DataFrame(rows, columns=columns)
     if out.empty:
         out.attrs.update(units=units, tasks=tasks)
