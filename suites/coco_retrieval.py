@@ -43,6 +43,7 @@ from harness.models import ModelEntry, find_model_entry, hub_offline, register_m
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from harness.validation import carve_indices
 
 if TYPE_CHECKING:
     import torch
@@ -317,7 +318,10 @@ def build_dual_encoder(spec: DualEncoderModel, *, weights: bool) -> tuple[nn.Mod
 # ------------------------------------------------------------------------------------------------------
 
 # cpu: 3 epochs over the 400 captions of the 80 coco_mini train images (~45 steps, a few minutes on 2 cores)
-CPU_TRAIN = TrainConfig(epochs=3, lr=1e-3, batch_size=32, eval_batch_size=64, max_length=32, warmup_ratio=0.1)
+# a tenth of the training images (with their captions) is held out to select the epoch and `tune`'s
+# choices (harness/validation.py); the val split is the test split, only scored
+CPU_TRAIN = TrainConfig(epochs=3, lr=1e-3, batch_size=32, eval_batch_size=64, max_length=32, warmup_ratio=0.1,
+                        validation=0.1)
 # SeRA's retrieval budget is not in the text we have; this is ours (a few epochs of COCO train captions).
 PAPER_TRAIN = TrainConfig(epochs=5, lr=5e-4, batch_size=128, eval_batch_size=256, max_length=77, warmup_ratio=0.05,
                           weight_decay=0.1)
@@ -405,7 +409,10 @@ class CocoRetrieval(Suite):
         folder = ctx.data.folder(opts.coco_dir, HOW_TO_GET_COCO)
         train_set = read_captioned_images(*coco_split_files(folder, "train"))
         eval_set = read_captioned_images(*coco_split_files(folder, "val"))
-        train_set = _limit(train_set, train.max_train_samples, ctx.seed)
+        train_idx, val_idx = carve_indices(len(train_set.paths), train.validation, f"{self.name}/{task}",
+                                           identities=[str(p) for p in train_set.paths])
+        val_set = _subset(train_set, val_idx)
+        train_set = _limit(_subset(train_set, train_idx), train.max_train_samples, ctx.seed)
         eval_set = _limit(eval_set, train.max_eval_samples, 0)  # the same images for every seed
         tok = loaded.tokenizer
         # open_clip's own text towers have a fixed context (positional embeddings); the HF tower takes max_length
@@ -419,6 +426,7 @@ class CocoRetrieval(Suite):
 
         train_tokens, train_owner = encode(train_set.captions)
         eval_tokens, eval_owner = encode(eval_set.captions)
+        val_tokens, val_owner = encode(val_set.captions) if val_set.paths else (None, [])
         size = tok["size"]
         info = {
             "source": str(folder),
@@ -444,7 +452,9 @@ class CocoRetrieval(Suite):
             train={"images": ImageSet(train_set.paths, size), "tokens": train_tokens, "first_caption": first_caption,
                    "captions_per_image": [len(c) for c in train_set.captions], "norm": norm, "options": opts},
             eval={"images": ImageSet(eval_set.paths, size), "tokens": eval_tokens, "owner": eval_owner, "norm": norm},
-            info=info,
+            validation={"images": ImageSet(val_set.paths, size), "tokens": val_tokens, "owner": val_owner,
+                        "norm": norm} if val_set.paths else None,
+            info={**info, "validation_images": len(val_set.paths)} if val_set.paths else info,
         )
 
     def num_train_batches(self, data: TaskData, train: TrainConfig) -> int:
@@ -492,6 +502,11 @@ class CocoRetrieval(Suite):
             for idx in batches_of(range(len(d["owner"])), train.eval_batch_size)
         ])
         return retrieval_recalls(image_emb.float() @ text_emb.float().T, d["owner"])
+
+
+def _subset(images: CaptionedImages, keep: list[int]) -> CaptionedImages:
+    return CaptionedImages([images.paths[i] for i in keep], [images.captions[i] for i in keep],
+                           images.captions_file, images.images_in_file)
 
 
 def _limit(images: CaptionedImages, limit: int | None, seed: int) -> CaptionedImages:

@@ -38,6 +38,7 @@ from harness.models import ModelEntry, find_model_entry, hub_offline, register_m
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from harness.validation import carve_indices
 
 if TYPE_CHECKING:
     import torch
@@ -330,7 +331,10 @@ class RscdOptions:
             raise HarnessError(f"eval_split must be val or test, got {self.eval_split!r}")
 
 
-CPU_TRAIN = TrainConfig(epochs=10, lr=2e-3, batch_size=32, eval_batch_size=128, warmup_ratio=0.1, weight_decay=0.0)
+# a tenth of the sampled training images is held out to select the epoch and `tune`'s choices
+# (harness/validation.py); the evaluation split is only scored
+CPU_TRAIN = TrainConfig(epochs=10, lr=2e-3, batch_size=32, eval_batch_size=128, warmup_ratio=0.1, weight_decay=0.0,
+                        validation=0.1)
 # Our choice for the paper preset (SeRA does not list its RSCD optimiser settings in the text we have).
 PAPER_TRAIN = TrainConfig(epochs=10, lr=5e-4, batch_size=64, eval_batch_size=256, warmup_ratio=0.1, weight_decay=0.01)
 
@@ -435,6 +439,11 @@ class Rscd(Suite):
         chosen = stratified_sample(train_labels, opts.train_fraction, opts.sample_seed)
         train_paths = [train_paths[i] for i in chosen]
         train_labels = [train_labels[i] for i in chosen]
+        # the validation split from the sampled training images, before --max-train-samples
+        keep_idx, val_idx = carve_indices(len(train_paths), train.validation, f"{self.name}/{task}",
+                                          identities=[str(p) for p in train_paths])
+        val_paths, val_labels = [train_paths[i] for i in val_idx], [train_labels[i] for i in val_idx]
+        train_paths, train_labels = [train_paths[i] for i in keep_idx], [train_labels[i] for i in keep_idx]
         if train.max_train_samples is not None and len(train_paths) > train.max_train_samples:
             keep = sorted(random.Random(opts.sample_seed).sample(range(len(train_paths)), train.max_train_samples))
             train_paths, train_labels = [train_paths[i] for i in keep], [train_labels[i] for i in keep]
@@ -462,7 +471,9 @@ class Rscd(Suite):
         return TaskData(
             train={"images": ImageSet(train_paths, size), "labels": train_labels, "norm": loaded.tokenizer},
             eval={"images": ImageSet(eval_paths, size), "labels": eval_labels, "norm": loaded.tokenizer},
-            info=info,
+            validation={"images": ImageSet(val_paths, size), "labels": val_labels, "norm": loaded.tokenizer}
+            if val_paths else None,
+            info={**info, "validation_examples": len(val_paths)} if val_paths else info,
         )
 
     def num_train_batches(self, data: TaskData, train: TrainConfig) -> int:
