@@ -116,7 +116,8 @@ def test_report_with_tuning_reads_no_torch(tmp_path):
     assert_png(tmp_path / "out" / "tuning-glue-rte-lr.png")
 
 
-@pytest.mark.skipif(not (DATA_DIR / "toy").exists() and not DATA_DIR.exists(), reason="no shared data")
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA_DIR.exists(), reason="no shared data")
 def test_a_real_toy_tune_then_report(tmp_path):
     """The harness's own `tune` on the toy suite (two trials, no pruning), then `report`."""
     results = tmp_path / "results"
