@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harness.aggregate import tuning_views as tv
+from harness.metrics import UNKNOWN_UNIT
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 # one colour per method, the same in both plots of a task (matplotlib's tab10, by sorted method name)
@@ -37,7 +38,7 @@ def safe_name(text: str) -> str:
 def _axis_label(frame: pd.DataFrame, what: str) -> str:
     primary = frame["primary"].dropna().iloc[0] if "primary" in frame and frame["primary"].notna().any() else "score"
     unit = frame["unit_label"].dropna().iloc[0] if frame["unit_label"].notna().any() else ""
-    return f"{what} {primary}" + (f" ({unit})" if unit and unit != "unknown" else "")
+    return " ".join(p for p in (what, primary) if p) + (f" ({unit})" if unit and unit != UNKNOWN_UNIT.label else "")
 
 
 def _scale(frame: pd.DataFrame) -> float:
@@ -76,11 +77,12 @@ def lr_figure(trials: pd.DataFrame, tuned: pd.DataFrame, title: str):
         complete = group[group["state"] == "complete"]
         pruned = group[(group["state"] == "pruned") & group["validation"].notna()]
         diverged = group[group["state"].isin(["diverged", "oom"])]
-        val_ax.plot(complete["lr"], complete["validation"] * scale, "o-", color=color, label=method)
+        if len(complete):
+            val_ax.plot(complete["lr"], complete["validation"] * scale, "o-", color=color, label=method)
+            test_ax.plot(complete["lr"], complete["test"] * scale, "s--", color=color, label=method)
         if len(pruned):
             val_ax.plot(pruned["lr"], pruned["validation"] * scale, "o", mfc="none", color=color,
                         label=f"{method}: pruned (best before stopping)")
-        test_ax.plot(complete["lr"], complete["test"] * scale, "s--", color=color, label=method)
         for ax in (val_ax, test_ax):
             if len(diverged):
                 edge = blended_transform_factory(ax.transData, ax.transAxes)
@@ -89,9 +91,16 @@ def lr_figure(trials: pd.DataFrame, tuned: pd.DataFrame, title: str):
     for method, group in tuned[tuned["test"].notna()].groupby("method", sort=True):
         test_ax.plot(group["lr"], group["test"] * scale, "*", ms=12, color=colors[method], mec="black",
                      label=f"{method}: tuned seeds (n={len(group)})")
+    if not val_ax.lines and not test_ax.lines:  # nothing scored yet (cancelled, failed, running)
+        states = ", ".join(f"{n} {state}" for state, n in trials["state"].value_counts().sort_index().items())
+        val_ax.text(0.5, 0.5, f"no trial with a score yet\n({states or 'no trials'})", ha="center", va="center",
+                    transform=val_ax.transAxes)
+        rates = trials["lr"].dropna()
+        if len(rates) and rates.min() > 0:
+            val_ax.set_xlim(rates.min() / 2, rates.max() * 2)
     val_ax.set_title("validation (selects the rate)")
     test_ax.set_title("test (read once, at the validation-selected epoch)")
-    val_ax.set_ylabel(_axis_label(trials if len(trials) else tuned, "score:"))
+    val_ax.set_ylabel(_axis_label(trials if len(trials) else tuned, ""))
     for ax in (val_ax, test_ax):
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (log)")
@@ -123,7 +132,7 @@ def expected_max_figure(curves: pd.DataFrame, title: str):
                         alpha=0.15, lw=0)
     ax.set_xlabel("trials (hyperparameter assignments)")
     unit = curves["unit_label"].dropna().iloc[0] if curves["unit_label"].notna().any() else ""
-    ax.set_ylabel("expected max validation score" + (f" ({unit})" if unit and unit != "unknown" else ""))
+    ax.set_ylabel("expected max validation score" + (f" ({unit})" if unit and unit != UNKNOWN_UNIT.label else ""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     if ax.lines:

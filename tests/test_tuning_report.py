@@ -132,3 +132,15 @@ def test_a_real_toy_tune_then_report(tmp_path):
         assert_png(out / name)
     rows = read_csv(out / "tuning-toy.csv")
     assert [r["adapter"] for r in rows] == ["head"] and all(int(r["trials"]) == 2 * int(r["studies"]) for r in rows)
+
+
+def test_a_study_with_no_scored_trial_yet_gets_a_sensitivity_plot_that_says_so(tmp_path):
+    """A grid in progress: two cancelled trials (the real GLUE grid's first state); no expected-max curve."""
+    write_store(tmp_path / "store" / "tuning" / "trials",
+                [trial("sst2", "lora", n, lr, None, status="cancelled") for n, lr in enumerate((1e-4, 2.5e-4))])
+    out = tmp_path / "out"
+    assert main(["report", "--results-dir", str(tmp_path / "store"), "--out", str(out)]) == 0
+    assert_png(out / "tuning-glue-sst2-lr.png")
+    assert not (out / "tuning-glue-sst2-expected-max.png").exists()
+    row = read_csv(out / "tuning-glue.csv")[0]
+    assert row["trials"] == "2" and row["failed"] == "2" and row["lr sst2"] == ""
