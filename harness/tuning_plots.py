@@ -47,7 +47,7 @@ def _scale(frame: pd.DataFrame) -> float:
 
 
 def _colors(methods: Sequence[str]) -> dict[str, str]:
-    return {m: COLORS[i % len(COLORS)] for i, m in enumerate(sorted(methods))}
+    return {m: COLORS[i % len(COLORS)] for i, m in enumerate(sorted(set(methods)))}
 
 
 def _png(fig) -> bytes:

@@ -144,3 +144,9 @@ def test_a_study_with_no_scored_trial_yet_gets_a_sensitivity_plot_that_says_so(t
     assert not (out / "tuning-glue-sst2-expected-max.png").exists()
     row = read_csv(out / "tuning-glue.csv")[0]
     assert row["trials"] == "2" and row["failed"] == "2" and row["lr sst2"] == ""
+
+
+def test_a_method_has_one_colour_in_both_plots():
+    from harness.tuning_plots import _colors
+
+    assert _colors(["head", "full", "full", "head", "full"]) == _colors(["full", "head"])
