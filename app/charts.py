@@ -155,8 +155,8 @@ def expected_max_chart(curves: pd.DataFrame, y_title: str) -> alt.LayerChart:
         high=(curves["expected_max"] + curves["expected_max_std"]).clip(curves["draw_min"], curves["draw_max"]) * scale)
     x = alt.X("n:Q", title="trials (hyperparameter assignments)", axis=alt.Axis(tickMinStep=1, format="d"))
     color = alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10"))
-    band = alt.Chart(data).mark_area(opacity=0.15).encode(x=x, y=alt.Y("low:Q", title=y_title), y2="high:Q",
-                                                          color=color)
+    band = alt.Chart(data).mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("low:Q", title=y_title, scale=alt.Scale(zero=False)), y2="high:Q", color=color)
     line = alt.Chart(data).mark_line(point=True).encode(
         x=x, y=alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False)), color=color,
         tooltip=["method:N", "n:Q", alt.Tooltip("mean:Q", format=".2f", title="expected max"),
