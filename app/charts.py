@@ -110,3 +110,56 @@ def heatmap(frame: pd.DataFrame, title: str) -> alt.Chart:
         color=alt.Color("value:Q", title="value"),
         tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=".4g")],
     ).properties(title=title, width=max(CELL * n_x, 120), height=max(CELL * n_y, 120))
+
+
+def lr_sensitivity_chart(trials: pd.DataFrame, tuned: pd.DataFrame, y_title: str) -> alt.LayerChart:
+    """Validation (solid) and test (dashed) score of each trial against its rate on a log axis, a colour
+    per method; pruned trials as hollow circles at the best validation score they reached; the tuned
+    runs' seeds as black-edged diamonds (test score) at their chosen rate. Scores on the display scale."""
+    scale = float(aggregate.first_valid(trials["scale"]) or 1.0) if len(trials) else 1.0
+    long = pd.concat([
+        trials.assign(split="validation", score=trials["validation"] * scale),
+        trials.assign(split="test", score=trials["test"] * scale),
+    ], ignore_index=True)
+    long = long[long["score"].notna() & long["lr"].notna()]
+    x = alt.X("lr:Q", title="learning rate (log)", scale=alt.Scale(type="log"))
+    y = alt.Y("score:Q", title=y_title, scale=alt.Scale(zero=False))
+    color = alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10"))
+    dash = alt.StrokeDash("split:N", title="split", sort=["validation", "test"])
+    tooltip = ["method:N", "split:N", "state:N", "trial:Q", alt.Tooltip("lr:Q", format=".3g"),
+               alt.Tooltip("score:Q", format=".2f")]
+    complete = long[long["state"] == "complete"].sort_values("lr")
+    layers = [
+        alt.Chart(complete).mark_line(point=True).encode(x=x, y=y, color=color, strokeDash=dash, detail="split:N",
+                                                         tooltip=tooltip),
+        alt.Chart(long[long["state"] == "pruned"]).mark_point(filled=False, size=60).encode(
+            x=x, y=y, color=color, tooltip=tooltip),
+    ]
+    seeds = tuned[tuned["test"].notna() & tuned["lr"].notna()]
+    if len(seeds):
+        seeds = seeds.assign(score=seeds["test"] * scale, split="test (tuned seed)")
+        layers.append(alt.Chart(seeds).mark_point(shape="diamond", filled=True, size=120, stroke="black",
+                                                  strokeWidth=1).encode(
+            x=x, y=y, color=color, tooltip=["method:N", "seed:Q", alt.Tooltip("lr:Q", format=".3g"),
+                                            alt.Tooltip("score:Q", format=".2f")]))
+    return alt.layer(*layers).properties(height=320)
+
+
+def expected_max_chart(curves: pd.DataFrame, y_title: str) -> alt.LayerChart:
+    """Expected best validation score against the number of trials (Dodge et al. 2019), a line per
+    method and a band of one standard deviation clipped to the range of its draws."""
+    scale = float(aggregate.first_valid(curves["scale"]) or 1.0) if len(curves) else 1.0
+    data = curves.assign(
+        mean=curves["expected_max"] * scale,
+        low=(curves["expected_max"] - curves["expected_max_std"]).clip(curves["draw_min"], curves["draw_max"]) * scale,
+        high=(curves["expected_max"] + curves["expected_max_std"]).clip(curves["draw_min"], curves["draw_max"]) * scale)
+    x = alt.X("n:Q", title="trials (hyperparameter assignments)", axis=alt.Axis(tickMinStep=1, format="d"))
+    color = alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10"))
+    band = alt.Chart(data).mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("low:Q", title=y_title, scale=alt.Scale(zero=False)), y2="high:Q", color=color)
+    line = alt.Chart(data).mark_line(point=True).encode(
+        x=x, y=alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False)), color=color,
+        tooltip=["method:N", "n:Q", alt.Tooltip("mean:Q", format=".2f", title="expected max"),
+                 alt.Tooltip("expected_max_std:Q", format=".3f", title="sd (raw scale)"), "draws:Q",
+                 "pruned_draws:Q", "left_out:Q"])
+    return alt.layer(band, line).properties(height=320)

@@ -107,6 +107,11 @@ def main() -> None:
     if not records:
         views.render_empty(results_dir)
         views.render_reported(reference, reference_skipped)
+        if (Path(results_dir) / "tuning").is_dir():  # tuning studies before any `run --tuned`
+            from app.tuning import render_tuning
+
+            st.header("Tuning")
+            render_tuning(results_dir, records)
         return
     frame = aggregate.load_frame(records)
     views.render_duplicates(frame.attrs.get("duplicates", []))
@@ -123,8 +128,8 @@ def main() -> None:
         st.info("No runs match the filters.")
         return
     table = aggregate.leaderboard(frame)
-    tab_board, tab_pareto, tab_detail, tab_reported, tab_export, tab_reproduction = st.tabs(
-        ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction"]
+    tab_board, tab_pareto, tab_detail, tab_reported, tab_export, tab_reproduction, tab_tuning = st.tabs(
+        ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction", "Tuning"]
     )
     with tab_board:
         views.render_leaderboard(table, baseline)
@@ -140,6 +145,10 @@ def main() -> None:
         from app.reproduction import render_reproduction
 
         render_reproduction(results_dir)
+    with tab_tuning:
+        from app.tuning import render_tuning
+
+        render_tuning(results_dir, records)
 
 
 main()

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="ranked tables with confidence intervals (CSV, Markdown, LaTeX)")
     report.add_argument("--results-dir", help="the result store to read (default: results/)")
     report.add_argument("--out", help="write <suite>.csv, <suite>-limited.csv, <suite>-vs-<baseline>.csv, "
-                                      "<suite>.md, <suite>.tex and leaderboard.md here (atomically)")
+                                      "<suite>.md, <suite>.tex and leaderboard.md here (atomically); with tuning "
+                                      "studies also tuning-<suite>-<task>-lr.png, -expected-max.png and "
+                                      "tuning-<suite>.csv (docs/tuning.md)")
     report.add_argument("--suite", help="only this suite")
     report.add_argument("--baseline", default="lora", help="adapter every configuration is compared with")
     report.add_argument("--format", default="csv,md,latex", help="comma list of csv, md, latex")

@@ -26,7 +26,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     loaded = ResultStore(root).load(warn=False)
     for line in loaded.warnings:  # one line per bad file; never fatal
         print(f"warning: {line}", file=sys.stderr)
+    tuning = tuning_report(root, loaded.records, args)
     if not loaded.records:
+        if tuning:  # a folder with tuning studies only (no `run --tuned` yet): their plots and tables
+            written = write_files_atomically(Path(args.out), tuning)
+            print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
+            return 0
         raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
     frame = aggregate.load_frame(loaded.records)
     for duplicate in frame.attrs.get("duplicates", []):
@@ -50,14 +55,41 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ImportError as exc:
             print(f"warning: no reproduce-<table>.csv written: planning the paper tables' rows needs {exc.name} "
                   "(the leaderboard tables need only pandas and scipy)", file=sys.stderr)
+        files.update(tuning)
         written = write_files_atomically(Path(args.out), files)
         print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
     return 0
 
 
-def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
+def tuning_report(root: Path, records: list, args: argparse.Namespace) -> dict[str, bytes | str]:
+    """The tuning files (harness.tuning_plots) when ``root`` holds tuning data and ``--out`` is given;
+    {} otherwise (and without matplotlib, with a warning: the tables need only pandas and scipy)."""
+    from harness.aggregate import tuning_views
+
+    if not tuning_views.has_tuning(root):
+        return {}
+    if not args.out:
+        print(f"note: {root} holds tuning studies; pass --out DIR for their plots and budget tables "
+              "(tuning-<suite>-<task>-lr.png, -expected-max.png, tuning-<suite>.csv)", file=sys.stderr)
+        return {}
+    frames = tuning_views.load_tuning(root, records)
+    for path, why in frames["skipped"]:
+        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+    if args.suite and not (frames["sensitivity"]["suite"] == args.suite).any() and \
+            not (frames["budget"]["suite"] == args.suite).any():
+        return {}
+    try:
+        from harness.tuning_plots import tuning_files
+    except ImportError as exc:
+        print(f"warning: no tuning plots written: they need {exc.name} (pip install matplotlib)", file=sys.stderr)
+        return {}
+    return tuning_files(frames, [args.suite] if args.suite else None)
+
+
+def write_files_atomically(out: Path, files: dict[str, str] | dict[str, bytes | str]) -> list[Path]:
     """Each file written to a temporary file in ``out``, fsynced, then renamed over the old one: a
-    report killed or failing at any point leaves every table either whole and old or whole and new."""
+    report killed or failing at any point leaves every table either whole and old or whole and new.
+    Text gets a final newline; bytes (the PNG plots) are written as they are."""
     import tempfile
 
     from harness.store import process_umask
@@ -68,10 +100,16 @@ def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
         try:
             os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp's 0600 would hide the tables from others
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text if text.endswith("\n") else text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            if isinstance(text, bytes):
+                with os.fdopen(fd, "wb") as raw:
+                    raw.write(text)
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(text if text.endswith("\n") else text + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, out / name)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -327,3 +327,38 @@ def test_pareto_chart_labels_points_draws_ci_bars_and_reported_markers():
     assert set(front.loc[front["on_front"], "label"]) == {"head", "lora r8", "full"}
     cheap = charts.pareto_points(points, "train time")
     assert cheap["cost"].tolist() == [10.0, 30.0, 5.0]
+
+
+def test_the_tuning_tab_plots_each_task_and_the_budget(tmp_path, monkeypatch):
+    from tests.test_tuning_report import tuning_store
+
+    tuning_store(tmp_path)  # glue rte + mrpc, lora + full, 4 trials each, three tuned lora seeds on rte
+    at = render(tmp_path, monkeypatch)
+    tab = next(t for t in at.tabs if t.label == "Tuning")
+    assert len(tab.get("vega_lite_chart")) == 4  # per task: sensitivity and expected max
+    # record strings are escaped for Markdown (views.plain)
+    assert [h.value for h in tab.subheader][:2] == ["glue \\/ mrpc", "glue \\/ rte"]
+    budget = [d.value for d in tab.dataframe if "lr rte" in d.value.columns]
+    assert len(budget) == 1 and sorted(budget[0]["method"]) == ["full", "lora"]
+    assert budget[0].set_index("method").loc["lora", "trials"] == 8
+
+
+def test_the_tuning_tab_says_how_to_tune_when_there_is_nothing(tmp_path, monkeypatch):
+    write_store(tmp_path, grid_records())
+    at = render(tmp_path, monkeypatch)
+    tab = next(t for t in at.tabs if t.label == "Tuning")
+    assert "No tuning studies" in tab.info[0].value and "harness tune" in tab.code[0].value
+
+
+def test_tuning_charts_use_a_log_rate_axis_and_mark_the_tuned_seeds():
+    from app import charts
+    from harness.aggregate import tuning_views as tv
+    from tests.test_tuning_views import lora_trials, tuned
+
+    trials = tv.sensitivity_frame(lora_trials())
+    seeds = tv.tuned_seeds_frame([tuned("rte", "lora", 1, 1e-3, 0.63)])
+    spec = charts.lr_sensitivity_chart(trials, seeds, "accuracy (%)").to_dict()
+    assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
+    assert spec["layer"][-1]["mark"]["shape"] == "diamond"  # the tuned seed
+    curve = charts.expected_max_chart(tv.expected_max_frame(trials), "expected max (%)").to_dict()
+    assert [layer["mark"]["type"] for layer in curve["layer"]] == ["area", "line"]

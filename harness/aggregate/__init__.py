@@ -10,7 +10,9 @@ on these functions, and they are unit-tested without either. Readers import this
 - ``wide``: the ranked wide table of a suite; ``comparison``: every row against a baseline adapter;
 - ``formatting`` and ``wide_format``: text, Markdown, LaTeX and the app's display of those tables;
 - ``report``: every file of ``harness report``; ``reference``: the papers' reported numbers;
-- ``run_detail``: per-record frames of the app's run detail (loss curve, spectra, M_eff, matrices).
+- ``run_detail``: per-record frames of the app's run detail (loss curve, spectra, M_eff, matrices);
+- ``tuning_views`` (imported as a module, not re-exported): what `harness tune` did, per trial, tuned
+  seed, study and method (learning-rate sensitivity, expected max vs trials, budget; docs/tuning.md).
 
 Rules the tables keep:
 - One row of the flat frame per record, whatever its status: failed, diverged, oom and cancelled runs
