@@ -53,7 +53,7 @@ def validation_sections(run: TrainingRun, chosen: dict[str, Any]) -> dict[str, A
         protocols["best-test-epoch"] = {"score": run.test_best.get(primary), "epoch": run.test_best_epoch}
     return {
         "protocol": "best-validation-epoch",
-        "validation": {"score": run.val_best.get(primary), "best": run.val_best, "best_epoch": run.best_epoch,
+        "validation": {"primary": run.val_primary, "score": run.val_best.get(run.val_primary), "best": run.val_best, "best_epoch": run.best_epoch,
                        "per_epoch": run.val_per_epoch,
                        "examples": run.sections.get("data_info", {}).get("validation_examples")},
         "protocols": protocols,

@@ -169,6 +169,11 @@ class Suite:
     def primary_metric(self, task: str) -> str:
         raise NotImplementedError
 
+    def validation_metric(self, task: str) -> str:
+        """The metric ``evaluate_validation`` returns that selects the epoch and `tune`'s choice (higher
+        is better); by default the task's primary metric."""
+        return self.primary_metric(task)
+
     def evaluate_validation(self, model: nn.Module, data: TaskData, loaded: LoadedModel, train: TrainConfig,
                             ctx: RunContext) -> dict[str, float]:
         """Score the held-out validation split (``data.validation``). By default the suite's own

@@ -221,6 +221,7 @@ class TrainingRun:
         self.selected_state: dict[str, Any] | None = None
         self.stopped_early = False  # a tuning trial pruned by its study (epoch_hook)
         self.primary = self.suite.primary_metric(spec.task)
+        self.val_primary = self.suite.validation_metric(spec.task)
         self.eval_seconds = 0.0
         self.samples = 0
         self.step = 0
@@ -355,12 +356,12 @@ class TrainingRun:
                 self.best, self.best_epoch = metrics, self.epoch
             return
         self.val_per_epoch.append({**point, **val_metrics})
-        if self.val_best is None or better(val_metrics.get(self.primary), self.val_best.get(self.primary)):
+        if self.val_best is None or better(val_metrics.get(self.val_primary), self.val_best.get(self.val_primary)):
             self.val_best, self.best_epoch = val_metrics, self.epoch
             self.best = metrics  # None until _test_selected scores the selected state
             if metrics is None:
                 self.selected_state = trainable_state(self.model)
-        if self.epoch_hook is not None and self.epoch_hook(self.epoch, val_metrics.get(self.primary)):
+        if self.epoch_hook is not None and self.epoch_hook(self.epoch, val_metrics.get(self.val_primary)):
             self.stopped_early = True
 
     def _test_selected(self) -> None:

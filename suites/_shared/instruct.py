@@ -36,6 +36,7 @@ from harness.models import (
 )
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
+from harness.validation import carve
 from suites._shared.models import model_source, offline_config
 
 if TYPE_CHECKING:
@@ -393,9 +394,11 @@ SERA_TRAIN = MSPLORA_TRAIN
 # tokens. SmolLM2-135M forwards ~165 tokens per CPU-second (one thread), so a step (forward + backward) is
 # ~10-15 s on 2 idle cores: ~4-6 minutes of training (27 minutes measured on 2 cores shared with a GLUE
 # grid and two other runs). The evaluations run with a limit (each suite's cpu train_config).
+# A tenth of the Alpaca examples is held out (harness/validation.py): its response log-likelihood is the
+# validation score `tune` selects on; the benchmarks are the test split, only scored.
 CPU_TRAIN = TrainConfig(
     epochs=1, lr=3e-4, batch_size=8, grad_accum=1, eval_batch_size=8, max_length=256, warmup_ratio=0.06,
-    weight_decay=0.0, scheduler="linear", eval_each_epoch=False, max_train_samples=256,
+    weight_decay=0.0, scheduler="linear", eval_each_epoch=False, max_train_samples=256, validation=0.1,
 )
 
 
@@ -452,6 +455,8 @@ class InstructionTuningSuite(Suite):
     def load_data(self, task: str, loaded: LoadedModel, train: TrainConfig, ctx: RunContext) -> TaskData:
         examples, info = load_alpaca(ctx.data, ctx.options)
         info["train_available"] = len(examples)
+        examples, held = carve(examples, train.validation, f"{self.name}/{task}",
+                               identity=lambda e: (e.instruction, e.input, e.output))
         examples = subsample(examples, train.max_train_samples, ctx.seed)
         encoded, dropped = encode_examples(loaded.tokenizer, examples, train.max_length)
         if not encoded:
@@ -464,7 +469,34 @@ class InstructionTuningSuite(Suite):
         info["eval_limit"] = train.limit
         eval_data, eval_info = self.load_eval_data(task, loaded, train, ctx)
         info.update(eval_info)
-        return TaskData(train=encoded, eval=eval_data, info=info)
+        validation = encode_examples(loaded.tokenizer, held, train.max_length)[0] if held else None
+        if validation:
+            info["validation_examples"] = len(validation)
+        return TaskData(train=encoded, eval=eval_data, validation=validation or None, info=info)
+
+    def validation_metric(self, task: str) -> str:
+        return "response_log_likelihood"
+
+    def evaluate_validation(self, model: nn.Module, data: TaskData, loaded: LoadedModel, train: TrainConfig,
+                            ctx: RunContext) -> dict[str, float]:
+        """The held-out Alpaca examples' mean log-likelihood per response token (minus the loss the
+        model is trained on): higher is better, so it selects like any score."""
+        import torch
+
+        examples: list[EncodedExample] = data.validation
+        total, tokens = 0.0, 0
+        for start in range(0, len(examples), train.eval_batch_size):
+            batch = collate(examples[start:start + train.eval_batch_size], data.info["pad_token_id"], ctx.device)
+            batch.pop("num_samples", None)
+            labels = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+            mask = shift_labels != IGNORE_INDEX
+            losses = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1).clamp(min=0), reduction="none")
+            total += float((losses * mask.reshape(-1)).sum())
+            tokens += int(mask.sum())
+        return {"response_log_likelihood": -total / max(1, tokens)}
 
     def num_train_batches(self, data: TaskData, train: TrainConfig) -> int:
         return math.ceil(len(data.train) / train.batch_size)
