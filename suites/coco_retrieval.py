@@ -411,7 +411,7 @@ class CocoRetrieval(Suite):
         eval_set = read_captioned_images(*coco_split_files(folder, "val"))
         train_idx, val_idx = carve_indices(len(train_set.paths), train.validation, f"{self.name}/{task}",
                                            identities=[str(p) for p in train_set.paths])
-        val_set = _subset(train_set, val_idx)
+        val_set = _limit(_subset(train_set, val_idx), train.max_eval_samples, 0)
         train_set = _limit(_subset(train_set, train_idx), train.max_train_samples, ctx.seed)
         eval_set = _limit(eval_set, train.max_eval_samples, 0)  # the same images for every seed
         tok = loaded.tokenizer

@@ -492,6 +492,9 @@ class Glue(Suite):
                                  identity=lambda e: (e.text_a, e.text_b))
         train_ex = subsample(train_ex, train.max_train_samples, ctx.seed)
         eval_ex = subsample(eval_ex, train.max_eval_samples, 0)  # same eval subset for every seed
+        # --max-eval-samples caps the validation passes too (smoke runs); the carve above, and so the
+        # training data, does not depend on it
+        val_ex = subsample(val_ex, train.max_eval_samples, 0)
         info["train_examples"] = len(train_ex)
         info["eval_examples"] = len(eval_ex)
         if val_ex:

@@ -442,6 +442,8 @@ class Rscd(Suite):
         # the validation split from the sampled training images, before --max-train-samples
         keep_idx, val_idx = carve_indices(len(train_paths), train.validation, f"{self.name}/{task}",
                                           identities=[str(p) for p in train_paths])
+        if train.max_eval_samples is not None:  # a smoke cap on the validation passes, after the carve
+            val_idx = sorted(random.Random(0).sample(val_idx, min(len(val_idx), train.max_eval_samples)))
         val_paths, val_labels = [train_paths[i] for i in val_idx], [train_labels[i] for i in val_idx]
         train_paths, train_labels = [train_paths[i] for i in keep_idx], [train_labels[i] for i in keep_idx]
         if train.max_train_samples is not None and len(train_paths) > train.max_train_samples:

@@ -136,6 +136,7 @@ class Toy(Suite):
         train_idx, val_idx = carve_indices(count, train.validation, f"{self.name}/{task}")
         keep = subsample(train_idx, train.max_train_samples, ctx.seed)
         splits["train"] = (x[keep], y[keep])
+        val_idx = subsample(val_idx, train.max_eval_samples, 0)  # a smoke cap, after the carve
         splits["validation"] = (x[val_idx], y[val_idx])
         x, y = points(task, "dev", count)
         keep = subsample(list(range(count)), train.max_eval_samples, 0)

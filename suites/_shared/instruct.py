@@ -469,6 +469,7 @@ class InstructionTuningSuite(Suite):
         info["eval_limit"] = train.limit
         eval_data, eval_info = self.load_eval_data(task, loaded, train, ctx)
         info.update(eval_info)
+        held = subsample(held, train.max_eval_samples, 0)  # a smoke cap on the validation pass, after the carve
         validation = encode_examples(loaded.tokenizer, held, train.max_length)[0] if held else None
         if validation:
             info["validation_examples"] = len(validation)
