@@ -42,6 +42,9 @@ class GridRequest:
     # `run --tuned`: the results folder whose tuning choices (harness/tuning.py) set each (task,
     # adapter)'s tuned values; a missing choice is an error that names the `tune` command
     tuned_from: Path | None = None
+    # the papers' protocol: no validation split, the epoch selected on the test split (what `reproduce`
+    # plans, and what every record made before the validation split used)
+    papers_protocol: bool = False
 
 
 def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
@@ -169,6 +172,8 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             train = suite.train_config(preset_name, task, model)
             merged = {**to_jsonable(train), **adapter_cls.train_overrides_for(preset_name, suite.name, model),
                       **_drop_none(request.train_overrides)}
+            if request.papers_protocol:
+                merged["validation"] = None
             task_config = adapter_config
             if request.tuned_from is not None:
                 from harness.tuning import read_choice

@@ -82,6 +82,8 @@ def plan_table(table: PaperTable, preset: str = "paper", *, cuda_available: bool
                         preset=preset, model=model, targets=row.targets or table.targets,
                         adapter_options=dict(row.options), train_overrides=train,
                         suite_options=dict(table.suite_options),
+                        # the papers' tables select on their dev split: reproduced as they did
+                        papers_protocol=True,
                     )
                     specs.extend(plan_grid(request, cuda_available=cuda_available))
             planned.append(PlannedRow(table, row, model, paper_model, tuple(specs)))

@@ -32,14 +32,16 @@ def test_toy_runs_are_deterministic_and_its_option_and_caps_reach_the_data():
     first, again = execute_run(spec, options), execute_run(spec, options)
     assert first["status"] == "success", first.get("error")
     assert first["loss_curve"] == again["loss_curve"] and first["metrics"]["score"] == again["metrics"]["score"]
-    assert first["data_info"]["train_examples"] == 32 and first["timing"]["steps"] == 16  # 2 epochs of 8 batches
+    # a quarter of the 32 points is the validation split: 24 trained, 2 epochs of 6 batches
+    assert first["data_info"]["train_examples"] == 24 and first["data_info"]["validation_examples"] == 8
+    assert first["timing"]["steps"] == 12
     assert 0.0 <= first["metrics"]["score"] <= 1.0 and first["metrics"]["unit"] == "fraction"
 
     small = _specs(points="8")[0]
     assert small.suite_options == {"points": "8"} and small.config_hash != spec.config_hash
     record = execute_run(small, options)
     assert record["status"] == "success", record.get("error")
-    assert record["data_info"]["train_examples"] == 8 and record["timing"]["steps"] == 4
+    assert record["data_info"]["train_examples"] == 6 and record["timing"]["steps"] == 4  # 8 points, 2 held out
 
     capped = plan_grid(GridRequest(suite="toy", adapters="full", tasks="xor", seeds=(3,), preset="cpu",
                                    train_overrides={"max_train_samples": 12, "max_eval_samples": 5}),
