@@ -206,6 +206,11 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     grid.add_argument("--no-cache", action="store_true",
                       help="load the model and tokenize the data again for every run (default: shared within a process)")
     grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    grid.add_argument("--checkpoint-every", type=_positive_int("--checkpoint-every"), metavar="N",
+                      help="also checkpoint every N optimiser steps (default: at each epoch's end only); an "
+                           "interrupted run resumes from its last checkpoint (<results-dir>/.checkpoints)")
+    grid.add_argument("--no-checkpoints", action="store_true",
+                      help="no in-run checkpoints: an interrupted run starts again from scratch")
 
     out = run.add_argument_group("output")
     out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")

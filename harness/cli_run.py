@@ -104,13 +104,27 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     _check_store(store, specs)
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
-                               progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
+                               progress=not args.no_progress, threads=args.threads, cache=not args.no_cache,
+                               **checkpoint_options(args, store.root))
     if tuned_from is not None:
         options = dataclasses.replace(options, tuning_sections=tuned_sections(specs, tuned_from))
     timings = {"process_start_to_command": age, "harness_imports": t_imports - t_cmd,
                "torch_import_and_device_check": t_plan - t_imports, "planning": t_shapes - t_plan,
                "shape_checks_with_transformers_import": t_preflight - t_shapes, "t_preflight": t_preflight}
     return PlannedGrid(specs, counts, store, options, executor, auto_workers, timings)
+
+
+def checkpoint_options(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """In-run checkpoints under <results>/.checkpoints (unless --no-checkpoints), every epoch's end and
+    every --checkpoint-every N steps. Execution options only: no run's identity changes."""
+    from harness.checkpoint import CHECKPOINT_DIR
+
+    every = _int_flag(getattr(args, "checkpoint_every", None), "--checkpoint-every")
+    if getattr(args, "no_checkpoints", False):
+        if every:
+            raise HarnessError("--checkpoint-every and --no-checkpoints contradict each other")
+        return {"checkpoint_dir": None, "checkpoint_every": None}
+    return {"checkpoint_dir": str(root.resolve() / CHECKPOINT_DIR), "checkpoint_every": every}
 
 
 def tuned_sections(specs: list[Any], results: Path) -> dict[str, dict[str, Any]]:

@@ -124,6 +124,8 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
             "phases": {"load": run.load_seconds, **phases.seconds},
             "eval_seconds_per_epoch": run.eval_per_epoch,
             "eval_merged": run.merged_eval,
+            # in-run checkpoints written, and where a resumed run continued from (harness/checkpoint.py)
+            "checkpoints": {"saved": run.checkpoints_saved, "resumed_from": run.resumed_from},
         },
         "precision": {"requested": train.precision, "used": run.precision,
                       "autocast": run.precision != "fp32", "compile": run.compile_info},

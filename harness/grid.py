@@ -130,13 +130,24 @@ def run_and_record(spec: RunSpec, store: ResultStore, options: ExecutionOptions)
     try:
         record = runner.execute_run(spec, options, record_path=path)  # through the module: tests replace it
     except RunCancelled as cancelled:
-        _, unsaved = write_record(store, cancelled.record)  # the next invocation reruns it (not done)
+        # the next invocation reruns it (not done), from its checkpoint when it has one
+        _, unsaved = write_record(store, cancelled.record)
         if unsaved:
             print(unsaved, file=sys.stderr, flush=True)
         raise
     written, unsaved = write_record(store, record)
+    if not unsaved:
+        drop_checkpoint(spec, options)
     summary = summary_line(record) + (f"\n{unsaved}" if unsaved else "")
     return RunResult(spec.run_id, record["status"], summary, str(written or ""), unsaved=bool(unsaved)), record
+
+
+def drop_checkpoint(spec: RunSpec, options: ExecutionOptions) -> None:
+    """The run's record is written (any status but cancelled): its in-run checkpoint has done its job."""
+    if options.checkpoint_dir:
+        from harness.checkpoint import checkpoint_path, remove
+
+        remove(checkpoint_path(options.checkpoint_dir, spec.key))
 
 
 def write_record(store: ResultStore, record: dict[str, Any]) -> tuple[Path | None, str]:

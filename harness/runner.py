@@ -54,6 +54,13 @@ class ExecutionOptions:
     # pruning), and the ``tuning`` section of the record (a trial, or a run at tuned values)
     trial_links: dict[str, Any] = field(default_factory=dict)
     tuning_sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # in-run checkpoints (harness/checkpoint.py): the folder (``<results>/.checkpoints``; None: none) and
+    # every how many optimiser steps besides each epoch's end (None: epoch ends only). Not part of any
+    # run's identity: a resumed run ends with the record of an uninterrupted one
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    # which GPU share a run was placed on (--runs-per-gpu): runs per GPU, for the memory check
+    runs_per_gpu: int = 1
 
 
 def resolve_device(name: str) -> Any:
