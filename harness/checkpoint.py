@@ -34,7 +34,8 @@ FORMAT = 1
 
 # Fault injection for the tests: called after every optimiser step as (run, step); it may raise (a
 # cancelled run) or kill the process. ``HARNESS_FAULT_KILL_AT_STEP=N`` kills the process with SIGKILL
-# right after step N (once per checkpoint folder: a marker file says it happened), for subprocess tests.
+# right after step N (once per run: a marker file beside its checkpoint says it happened; with
+# ``HARNESS_FAULT_KILL_RUN`` only the runs whose id contains it), for the subprocess tests.
 FAULT_HOOK: Callable[[Any, int], None] | None = None
 
 
@@ -126,7 +127,8 @@ def fault_after_step(run: Any, step: int) -> None:
     if FAULT_HOOK is not None:
         FAULT_HOOK(run, step)
     target = os.environ.get("HARNESS_FAULT_KILL_AT_STEP")
-    if target and int(target) == step and run.checkpoint_file is not None:
+    only = os.environ.get("HARNESS_FAULT_KILL_RUN", "")  # only runs whose id contains this
+    if target and int(target) == step and run.checkpoint_file is not None and only in run.spec.run_id:
         marker = run.checkpoint_file.with_suffix(".killed")
         if not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)

@@ -196,13 +196,23 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
 
     grid = run.add_argument_group("grid and executors")
     grid.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda or cuda:N")
-    grid.add_argument("--executor", default="local", help="local (default) or ray")
+    grid.add_argument("--executor", default="local", help="local (default), ray or slurm")
     grid.add_argument("--workers", type=_workers_arg,
                       help="local executor: runs at once in worker processes (one per GPU; on CPU the cores split "
                            "evenly), or 'auto': the faster layout for this machine (see the README)")
     grid.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads per run")
     grid.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
                                         "(default: a local Ray instance for this grid)")
+    slurm = run.add_argument_group("slurm executor (--executor slurm, through submitit: one job array per grid)")
+    slurm.add_argument("--slurm-partition", help="sbatch --partition")
+    slurm.add_argument("--slurm-gpus-per-task", type=str, help="GPUs per run (sbatch --gpus-per-task; default 0)")
+    slurm.add_argument("--slurm-time", help="time limit per job, as sbatch --time (default 4:00:00); a job that "
+                                            "reaches it is requeued and resumes from its checkpoint")
+    slurm.add_argument("--slurm-array-parallelism", type=str, help="runs at once (the array's %%N; default 64)")
+    slurm.add_argument("--slurm-extra", action="append", default=[], metavar='"#SBATCH --KEY=VALUE"',
+                       help="a further #SBATCH line, repeatable (e.g. \"#SBATCH --qos=high\")")
+    slurm.add_argument("--slurm-resubmit", type=str,
+                       help="resubmit a job that ended without a record this many times (default 1)")
     grid.add_argument("--no-cache", action="store_true",
                       help="load the model and tokenize the data again for every run (default: shared within a process)")
     grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")

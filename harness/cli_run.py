@@ -53,7 +53,8 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
     args.workers = None if auto_workers else _int_flag(args.workers, "--workers")
     args.threads = _int_flag(args.threads, "--threads")
-    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
+    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address,
+                              slurm=slurm_options(args))
     if auto_workers and args.executor != "local":
         raise HarnessError("--workers auto applies to --executor local")
     if args.precision not in ("auto", "fp32", "bf16"):
@@ -114,6 +115,29 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     return PlannedGrid(specs, counts, store, options, executor, auto_workers, timings)
 
 
+def slurm_options(args: argparse.Namespace) -> Any:
+    """--slurm-* flags -> SlurmOptions (None unless --executor slurm; an error if given without it)."""
+    given = {name: getattr(args, name, None) for name in ("slurm_partition", "slurm_gpus_per_task", "slurm_time",
+                                                          "slurm_array_parallelism", "slurm_resubmit")}
+    extra = tuple(getattr(args, "slurm_extra", None) or ())
+    if getattr(args, "executor", "local") != "slurm":
+        named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None] + (["--slurm-extra"] if extra else [])
+        if named:
+            raise HarnessError(f"{', '.join(named)} apply to --executor slurm")
+        return None
+    from harness.executor_slurm import SlurmOptions
+
+    kwargs: dict[str, Any] = {"extra": extra, "partition": given["slurm_partition"]}
+    if given["slurm_time"] is not None:
+        kwargs["time"] = given["slurm_time"]
+    for name, flag in (("gpus_per_task", "slurm_gpus_per_task"), ("array_parallelism", "slurm_array_parallelism"),
+                       ("resubmit", "slurm_resubmit")):
+        value = given[flag]
+        if value is not None:
+            kwargs[name] = int(value) if str(value).strip().isdigit() else _int_flag(value, f"--{flag.replace('_', '-')}")
+    return SlurmOptions(**kwargs)
+
+
 def checkpoint_options(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """In-run checkpoints under <results>/.checkpoints (unless --no-checkpoints), every epoch's end and
     every --checkpoint-every N steps. Execution options only: no run's identity changes."""
@@ -150,6 +174,13 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.dry_run:
         print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
         print(talk.estimate_line)
+        if executor.kind == "slurm":
+            from harness.executor_slurm import SLURM_DIR, sbatch_preview
+
+            pending = _pending_specs(planned.specs, planned.store, args.force)
+            print("the job array's sbatch script (submitit writes and submits it):")
+            print(sbatch_preview(executor.slurm, planned.options, planned.store.root.resolve() / SLURM_DIR,
+                                 max(1, len(pending))))
         return 0
     # named by what each span does; the heavy imports happen where they are first needed: torch at the
     # device check, transformers at the first shape check

@@ -33,7 +33,7 @@ from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 # After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
 # they are killed (SLURM waits 30 s between SIGTERM and SIGKILL, docker stop 10 s)
 STOP_GRACE_SECONDS = float(os.environ.get("HARNESS_STOP_GRACE_SECONDS", "20"))
@@ -46,6 +46,7 @@ class ExecutorConfig:
     kind: str = "local"
     workers: int = 1
     address: str | None = None  # ray only: None starts a local instance; "auto" or "ray://..." connects
+    slurm: Any = None  # slurm only: harness.executor_slurm.SlurmOptions
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -55,6 +56,9 @@ class ExecutorConfig:
         if self.kind == "ray" and self.workers != 1:
             raise HarnessError("--workers applies to --executor local; Ray runs as many runs at once as the "
                                "cluster has resources for")
+        if self.kind == "slurm" and self.workers != 1:
+            raise HarnessError("--workers applies to --executor local; on Slurm every run is a job of the array "
+                               "(--slurm-array-parallelism caps how many run at once)")
         if self.address is not None and self.kind != "ray":
             raise HarnessError("--address applies to --executor ray")
         if self.address is not None and not self.address.strip():
@@ -62,7 +66,7 @@ class ExecutorConfig:
 
     @property
     def parallel(self) -> bool:
-        return self.kind == "ray" or self.workers > 1
+        return self.kind in ("ray", "slurm") or self.workers > 1
 
 
 def run_with_executor(
@@ -101,6 +105,10 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
         from harness.executor_ray import run_ray
 
         run_ray(pending, root, options, executor.address, modules, outcome, echo, report)
+    elif executor.kind == "slurm":
+        from harness.executor_slurm import SlurmOptions, run_slurm
+
+        run_slurm(pending, root, options, executor.slurm or SlurmOptions(), modules, outcome, echo, report)
     else:
         _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
     return outcome
@@ -175,6 +183,12 @@ def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
     if executor.kind == "ray":
         return Layout(device, f"executor ray ({executor.address or 'a local instance'})", 1,
                       None if cuda else options.threads or 1)
+    if executor.kind == "slurm":
+        slurm = executor.slurm
+        gpus = getattr(slurm, "gpus_per_task", 0)
+        parallel = getattr(slurm, "array_parallelism", 1)
+        return Layout("cuda" if gpus else device, f"executor slurm (a job array, up to {parallel} at once)",
+                      parallel, None if gpus else options.threads or 1)
     if executor.workers > 1:
         plan = worker_plan(executor.workers, options)
         each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
