@@ -203,6 +203,15 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     grid.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads per run")
     grid.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
                                         "(default: a local Ray instance for this grid)")
+    grid.add_argument("--runs-per-gpu", type=_positive_int("--runs-per-gpu"), metavar="K",
+                      help="pack K runs on one GPU: K local workers per GPU, or Ray tasks asking for 1/K GPU "
+                           "(checked against the GPU's free memory and the largest comparable record)")
+    grid.add_argument("--no-shared-disk", action="store_true",
+                      help="ray executor: the workers do not see the results folder; each task returns its record "
+                           "and files and the driver writes them; the data folder is shipped once via Ray")
+    grid.add_argument("--ray-data-url", metavar="URL",
+                      help="with --no-shared-disk: every node reads the data root from this URL (fsspec: s3://, "
+                           "gs://, file://...) instead of receiving the driver's data folder")
     slurm = run.add_argument_group("slurm executor (--executor slurm, through submitit: one job array per grid)")
     slurm.add_argument("--slurm-partition", help="sbatch --partition")
     slurm.add_argument("--slurm-gpus-per-task", type=str, help="GPUs per run (sbatch --gpus-per-task; default 0)")

@@ -54,7 +54,9 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     args.workers = None if auto_workers else _int_flag(args.workers, "--workers")
     args.threads = _int_flag(args.threads, "--threads")
     executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address,
-                              slurm=slurm_options(args))
+                              slurm=slurm_options(args), shared_disk=not getattr(args, "no_shared_disk", False),
+                              data_url=getattr(args, "ray_data_url", None),
+                              runs_per_gpu=_int_flag(getattr(args, "runs_per_gpu", None), "--runs-per-gpu") or 1)
     if auto_workers and args.executor != "local":
         raise HarnessError("--workers auto applies to --executor local")
     if args.precision not in ("auto", "fp32", "bf16"):
@@ -106,7 +108,7 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
                                progress=not args.no_progress, threads=args.threads, cache=not args.no_cache,
-                               **checkpoint_options(args, store.root))
+                               runs_per_gpu=executor.runs_per_gpu, **checkpoint_options(args, store.root))
     if tuned_from is not None:
         options = dataclasses.replace(options, tuning_sections=tuned_sections(specs, tuned_from))
     timings = {"process_start_to_command": age, "harness_imports": t_imports - t_cmd,
@@ -196,11 +198,17 @@ def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, f
     its header, estimated time and ``[i/N] ... | ETA`` reporter. Every command that runs a grid (``run``,
     ``reproduce``) goes through here and ``launch_grid``, so that they talk and exit alike."""
     pending = _pending_specs(specs, store, force)
+    if getattr(executor, "runs_per_gpu", 1) > 1:
+        from harness.executors import check_gpu_packing
+
+        problem = check_gpu_packing(executor.runs_per_gpu, store.root, pending)
+        if problem:
+            raise HarnessError(problem)
     if auto_workers:
         from harness.executors import ExecutorConfig, auto_worker_count
 
         workers, why = auto_worker_count(len(pending), options)
-        executor = ExecutorConfig(kind="local", workers=workers)
+        executor = ExecutorConfig(kind="local", workers=workers, runs_per_gpu=executor.runs_per_gpu)
         print(f"--workers auto: {workers} ({why})", file=sys.stderr)
     return executor, _grid_talk(specs, pending, store, options, executor)
 
