@@ -175,6 +175,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                                        "see `harness ls presets`)")
     what.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
     what.add_argument("--config", help="JSON file with any of these options (keys as flag names); flags win")
+    what.add_argument("--warm-start", metavar="TASK",
+                      help="start the runs of the tasks the suite warm-starts from TASK from TASK's run of the same "
+                           "adapter, config and seed (glue: mnli -> rte, mrpc, stsb, LoRA's protocol); the TASK runs "
+                           "are planned and run first, and the dependency is part of the dependent runs' identity")
     what.add_argument("--dry-run", action="store_true",
                       help="print the plan (runs, parameter counts, done or not) and its estimated time, run nothing")
 

@@ -95,6 +95,7 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
         train_overrides=overrides,
         suite_options=parse_key_values(args.suite_opt),
         tuned_from=tuned_from,
+        warm_start=getattr(args, "warm_start", None),
     )
     t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)

@@ -27,7 +27,16 @@ from typing import Any
 
 from harness import signals
 from harness.errors import HarnessError
-from harness.grid import GridOutcome, RunResult, record_lost, run_and_record, run_grid, split_pending
+from harness.grid import (
+    GridOutcome,
+    RunResult,
+    dependency_waves,
+    record_lost,
+    run_and_record,
+    run_grid,
+    split_pending,
+    with_kept_parents,
+)
 from harness.plugins import import_plugins, plugin_modules
 from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
@@ -106,10 +115,24 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
     if not pending:
         return outcome
     # bars of several workers on one terminal are noise; the driver prints one line per finished run
-    options = replace(options, progress=False)
+    options = with_kept_parents(specs, replace(options, progress=False))
     root = store.root.resolve()
     modules = plugin_modules(pending)
     report = _reporter(outcome, echo, on_result)
+    if executor.kind == "ray" and not executor.shared_disk and any(s.warm_start for s in pending):
+        raise HarnessError("--warm-start needs the parent runs' adapter files where the dependent runs train: "
+                           "use a shared disk (leave out --no-shared-disk)")
+    waves = dependency_waves(pending)
+    for number, wave in enumerate(waves):
+        if number:  # warm-started runs, once the runs they start from are recorded
+            echo(f"{len(wave)} warm-started run(s) now that the runs they start from are recorded")
+        _dispatch(executor, wave, root, options, modules, outcome, echo, report)
+    return outcome
+
+
+def _dispatch(executor: ExecutorConfig, pending: list[RunSpec], root: Path, options: ExecutionOptions,
+              modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
+              report: Callable[[RunResult], None]) -> None:
     if executor.kind == "ray":
         from harness.executor_ray import run_ray
 
@@ -121,7 +144,6 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
         run_slurm(pending, root, options, executor.slurm or SlurmOptions(), modules, outcome, echo, report)
     else:
         _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
-    return outcome
 
 
 def _reporter(outcome: GridOutcome, echo: Callable[[str], None],

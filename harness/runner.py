@@ -61,6 +61,9 @@ class ExecutionOptions:
     checkpoint_every: int | None = None
     # which GPU share a run was placed on (--runs-per-gpu): runs per GPU, for the memory check
     runs_per_gpu: int = 1
+    # runs whose adapter file is kept beside the record even without --save-adapters: the parents of
+    # warm-started runs (RunSpec.warm_start), by run id
+    keep_adapters: frozenset[str] = frozenset()
 
 
 def resolve_device(name: str) -> Any:

@@ -179,10 +179,44 @@ class TrainingRun:
                 p.requires_grad_(True)
         model.to(self.device)
         self.model = model
+        if spec.warm_start:
+            self.warm_start()
         self.counts = count_parameters(model, self.head_ids)
         self.sections["params"] = self.counts.to_dict()
         if self.counts.trainable_total == 0 and adapter.trains:
             raise HarnessError(f"adapter '{spec.adapter}' left nothing trainable")
+
+    def warm_start(self) -> None:
+        """Start from the parent run's saved adapter (``RunSpec.warm_start``): its adapter tensors (never
+        its head: the tasks' heads differ) replace the freshly initialised ones."""
+        import json
+
+        from safetensors.torch import load_file
+
+        from harness.record import record_relpath
+
+        parent = self.spec.parent_key
+        if self.record_path is None:
+            raise HarnessError(f"warm start from {self.spec.parent_run_id} needs the result store (no record path)")
+        root = self.record_path.parent.parent.parent  # <root>/<suite>/<task>/<file>
+        record_file = root / record_relpath(parent)
+        tensors_file = record_file.with_suffix(".adapter.safetensors")
+        status = None
+        if record_file.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                status = json.loads(record_file.read_text(encoding="utf-8")).get("status")
+        if status != "success" or not tensors_file.is_file():
+            raise HarnessError(f"warm start: the run {self.spec.parent_run_id} has no successful record with a saved "
+                               f"adapter ({record_file}: {status or 'missing'}); it runs first in the same grid")
+        state = load_file(str(tensors_file))
+        head_names = {n for n, p in self.model.named_parameters() if id(p) in self.head_ids}
+        own = self.adapter.adapter_state_dict(self.model, frozenset(self.head_ids))
+        usable = {k: v for k, v in state.items() if k in own and k not in head_names and own[k].shape == v.shape}
+        if not usable:
+            raise HarnessError(f"warm start: no tensor of {tensors_file.name} fits this run's adapter")
+        self.adapter.load_adapter_state_dict(self.model, usable)
+        self.sections["warm_start"] = {"from": self.spec.parent_run_id, "tensors": len(usable),
+                                       "skipped": sorted(set(state) - set(usable))}
 
     # ---- optimiser: parameter groups, the adapter's optimiser or AdamW, the schedule ---------------
     def build_optimizer(self) -> None:
