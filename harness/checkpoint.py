@@ -60,24 +60,53 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load(path: Path, run_id: str, config_hash: str) -> dict[str, Any] | None:
-    """The checkpoint of this run, or None (none, unreadable, or another run's/format's: removed)."""
+def save(state: dict[str, Any], path: Path, keeper: Any = None) -> None:
+    """To ``path`` (atomically), or, with a keeper (a Ray actor on the driver's node: Ray without a
+    shared disk), to the keeper, so that a run whose node dies resumes on another node."""
+    if keeper is None:
+        save_atomic(state, path)
+        return
+    import io
+
+    import ray
     import torch
 
-    if not path.is_file():
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    ray.get(keeper.put.remote(state["run_id"], buffer.getvalue()))  # held before training goes on
+
+
+def load(path: Path, run_id: str, config_hash: str, keeper: Any = None) -> dict[str, Any] | None:
+    """The checkpoint of this run, or None (none, unreadable, or another run's/format's: removed)."""
+    import io
+
+    import torch
+
+    if keeper is not None:
+        import ray
+
+        payload = ray.get(keeper.get.remote(run_id))
+        source: Any = io.BytesIO(payload) if payload else None
+    else:
+        source = path if path.is_file() else None
+    if source is None:
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(source, map_location="cpu", weights_only=False)
     except Exception:  # a torn or foreign file: start from scratch
         state = None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("run_id") != run_id \
             or state.get("config_hash") != config_hash:
-        remove(path)
+        remove(path, keeper, run_id)
         return None
     return state
 
 
-def remove(path: Path | None) -> None:
+def remove(path: Path | None, keeper: Any = None, run_id: str | None = None) -> None:
+    if keeper is not None and run_id is not None:
+        import ray
+
+        ray.get(keeper.drop.remote(run_id))
     if path is None:
         return
     for stale in (path, path.with_suffix(".killed")):
@@ -94,6 +123,27 @@ def remove(path: Path | None) -> None:
     if folder.name == CHECKPOINT_DIR:
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+class CheckpointKeeper:
+    """A Ray actor on the driver's node that holds the in-run checkpoints of tasks running on nodes
+    without a shared disk (in its memory: nothing is written anywhere), by run id."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, bytes] = {}
+
+    def put(self, run_id: str, payload: bytes) -> int:
+        self.held[run_id] = payload
+        return len(payload)
+
+    def get(self, run_id: str) -> bytes | None:
+        return self.held.get(run_id)
+
+    def drop(self, run_id: str) -> None:
+        self.held.pop(run_id, None)
+
+    def held_runs(self) -> list[str]:
+        return sorted(self.held)
 
 
 def rng_states() -> dict[str, Any]:

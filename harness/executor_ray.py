@@ -10,8 +10,9 @@ data folder once into Ray's object store (each node unpacks it once, into its te
 object store holds 30% of a node's memory by default, and the pack is refused above
 ``HARNESS_RAY_SHIP_MAX_MB``, default 1024), or from a URL that every node reads itself with fsspec
 (``--ray-data-url s3://bucket/data``, any fsspec protocol; ``file://`` for a path every node has).
-In-run checkpoints stay on the node that ran the task (its temporary folder); a task whose node dies is
-retried once on another node (``max_retries``), from scratch there.
+In-run checkpoints are held by a keeper actor on the driver's node (in its memory; harness/checkpoint.py
+``CheckpointKeeper``): a task whose node dies is retried once on another node (``max_retries``) and
+resumes there from the run's last checkpoint.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _ray_task_remote(spec: RunSpec, options: ExecutionOptions, modules: tuple[st
         files = {str(p.relative_to(local.root)): p.read_bytes() for p in sorted(local.root.rglob("*"))
                  if p.is_file()}
         if record.get("status") != "cancelled" and options.checkpoint_dir:
-            remove(checkpoint_path(options.checkpoint_dir, spec.key))
+            remove(checkpoint_path(options.checkpoint_dir, spec.key), options.checkpoint_keeper, spec.run_id)
         return record, files
     finally:
         os.chdir(cwd)
@@ -169,6 +170,16 @@ def _data_for_workers(ray: Any, options: ExecutionOptions, data_url: str | None,
     return ("tar", (digest, ray.put(payload)))  # put once; every task gets the reference
 
 
+def _keeper(ray: Any) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from harness.checkpoint import CheckpointKeeper
+
+    here = ray.get_runtime_context().get_node_id()
+    return ray.remote(CheckpointKeeper).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote()
+
+
 def ray_resources(options: ExecutionOptions, cluster_gpus: float, runs_per_gpu: int = 1) -> dict[str, float]:
     """One GPU per run when the runs use CUDA (the device flag, or auto on a cluster with GPUs), or
     1/K of one with ``--runs-per-gpu K`` (Ray packs K runs on a GPU); else ``--threads`` CPUs
@@ -238,6 +249,8 @@ def run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addre
             refs = {task.remote(spec, str(root), options, modules): spec for spec in pending}
         else:
             data = _data_for_workers(ray, options, data_url, echo)
+            if options.checkpoint_dir:  # checkpoints held on the driver's node: a run whose node dies resumes
+                options = replace(options, checkpoint_keeper=_keeper(ray))
             # a task whose node dies is retried once elsewhere (from scratch there: its checkpoint was on that node)
             task = ray.remote(_ray_task_remote).options(max_retries=1, **resources)
             refs = {task.remote(spec, options, modules, data): spec for spec in pending}

@@ -59,6 +59,7 @@ class ExecutionOptions:
     # run's identity: a resumed run ends with the record of an uninterrupted one
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None
+    checkpoint_keeper: Any = None  # Ray without a shared disk: the driver-side actor that holds them
     # which GPU share a run was placed on (--runs-per-gpu): runs per GPU, for the memory check
     runs_per_gpu: int = 1
     # runs whose adapter file is kept beside the record even without --save-adapters: the parents of

@@ -115,6 +115,7 @@ class TrainingRun:
         folder = getattr(options, "checkpoint_dir", None)
         self.checkpoint_file: Path | None = ckpt.checkpoint_path(folder, spec.key) if folder else None
         self.checkpoint_every: int | None = getattr(options, "checkpoint_every", None)
+        self.checkpoint_keeper: Any = getattr(options, "checkpoint_keeper", None)
         self.resumed_from: dict[str, Any] | None = None  # {"step", "epoch", "batches"} when resumed
         self._resume_batches = 0  # batches of the current epoch consumed before the checkpoint
         self._resume_rng: dict[str, Any] | None = None
@@ -375,14 +376,14 @@ class TrainingRun:
             "resumes": (self.resumed_from or {}).get("resumes", 0),
         }
         with deferred():  # a stop signal waits for the file (it is atomic anyway)
-            ckpt.save_atomic(state, self.checkpoint_file)
+            ckpt.save(state, self.checkpoint_file, self.checkpoint_keeper)
         self.checkpoints_saved += 1
 
     def _resume(self) -> None:
         """Continue from this run's checkpoint, if it has one (before the loop's first epoch)."""
         if not self.checkpointable():
             return
-        state = ckpt.load(self.checkpoint_file, self.spec.run_id, self.spec.config_hash)
+        state = ckpt.load(self.checkpoint_file, self.spec.run_id, self.spec.config_hash, self.checkpoint_keeper)
         if state is None or state["total_steps"] != self.total_steps:
             return
         restore_trainable_state(self.model, state["model"])

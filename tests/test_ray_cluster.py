@@ -4,7 +4,8 @@ and two worker nodes of one CPU each). The tasks are given no results path and r
 their own; they return records and files and the driver writes them, so every file under the results
 folder is one the driver wrote. The driver's data folder reaches the workers once through the object
 store. One worker node is killed in the middle of a run: only that run is lost there, Ray retries it
-on the other node, and every record equals the record of an uninterrupted run.
+on the other node, where it resumes from the checkpoint the driver's node held for it (a keeper actor),
+and every record equals the record of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def test_two_node_cluster_without_a_shared_disk_and_a_node_killed(fake, tmp_path
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         cluster.wait_for_nodes()
         options = ExecutionOptions(device="cpu", progress=False, threads=1, save_adapters=True,
-                                   data=DataSource(data), checkpoint_dir=str(results / ckpt.CHECKPOINT_DIR))
+                                   data=DataSource(data), checkpoint_dir=str(results / ckpt.CHECKPOINT_DIR),
+                                   checkpoint_every=2)
         lines: list[str] = []
         outcome = GridOutcome(planned=3)
 
@@ -104,7 +106,7 @@ def test_two_node_cluster_without_a_shared_disk_and_a_node_killed(fake, tmp_path
                 for marker in markers.iterdir():
                     pid = int(marker.name.split("-")[2])
                     if _runs_on(pid, doomed):
-                        time.sleep(1.0)  # a couple of its 0.5 s steps: mid-run
+                        time.sleep(2.6)  # about 5 of its 8 steps of 0.5 s: mid-run, checkpointed at step 2 and 4
                         killed.append(marker.name.split("-")[1])
                         cluster.remove_node(doomed, allow_graceful=False)
                         return
@@ -134,6 +136,9 @@ def test_two_node_cluster_without_a_shared_disk_and_a_node_killed(fake, tmp_path
     starts = sorted(p.name.split("-")[1] for p in markers.iterdir())
     (lost,) = killed
     assert starts.count(lost) == 2, starts  # the run on the killed node ran again (on the other node)
+    resumed = {spec.seed: store.get(spec.key)["timing"]["checkpoints"]["resumed_from"] for spec in specs}
+    assert resumed[int(lost.removeprefix("seed"))]["step"] >= 2, resumed  # from the keeper's checkpoint
+    assert [seed for seed, where in resumed.items() if where] == [int(lost.removeprefix("seed"))], resumed
     assert all(starts.count(f"seed{s}") == 1 for s in (1, 2, 3) if f"seed{s}" != lost), starts
 
 
