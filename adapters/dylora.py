@@ -116,6 +116,13 @@ class DyLoRA(LowRankAdapter[DyloraOptions, DyloraLinear]):
         self._sampled = Counter()
         return super().apply(model, ctx)
 
+    def training_state(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state(), "sampled": dict(self._sampled)}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+        self._sampled = Counter(state["sampled"])
+
     def on_step_begin(self, model: nn.Module, step: int) -> None:
         c = self.config
         rank = int(torch.randint(c.min_rank, c.rank + 1, (1,), generator=self._generator))

@@ -71,3 +71,31 @@ PY
 
 echo "harness loop vs bare loop on CUDA (glue/sst2, MiniLM-L6 + LoRA):"
 python bench/bench_loop.py --device cuda --steps "$STEPS" --repeats 3 --data-dir "$DATA"
+
+# Packed GPUs (--runs-per-gpu K, issue 37): runs/hour of the same small LoRA grid on GPU 0 with K runs
+# sharing it (K local workers on one GPU), for K = 1, 2, 4, 8; the memory check refuses a K that does
+# not fit. GPU_CHECK_PACK_RUNS runs per K (default 16), GPU_CHECK_PACK="1 2 4 8" to choose the Ks.
+PACK_RUNS="${GPU_CHECK_PACK_RUNS:-16}"
+SEEDS="$(python -c "print(','.join(str(s) for s in range(1, ${PACK_RUNS} + 1)))")"
+echo "packed GPUs: glue/sst2 LoRA, ${PACK_RUNS} runs of ${STEPS} steps per K, CUDA_VISIBLE_DEVICES=0"
+for k in ${GPU_CHECK_PACK:-1 2 4 8}; do
+    PACK_OUT="$OUT/pack-k$k"
+    start=$(date +%s.%N)
+    CUDA_VISIBLE_DEVICES=0 python -m harness run --suite glue --tasks sst2 --adapters lora --preset cpu \
+        --device cuda --seeds "$SEEDS" --max-steps "$STEPS" --max-eval-samples 64 --data-dir "$DATA" \
+        --results-dir "$PACK_OUT" --no-progress --no-checkpoints --workers "$k" --runs-per-gpu "$k" \
+        > "$PACK_OUT.log" 2>&1 || echo "gpu_check: K=$k failed (see $PACK_OUT.log)" >&2
+    end=$(date +%s.%N)
+    python - "$PACK_OUT" "$k" "$start" "$end" <<'PY'
+import json, sys
+from pathlib import Path
+
+out, k, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+records = [json.loads(p.read_text()) for p in Path(out).rglob("*.json")]
+ok = [r for r in records if r.get("status") == "success"]
+peak = max((r["memory"].get("cuda_max_reserved_bytes") or 0 for r in ok), default=0)
+hours = (end - start) / 3600
+print(f"K={k}: {len(ok)}/{len(records)} runs succeeded in {end - start:.0f} s = {len(ok) / hours:.0f} runs/hour "
+      f"(wall time of the command, start-up included); max reserved per run {peak / 2**20:.0f} MiB")
+PY
+done

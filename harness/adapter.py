@@ -179,6 +179,23 @@ class Adapter(Generic[ConfigT]):
     def on_step_end(self, model: nn.Module, step: int) -> None:
         """After ``optimizer.step()`` and before ``zero_grad()``: gradients are still there (AdaLoRA)."""
 
+    # ---- in-run checkpoints (harness/checkpoint.py) -----------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        """State the adapter keeps outside the model's tensors and changes while training (a sampler's
+        generator, an allocator's statistics), for a checkpoint; {} when there is none."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``training_state`` returned (a run resumed from its checkpoint)."""
+
+    def checkpointable(self) -> bool:
+        """Whether a checkpoint restores this adapter exactly: True unless it overrides a step hook (it
+        may keep state there) without overriding ``training_state``. A run of an adapter that is not is
+        not checkpointed: it restarts from scratch when interrupted, as before."""
+        cls = type(self)
+        hooks = cls.on_step_begin is not Adapter.on_step_begin or cls.on_step_end is not Adapter.on_step_end
+        return not hooks or cls.training_state is not Adapter.training_state
+
     def build_optimizer(
         self, model: nn.Module, param_groups: list[dict[str, Any]], lr: float, weight_decay: float
     ) -> torch.optim.Optimizer | None:

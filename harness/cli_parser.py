@@ -177,6 +177,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                                        "see `harness ls presets`)")
     what.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
     what.add_argument("--config", help="JSON file with any of these options (keys as flag names); flags win")
+    what.add_argument("--warm-start", metavar="TASK",
+                      help="start the runs of the tasks the suite warm-starts from TASK from TASK's run of the same "
+                           "adapter, config and seed (glue: mnli -> rte, mrpc, stsb, LoRA's protocol); the TASK runs "
+                           "are planned and run first, and the dependency is part of the dependent runs' identity")
     what.add_argument("--dry-run", action="store_true",
                       help="print the plan (runs, parameter counts, done or not) and its estimated time, run nothing")
 
@@ -198,16 +202,40 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
 
     grid = run.add_argument_group("grid and executors")
     grid.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda or cuda:N")
-    grid.add_argument("--executor", default="local", help="local (default) or ray")
+    grid.add_argument("--executor", default="local", help="local (default), ray or slurm")
     grid.add_argument("--workers", type=_workers_arg,
                       help="local executor: runs at once in worker processes (one per GPU; on CPU the cores split "
                            "evenly), or 'auto': the faster layout for this machine (see the README)")
     grid.add_argument("--threads", type=_positive_int("--threads"), help="torch CPU threads per run")
     grid.add_argument("--address", help="ray executor: 'auto' or ray://host:10001 for an existing cluster "
                                         "(default: a local Ray instance for this grid)")
+    grid.add_argument("--runs-per-gpu", type=_positive_int("--runs-per-gpu"), metavar="K",
+                      help="pack K runs on one GPU: K local workers per GPU, or Ray tasks asking for 1/K GPU "
+                           "(checked against the GPU's free memory and the largest comparable record)")
+    grid.add_argument("--no-shared-disk", action="store_true",
+                      help="ray executor: the workers do not see the results folder; each task returns its record "
+                           "and files and the driver writes them; the data folder is shipped once via Ray")
+    grid.add_argument("--ray-data-url", metavar="URL",
+                      help="with --no-shared-disk: every node reads the data root from this URL (fsspec: s3://, "
+                           "gs://, file://...) instead of receiving the driver's data folder")
+    slurm = run.add_argument_group("slurm executor (--executor slurm, through submitit: one job array per grid)")
+    slurm.add_argument("--slurm-partition", help="sbatch --partition")
+    slurm.add_argument("--slurm-gpus-per-task", type=str, help="GPUs per run (sbatch --gpus-per-task; default 0)")
+    slurm.add_argument("--slurm-time", help="time limit per job, as sbatch --time (default 4:00:00); a job that "
+                                            "reaches it is requeued and resumes from its checkpoint")
+    slurm.add_argument("--slurm-array-parallelism", type=str, help="runs at once (the array's %%N; default 64)")
+    slurm.add_argument("--slurm-extra", action="append", default=[], metavar='"#SBATCH --KEY=VALUE"',
+                       help="a further #SBATCH line, repeatable (e.g. \"#SBATCH --qos=high\")")
+    slurm.add_argument("--slurm-resubmit", type=str,
+                       help="resubmit a job that ended without a record this many times (default 1)")
     grid.add_argument("--no-cache", action="store_true",
                       help="load the model and tokenize the data again for every run (default: shared within a process)")
     grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    grid.add_argument("--checkpoint-every", type=_positive_int("--checkpoint-every"), metavar="N",
+                      help="also checkpoint every N optimiser steps (default: at each epoch's end only); an "
+                           "interrupted run resumes from its last checkpoint (<results-dir>/.checkpoints)")
+    grid.add_argument("--no-checkpoints", action="store_true",
+                      help="no in-run checkpoints: an interrupted run starts again from scratch")
 
     out = run.add_argument_group("output")
     out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")

@@ -82,7 +82,10 @@ def cmd_reproduce(args: Any) -> int:
     preflight(specs)
     store = ResultStore(Path(args.results_dir) if args.results_dir else default_results_dir())
     _check_writable(store.root)
-    options = ExecutionOptions(device=args.device, data=data, progress=not args.no_progress)
+    from harness.cli_run import checkpoint_options
+
+    options = ExecutionOptions(device=args.device, data=data, progress=not args.no_progress,
+                               **checkpoint_options(args, store.root))
     executor = _executor(args)
     executor, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
     return launch_grid(specs, store, options, executor, talk, force=args.force)

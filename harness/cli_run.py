@@ -53,7 +53,10 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
     args.workers = None if auto_workers else _int_flag(args.workers, "--workers")
     args.threads = _int_flag(args.threads, "--threads")
-    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address)
+    executor = ExecutorConfig(kind=args.executor, workers=args.workers or 1, address=args.address,
+                              slurm=slurm_options(args), shared_disk=not getattr(args, "no_shared_disk", False),
+                              data_url=getattr(args, "ray_data_url", None),
+                              runs_per_gpu=_int_flag(getattr(args, "runs_per_gpu", None), "--runs-per-gpu") or 1)
     if auto_workers and args.executor != "local":
         raise HarnessError("--workers auto applies to --executor local")
     if args.precision not in ("auto", "fp32", "bf16"):
@@ -92,6 +95,7 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
         train_overrides=overrides,
         suite_options=parse_key_values(args.suite_opt),
         tuned_from=tuned_from,
+        warm_start=getattr(args, "warm_start", None),
     )
     t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)
@@ -104,13 +108,50 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     _check_store(store, specs)
     print(f"data: {data.root if data.offline else 'Hugging Face hub'}; results: {store.root}", file=sys.stderr)
     options = ExecutionOptions(device=args.device, data=data, save_adapters=args.save_adapters,
-                               progress=not args.no_progress, threads=args.threads, cache=not args.no_cache)
+                               progress=not args.no_progress, threads=args.threads, cache=not args.no_cache,
+                               runs_per_gpu=executor.runs_per_gpu, **checkpoint_options(args, store.root))
     if tuned_from is not None:
         options = dataclasses.replace(options, tuning_sections=tuned_sections(specs, tuned_from))
     timings = {"process_start_to_command": age, "harness_imports": t_imports - t_cmd,
                "torch_import_and_device_check": t_plan - t_imports, "planning": t_shapes - t_plan,
                "shape_checks_with_transformers_import": t_preflight - t_shapes, "t_preflight": t_preflight}
     return PlannedGrid(specs, counts, store, options, executor, auto_workers, timings)
+
+
+def slurm_options(args: argparse.Namespace) -> Any:
+    """--slurm-* flags -> SlurmOptions (None unless --executor slurm; an error if given without it)."""
+    given = {name: getattr(args, name, None) for name in ("slurm_partition", "slurm_gpus_per_task", "slurm_time",
+                                                          "slurm_array_parallelism", "slurm_resubmit")}
+    extra = tuple(getattr(args, "slurm_extra", None) or ())
+    if getattr(args, "executor", "local") != "slurm":
+        named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None] + (["--slurm-extra"] if extra else [])
+        if named:
+            raise HarnessError(f"{', '.join(named)} apply to --executor slurm")
+        return None
+    from harness.executor_slurm import SlurmOptions
+
+    kwargs: dict[str, Any] = {"extra": extra, "partition": given["slurm_partition"]}
+    if given["slurm_time"] is not None:
+        kwargs["time"] = given["slurm_time"]
+    for name, flag in (("gpus_per_task", "slurm_gpus_per_task"), ("array_parallelism", "slurm_array_parallelism"),
+                       ("resubmit", "slurm_resubmit")):
+        value = given[flag]
+        if value is not None:
+            kwargs[name] = int(value) if str(value).strip().isdigit() else _int_flag(value, f"--{flag.replace('_', '-')}")
+    return SlurmOptions(**kwargs)
+
+
+def checkpoint_options(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """In-run checkpoints under <results>/.checkpoints (unless --no-checkpoints), every epoch's end and
+    every --checkpoint-every N steps. Execution options only: no run's identity changes."""
+    from harness.checkpoint import CHECKPOINT_DIR
+
+    every = _int_flag(getattr(args, "checkpoint_every", None), "--checkpoint-every")
+    if getattr(args, "no_checkpoints", False):
+        if every:
+            raise HarnessError("--checkpoint-every and --no-checkpoints contradict each other")
+        return {"checkpoint_dir": None, "checkpoint_every": None}
+    return {"checkpoint_dir": str(root.resolve() / CHECKPOINT_DIR), "checkpoint_every": every}
 
 
 def tuned_sections(specs: list[Any], results: Path) -> dict[str, dict[str, Any]]:
@@ -136,6 +177,13 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.dry_run:
         print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
         print(talk.estimate_line)
+        if executor.kind == "slurm":
+            from harness.executor_slurm import SLURM_DIR, sbatch_preview
+
+            pending = _pending_specs(planned.specs, planned.store, args.force)
+            print("the job array's sbatch script (submitit writes and submits it):")
+            print(sbatch_preview(executor.slurm, planned.options, planned.store.root.resolve() / SLURM_DIR,
+                                 max(1, len(pending))))
         return 0
     # named by what each span does; the heavy imports happen where they are first needed: torch at the
     # device check, transformers at the first shape check
@@ -151,11 +199,17 @@ def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, f
     its header, estimated time and ``[i/N] ... | ETA`` reporter. Every command that runs a grid (``run``,
     ``reproduce``) goes through here and ``launch_grid``, so that they talk and exit alike."""
     pending = _pending_specs(specs, store, force)
+    if getattr(executor, "runs_per_gpu", 1) > 1:
+        from harness.executors import check_gpu_packing
+
+        problem = check_gpu_packing(executor.runs_per_gpu, store.root, pending)
+        if problem:
+            raise HarnessError(problem)
     if auto_workers:
         from harness.executors import ExecutorConfig, auto_worker_count
 
         workers, why = auto_worker_count(len(pending), options)
-        executor = ExecutorConfig(kind="local", workers=workers)
+        executor = ExecutorConfig(kind="local", workers=workers, runs_per_gpu=executor.runs_per_gpu)
         print(f"--workers auto: {workers} ({why})", file=sys.stderr)
     return executor, _grid_talk(specs, pending, store, options, executor)
 

@@ -34,10 +34,15 @@ def _save_adapter(run: TrainingRun) -> dict[str, Any]:
     params = run.counts.to_dict()
     params["adapter_file_bytes"] = adapter_file.stat().st_size
     params["adapter_tensors_saved"] = sum(t.numel() for t in state.values())
-    if run.options.save_adapters and run.record_path is not None:
+    keep = run.options.save_adapters or spec_id(run) in getattr(run.options, "keep_adapters", frozenset())
+    if keep and run.record_path is not None:
         run.record_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(adapter_file, run.record_path.with_suffix(".adapter.safetensors"))
     return params
+
+
+def spec_id(run: TrainingRun) -> str:
+    return run.spec.run_id
 
 
 def validation_sections(run: TrainingRun, chosen: dict[str, Any]) -> dict[str, Any]:
@@ -124,12 +129,15 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
             "phases": {"load": run.load_seconds, **phases.seconds},
             "eval_seconds_per_epoch": run.eval_per_epoch,
             "eval_merged": run.merged_eval,
+            # in-run checkpoints written, and where a resumed run continued from (harness/checkpoint.py)
+            "checkpoints": {"saved": run.checkpoints_saved, "resumed_from": run.resumed_from},
         },
         "precision": {"requested": train.precision, "used": run.precision,
                       "autocast": run.precision != "fp32", "compile": run.compile_info},
         "loss_curve": run.sections["loss_curve"],
         "adapter_info": run.adapter.summary(run.model),
         "analysis": analysis,
+        **({"warm_start": run.sections["warm_start"]} if "warm_start" in run.sections else {}),
         "model_info": run.sections["model_info"],
         "data_info": run.sections["data_info"],
     }

@@ -27,13 +27,22 @@ from typing import Any
 
 from harness import signals
 from harness.errors import HarnessError
-from harness.grid import GridOutcome, RunResult, record_lost, run_and_record, run_grid, split_pending
+from harness.grid import (
+    GridOutcome,
+    RunResult,
+    dependency_waves,
+    record_lost,
+    run_and_record,
+    run_grid,
+    split_pending,
+    with_kept_parents,
+)
 from harness.plugins import import_plugins, plugin_modules
 from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 # After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
 # they are killed (SLURM waits 30 s between SIGTERM and SIGKILL, docker stop 10 s)
 STOP_GRACE_SECONDS = float(os.environ.get("HARNESS_STOP_GRACE_SECONDS", "20"))
@@ -46,6 +55,10 @@ class ExecutorConfig:
     kind: str = "local"
     workers: int = 1
     address: str | None = None  # ray only: None starts a local instance; "auto" or "ray://..." connects
+    slurm: Any = None  # slurm only: harness.executor_slurm.SlurmOptions
+    shared_disk: bool = True  # ray only: False: tasks return records and files, the driver writes them
+    data_url: str | None = None  # ray without a shared disk: every node reads the data root here (fsspec)
+    runs_per_gpu: int = 1  # local workers and ray: K runs share one GPU
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -55,6 +68,15 @@ class ExecutorConfig:
         if self.kind == "ray" and self.workers != 1:
             raise HarnessError("--workers applies to --executor local; Ray runs as many runs at once as the "
                                "cluster has resources for")
+        if self.kind == "slurm" and self.workers != 1:
+            raise HarnessError("--workers applies to --executor local; on Slurm every run is a job of the array "
+                               "(--slurm-array-parallelism caps how many run at once)")
+        if isinstance(self.runs_per_gpu, bool) or not isinstance(self.runs_per_gpu, int) or self.runs_per_gpu < 1:
+            raise HarnessError(f"--runs-per-gpu must be a positive integer, got {self.runs_per_gpu!r}")
+        if self.kind != "ray" and (not self.shared_disk or self.data_url):
+            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
+        if self.data_url and self.shared_disk:
+            raise HarnessError("--ray-data-url applies with --no-shared-disk (with a shared disk, --data-dir)")
         if self.address is not None and self.kind != "ray":
             raise HarnessError("--address applies to --executor ray")
         if self.address is not None and not self.address.strip():
@@ -62,7 +84,7 @@ class ExecutorConfig:
 
     @property
     def parallel(self) -> bool:
-        return self.kind == "ray" or self.workers > 1
+        return self.kind in ("ray", "slurm") or self.workers > 1
 
 
 def run_with_executor(
@@ -93,17 +115,35 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
     if not pending:
         return outcome
     # bars of several workers on one terminal are noise; the driver prints one line per finished run
-    options = replace(options, progress=False)
+    options = with_kept_parents(specs, replace(options, progress=False))
     root = store.root.resolve()
     modules = plugin_modules(pending)
     report = _reporter(outcome, echo, on_result)
+    if executor.kind == "ray" and not executor.shared_disk and any(s.warm_start for s in pending):
+        raise HarnessError("--warm-start needs the parent runs' adapter files where the dependent runs train: "
+                           "use a shared disk (leave out --no-shared-disk)")
+    waves = dependency_waves(pending)
+    for number, wave in enumerate(waves):
+        if number:  # warm-started runs, once the runs they start from are recorded
+            echo(f"{len(wave)} warm-started run(s) now that the runs they start from are recorded")
+        _dispatch(executor, wave, root, options, modules, outcome, echo, report)
+    return outcome
+
+
+def _dispatch(executor: ExecutorConfig, pending: list[RunSpec], root: Path, options: ExecutionOptions,
+              modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
+              report: Callable[[RunResult], None]) -> None:
     if executor.kind == "ray":
         from harness.executor_ray import run_ray
 
-        run_ray(pending, root, options, executor.address, modules, outcome, echo, report)
+        run_ray(pending, root, options, executor.address, modules, outcome, echo, report,
+                shared_disk=executor.shared_disk, data_url=executor.data_url, runs_per_gpu=executor.runs_per_gpu)
+    elif executor.kind == "slurm":
+        from harness.executor_slurm import SlurmOptions, run_slurm
+
+        run_slurm(pending, root, options, executor.slurm or SlurmOptions(), modules, outcome, echo, report)
     else:
         _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
-    return outcome
 
 
 def _reporter(outcome: GridOutcome, echo: Callable[[str], None],
@@ -144,7 +184,8 @@ def auto_worker_count(pending: int, options: ExecutionOptions) -> tuple[int, str
         return 1, "one run to do"
     if _uses_cuda(options.device):
         gpus = _cuda_count()
-        return max(1, min(gpus, pending)), f"one per GPU, {gpus} visible"
+        k = options.runs_per_gpu
+        return max(1, min(gpus * k, pending)), (f"{k} per GPU" if k > 1 else "one per GPU") + f", {gpus} visible"
     cores = _cores()
     per_worker = options.threads or 1
     workers = max(1, cores // per_worker)
@@ -175,8 +216,14 @@ def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
     if executor.kind == "ray":
         return Layout(device, f"executor ray ({executor.address or 'a local instance'})", 1,
                       None if cuda else options.threads or 1)
+    if executor.kind == "slurm":
+        slurm = executor.slurm
+        gpus = getattr(slurm, "gpus_per_task", 0)
+        parallel = getattr(slurm, "array_parallelism", 1)
+        return Layout("cuda" if gpus else device, f"executor slurm (a job array, up to {parallel} at once)",
+                      parallel, None if gpus else options.threads or 1)
     if executor.workers > 1:
-        plan = worker_plan(executor.workers, options)
+        plan = worker_plan(executor.workers, options, options.runs_per_gpu)
         each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
         return Layout(device, f"{executor.workers} worker processes, {each}", executor.workers,
                       None if cuda else plan.threads)
@@ -205,19 +252,64 @@ class WorkerPlan:
             raise HarnessError(f"threads per worker must be positive, got {self.threads}")
 
 
-def worker_plan(workers: int, options: ExecutionOptions) -> WorkerPlan:
-    """One GPU per worker when the runs use CUDA; otherwise the cores split evenly."""
+def worker_plan(workers: int, options: ExecutionOptions, runs_per_gpu: int = 1) -> WorkerPlan:
+    """One GPU per worker when the runs use CUDA (``runs_per_gpu`` K: K workers per GPU, filled GPU by
+    GPU); otherwise the cores split evenly."""
     if _uses_cuda(options.device):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(_cuda_count())]
         if options.device not in ("auto", "cuda"):
             raise HarnessError(f"--device {options.device} names one GPU; with --workers each worker gets its own, "
                                "so use --device cuda or auto")
-        if workers > len(ids):
-            raise HarnessError(f"--workers {workers} needs {workers} GPUs (one run per GPU), found {len(ids)}")
-        return WorkerPlan(gpus=tuple(ids[:workers]), threads=options.threads)
+        if workers > len(ids) * runs_per_gpu:
+            need = -(-workers // runs_per_gpu)
+            raise HarnessError(f"--workers {workers} needs {need} GPUs ({runs_per_gpu} run(s) per GPU), found {len(ids)}")
+        return WorkerPlan(gpus=tuple(ids[i // runs_per_gpu] for i in range(workers)), threads=options.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return WorkerPlan(gpus=(), threads=options.threads or max(1, cores // workers))
+
+
+def packing_check(runs_per_gpu: int, per_run_bytes: int | None, free_bytes: int, total_bytes: int) -> str | None:
+    """``--runs-per-gpu K``: whether K runs fit one GPU. ``per_run_bytes``: the estimate of one run
+    (the largest CUDA peak of comparable finished records; None: unknown). A line saying why not, or
+    None when they fit (or nothing is known to check against)."""
+    if runs_per_gpu <= 1 or per_run_bytes is None:
+        return None
+    need = per_run_bytes * runs_per_gpu * 1.1  # 10% for fragmentation and the CUDA contexts
+    if need > free_bytes:
+        return (f"--runs-per-gpu {runs_per_gpu}: {runs_per_gpu} runs x {per_run_bytes / 2**30:.1f} GiB (the "
+                f"largest comparable record) + 10% need {need / 2**30:.1f} GiB, the GPU has "
+                f"{free_bytes / 2**30:.1f} GiB free of {total_bytes / 2**30:.1f} GiB; use "
+                f"--runs-per-gpu {max(1, int(free_bytes / (per_run_bytes * 1.1)))} or fewer")
+    return None
+
+
+def run_memory_estimate(store_root: Path, specs: list[RunSpec]) -> int | None:
+    """The largest CUDA peak (reserved, else allocated) of finished records of the same suites and
+    models as these runs, or None when there is none."""
+    from harness.store import ResultStore
+
+    wanted = {(s.suite, s.model) for s in specs}
+    peaks = []
+    for record in ResultStore(store_root).records(warn=False):
+        spec = record.get("spec") or {}
+        if (record.get("key", {}).get("suite"), spec.get("model")) not in wanted:
+            continue
+        memory = record.get("memory") or {}
+        peak = memory.get("cuda_max_reserved_bytes") or memory.get("cuda_max_allocated_bytes")
+        if isinstance(peak, (int, float)) and peak > 0:
+            peaks.append(int(peak))
+    return max(peaks) if peaks else None
+
+
+def check_gpu_packing(runs_per_gpu: int, store_root: Path, specs: list[RunSpec]) -> str | None:
+    """The packing check on this machine's first GPU (torch.cuda.mem_get_info), or None without CUDA."""
+    if runs_per_gpu <= 1 or _cuda_count() == 0:
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info(0)
+    return packing_check(runs_per_gpu, run_memory_estimate(store_root, specs), free, total)
 
 
 def _uses_cuda(device: str) -> bool:
@@ -322,7 +414,7 @@ def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, wor
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    plan = worker_plan(workers, options)
+    plan = worker_plan(workers, options, options.runs_per_gpu)
     options = replace(options, threads=plan.threads)
     # spawn, not fork: a forked copy of a process that already imported torch (and maybe CUDA) is unsafe
     context = multiprocessing.get_context("spawn")

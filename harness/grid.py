@@ -113,15 +113,48 @@ def execution_order(specs: list[RunSpec]) -> list[RunSpec]:
 
 def split_pending(specs: list[RunSpec], store: ResultStore, force: bool) -> tuple[list[RunSpec], int]:
     """(runs to execute in execution order, number already done). Also clears temporary files that
-    writers killed mid-write left behind."""
+    writers killed mid-write left behind. A done run that a pending warm-started run starts from, but
+    whose adapter file is missing (recorded without one), runs again first."""
     store.clean_stale_temps()
     pending, done = [], 0
+    done_specs = {}
     for spec, complete in iter_pending(specs, store, force):
         if complete:
             done += 1
+            done_specs[spec.run_id] = spec
         else:
             pending.append(spec)
-    return execution_order(pending), done
+    for parent_id in sorted({s.parent_run_id for s in pending if s.warm_start}):
+        parent = done_specs.get(parent_id)
+        if parent is not None and not store.path_for(parent.key).with_suffix(".adapter.safetensors").is_file():
+            pending.append(parent)
+            done -= 1
+    return dependency_order(execution_order(pending)), done
+
+
+def dependency_order(pending: list[RunSpec]) -> list[RunSpec]:
+    """Runs whose parent (``RunSpec.warm_start``) is pending after every run that is not such a run
+    (stable otherwise): a sequential grid trains the parents first."""
+    waiting = {s.parent_run_id for s in pending if s.warm_start} & {s.run_id for s in pending}
+    return sorted(pending, key=lambda s: bool(s.warm_start) and s.parent_run_id in waiting)
+
+
+def dependency_waves(pending: list[RunSpec]) -> list[list[RunSpec]]:
+    """The runs in waves for the parallel executors: a run waits for the wave of its parent's record."""
+    ids = {s.run_id for s in pending}
+    first = [s for s in pending if not (s.warm_start and s.parent_run_id in ids)]
+    later = [s for s in pending if s.warm_start and s.parent_run_id in ids]
+    return [wave for wave in (first, later) if wave]
+
+
+def with_kept_parents(specs: list[RunSpec], options: ExecutionOptions) -> ExecutionOptions:
+    """The parents of warm-started runs keep their adapter file (without --save-adapters too)."""
+    parents = frozenset(s.parent_run_id for s in specs if s.warm_start)
+    if not parents:
+        return options
+    from dataclasses import replace
+
+    return replace(options, keep_adapters=frozenset(options.keep_adapters) | parents)
 
 
 def run_and_record(spec: RunSpec, store: ResultStore, options: ExecutionOptions) -> tuple[RunResult, dict[str, Any]]:
@@ -130,13 +163,24 @@ def run_and_record(spec: RunSpec, store: ResultStore, options: ExecutionOptions)
     try:
         record = runner.execute_run(spec, options, record_path=path)  # through the module: tests replace it
     except RunCancelled as cancelled:
-        _, unsaved = write_record(store, cancelled.record)  # the next invocation reruns it (not done)
+        # the next invocation reruns it (not done), from its checkpoint when it has one
+        _, unsaved = write_record(store, cancelled.record)
         if unsaved:
             print(unsaved, file=sys.stderr, flush=True)
         raise
     written, unsaved = write_record(store, record)
+    if not unsaved:
+        drop_checkpoint(spec, options)
     summary = summary_line(record) + (f"\n{unsaved}" if unsaved else "")
     return RunResult(spec.run_id, record["status"], summary, str(written or ""), unsaved=bool(unsaved)), record
+
+
+def drop_checkpoint(spec: RunSpec, options: ExecutionOptions) -> None:
+    """The run's record is written (any status but cancelled): its in-run checkpoint has done its job."""
+    if options.checkpoint_dir:
+        from harness.checkpoint import checkpoint_path, remove
+
+        remove(checkpoint_path(options.checkpoint_dir, spec.key))
 
 
 def write_record(store: ResultStore, record: dict[str, Any]) -> tuple[Path | None, str]:
@@ -172,6 +216,7 @@ def run_grid(
     grid's ``[i/N] ... | ETA`` reporter) replaces the plain summary line."""
     outcome = GridOutcome(planned=len(specs))
     pending, outcome.skipped = split_pending(specs, store, force)
+    options = with_kept_parents(specs, options)
     for spec in pending:
         result, record = run_and_record(spec, store, options)
         outcome.count(result.status, result.unsaved)

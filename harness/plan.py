@@ -45,6 +45,9 @@ class GridRequest:
     # the papers' protocol: no validation split, the epoch selected on the test split (what `reproduce`
     # plans, and what every record made before the validation split used)
     papers_protocol: bool = False
+    # `run --warm-start SOURCE`: the suite's tasks that start from SOURCE's run of the same adapter,
+    # config and seed (Suite.warm_start_tasks; GLUE: mnli -> rte, mrpc, stsb); those runs are planned too
+    warm_start: str | None = None
 
 
 def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
@@ -203,7 +206,32 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
     if data is not None:
         for task in tasks:
             suite.check_data(task, data)
+    if request.warm_start:
+        specs = with_warm_starts(specs, suite, request, cuda_available, data)
     return specs
+
+
+def with_warm_starts(specs: list[RunSpec], suite: Suite, request: GridRequest, cuda_available: bool,
+                     data: DataSource | None) -> list[RunSpec]:
+    """The runs of the warm-started tasks start from the source task's run of the same adapter and seed
+    (planned here with the source task's own budget, and put first); the others are unchanged."""
+    source = request.warm_start
+    targets = suite.warm_start_tasks.get(source or "")
+    if not targets:
+        offered = ", ".join(f"{s} (for {', '.join(t)})" for s, t in suite.warm_start_tasks.items()) or "none"
+        raise HarnessError(f"--warm-start {source}: suite '{suite.name}' warm-starts from: {offered}")
+    if not any(spec.task in targets for spec in specs):
+        raise HarnessError(f"--warm-start {source} applies to the tasks {', '.join(targets)}; none is planned")
+    parents = plan_grid(replace(request, tasks=source, warm_start=None), cuda_available=cuda_available, data=data)
+    by_run = {(p.adapter, p.seed): p for p in parents}
+    planned = {s.run_id for s in specs}
+    out = [p for p in parents if p.run_id not in planned]
+    for spec in specs:
+        if spec.task in targets:
+            parent = by_run[(spec.adapter, spec.seed)]
+            spec = replace(spec, warm_start={"task": parent.task, "config_hash": parent.config_hash})
+        out.append(spec)
+    return out
 
 
 def check_model_reachable(model: str) -> None:

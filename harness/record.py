@@ -139,6 +139,8 @@ class Timing(TypedDict, total=False):
     cpu_seconds: float | None  # process CPU time over the run (all threads); absent in older records
     phases: dict[str, float | None]
     startup: dict[str, float | None]  # only the first run of a process: what its start-up cost
+    # in-run checkpoints: {"saved": n, "resumed_from": None or {"step", "epoch", "batches", "resumes"}}
+    checkpoints: dict[str, Any]
 
 
 class SpeedProbe(TypedDict, total=False):

@@ -54,6 +54,17 @@ class ExecutionOptions:
     # pruning), and the ``tuning`` section of the record (a trial, or a run at tuned values)
     trial_links: dict[str, Any] = field(default_factory=dict)
     tuning_sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # in-run checkpoints (harness/checkpoint.py): the folder (``<results>/.checkpoints``; None: none) and
+    # every how many optimiser steps besides each epoch's end (None: epoch ends only). Not part of any
+    # run's identity: a resumed run ends with the record of an uninterrupted one
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    checkpoint_keeper: Any = None  # Ray without a shared disk: the driver-side actor that holds them
+    # which GPU share a run was placed on (--runs-per-gpu): runs per GPU, for the memory check
+    runs_per_gpu: int = 1
+    # runs whose adapter file is kept beside the record even without --save-adapters: the parents of
+    # warm-started runs (RunSpec.warm_start), by run id
+    keep_adapters: frozenset[str] = frozenset()
 
 
 def resolve_device(name: str) -> Any:

@@ -143,9 +143,13 @@ class RunSpec:
     adapter_options: dict[str, Any] = field(default_factory=dict)  # the resolved config, as JSON
     train: TrainConfig = field(default_factory=TrainConfig)
     suite_options: dict[str, Any] = field(default_factory=dict)
+    # a run that starts from another run's saved adapter (``run --warm-start``): that run's task and
+    # config hash ({"task", "config_hash"}; same suite, adapter and seed). Part of the identity only
+    # when set, so the hash of every run without one is what it always was
+    warm_start: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        data = to_jsonable(self)
+        data = self.to_dict()
         data.pop("seed")
         for name, default in TRAIN_IDENTITY_DEFAULTS.items():
             if data["train"].get(name) == default:
@@ -167,8 +171,24 @@ class RunSpec:
     def run_id(self) -> str:
         return f"{self.suite}/{self.task}/{self.adapter}/{self.config_hash}/seed{self.seed}"
 
+    @property
+    def parent_key(self) -> dict[str, Any] | None:
+        """The key of the run this one starts from (``warm_start``), or None."""
+        if not self.warm_start:
+            return None
+        return {"suite": self.suite, "task": self.warm_start["task"], "adapter": self.adapter,
+                "config_hash": self.warm_start["config_hash"], "seed": self.seed}
+
+    @property
+    def parent_run_id(self) -> str | None:
+        key = self.parent_key
+        return None if key is None else f"{key['suite']}/{key['task']}/{key['adapter']}/{key['config_hash']}/seed{self.seed}"
+
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
+        data = to_jsonable(self)
+        if data.get("warm_start") is None:  # records of runs without one look as they always did
+            data.pop("warm_start", None)
+        return data
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> RunSpec:

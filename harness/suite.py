@@ -84,6 +84,9 @@ class Suite:
     # Whether the TaskData a run loads stays read-only during the run, so that the runs of a grid can
     # share one tokenized copy (a suite that keeps per-run state in its data must leave this False).
     share_task_data: ClassVar[bool] = False
+    # runs that may start from another run's saved adapter (``run --warm-start SOURCE``): source task ->
+    # the tasks whose runs then start from the source task's run of the same adapter, config and seed
+    warm_start_tasks: ClassVar[dict[str, tuple[str, ...]]] = {}
     # The metrics this suite reports, each with its unit and direction (harness/metrics.py); every table,
     # axis and caption shows a score in its declared unit, and the runner records it.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()

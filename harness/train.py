@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import checkpoint as ckpt
 from harness.adapter import Adapter
 from harness.attach import attach, build_adapter
 from harness.errors import HarnessError
@@ -110,6 +111,15 @@ class TrainingRun:
         # trial its study prunes: harness/tuning); from the execution options, never from the spec
         self.epoch_hook: Callable[[int, float | None], bool] | None = epoch_hook_for(options, spec)
         self.sections: dict[str, Any] = {}  # model_info, data_info, params, loss_curve once known
+        # in-run checkpoints (harness/checkpoint.py); an execution option, never part of the spec
+        folder = getattr(options, "checkpoint_dir", None)
+        self.checkpoint_file: Path | None = ckpt.checkpoint_path(folder, spec.key) if folder else None
+        self.checkpoint_every: int | None = getattr(options, "checkpoint_every", None)
+        self.checkpoint_keeper: Any = getattr(options, "checkpoint_keeper", None)
+        self.resumed_from: dict[str, Any] | None = None  # {"step", "epoch", "batches"} when resumed
+        self._resume_batches = 0  # batches of the current epoch consumed before the checkpoint
+        self._resume_rng: dict[str, Any] | None = None
+        self.checkpoints_saved = 0
 
     def sections_so_far(self) -> dict[str, Any]:
         """What a failed run still records: the sections established before it failed."""
@@ -170,10 +180,44 @@ class TrainingRun:
                 p.requires_grad_(True)
         model.to(self.device)
         self.model = model
+        if spec.warm_start:
+            self.warm_start()
         self.counts = count_parameters(model, self.head_ids)
         self.sections["params"] = self.counts.to_dict()
         if self.counts.trainable_total == 0 and adapter.trains:
             raise HarnessError(f"adapter '{spec.adapter}' left nothing trainable")
+
+    def warm_start(self) -> None:
+        """Start from the parent run's saved adapter (``RunSpec.warm_start``): its adapter tensors (never
+        its head: the tasks' heads differ) replace the freshly initialised ones."""
+        import json
+
+        from safetensors.torch import load_file
+
+        from harness.record import record_relpath
+
+        parent = self.spec.parent_key
+        if self.record_path is None:
+            raise HarnessError(f"warm start from {self.spec.parent_run_id} needs the result store (no record path)")
+        root = self.record_path.parent.parent.parent  # <root>/<suite>/<task>/<file>
+        record_file = root / record_relpath(parent)
+        tensors_file = record_file.with_suffix(".adapter.safetensors")
+        status = None
+        if record_file.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                status = json.loads(record_file.read_text(encoding="utf-8")).get("status")
+        if status != "success" or not tensors_file.is_file():
+            raise HarnessError(f"warm start: the run {self.spec.parent_run_id} has no successful record with a saved "
+                               f"adapter ({record_file}: {status or 'missing'}); it runs first in the same grid")
+        state = load_file(str(tensors_file))
+        head_names = {n for n, p in self.model.named_parameters() if id(p) in self.head_ids}
+        own = self.adapter.adapter_state_dict(self.model, frozenset(self.head_ids))
+        usable = {k: v for k, v in state.items() if k in own and k not in head_names and own[k].shape == v.shape}
+        if not usable:
+            raise HarnessError(f"warm start: no tensor of {tensors_file.name} fits this run's adapter")
+        self.adapter.load_adapter_state_dict(self.model, usable)
+        self.sections["warm_start"] = {"from": self.spec.parent_run_id, "tensors": len(usable),
+                                       "skipped": sorted(set(state) - set(usable))}
 
     # ---- optimiser: parameter groups, the adapter's optimiser or AdamW, the schedule ---------------
     def build_optimizer(self) -> None:
@@ -230,6 +274,7 @@ class TrainingRun:
         self.train_t0 = time.perf_counter()
         self.bar = tqdm(total=self.total_steps, desc=f"{spec.adapter} {spec.task} s{spec.seed}",
                         disable=not self.options.progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+        self._resume()
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 self._epoch()
@@ -250,8 +295,17 @@ class TrainingRun:
         model.train()
         micro = 0
         accumulated: Any = 0.0
-        step_at_epoch_start = self.step
-        for batch in self.suite.train_batches(self.data, train, self.epoch, self.ctx):
+        batches = iter(self.suite.train_batches(self.data, train, self.epoch, self.ctx))
+        # a run resumed mid-epoch: the epoch's batches are drawn again (seeded by seed and epoch) and
+        # those consumed before the checkpoint skipped; then the RNG states as they were at the checkpoint
+        consumed, self._resume_batches = self._resume_batches, 0
+        for _ in range(consumed):
+            next(batches, None)
+        if self._resume_rng is not None:
+            ckpt.set_rng_states(self._resume_rng)
+            self._resume_rng = None
+        for batch in batches:
+            consumed += 1
             n = int(batch.pop("num_samples"))
             if micro == 0:
                 adapter.on_step_begin(model, self.step)
@@ -282,15 +336,75 @@ class TrainingRun:
             accumulated = 0.0
             if self.step >= self.total_steps:
                 break
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                self.save_checkpoint(batches=consumed)
         if micro:  # the epoch's last, partial accumulation
             self._optimizer_step(micro, accumulated)
-        if self.step == step_at_epoch_start:  # no batch at all: looping on would never end
+        if consumed == 0:  # no batch at all: looping on would never end
             raise RuntimeError(f"suite '{self.spec.suite}' gave no training batch in epoch {self.epoch}")
         self.epoch += 1
         last = self.step >= self.total_steps
         loss_log.flush()
         if train.eval_each_epoch or last:
             self._evaluate_epoch(merge=True)
+        if not self.stopped_early:
+            self.save_checkpoint(batches=0)
+
+    # ---- checkpoints (harness/checkpoint.py) -------------------------------------------------------
+    def checkpointable(self) -> bool:
+        return self.checkpoint_file is not None and self.adapter.checkpointable() and self.optimizer is not None
+
+    def save_checkpoint(self, batches: int) -> None:
+        """Everything the rest of the run depends on, after optimiser step ``self.step`` with ``batches``
+        batches of epoch ``self.epoch`` consumed (0: at an epoch's end, its evaluation done)."""
+        if not self.checkpointable():
+            return
+        from harness.signals import deferred
+
+        self.loss_log.flush()
+        state = {
+            "format": ckpt.FORMAT, "run_id": self.spec.run_id, "config_hash": self.spec.config_hash,
+            "total_steps": self.total_steps, "step": self.step, "epoch": self.epoch, "batches": batches,
+            "samples": self.samples, "model": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "adapter": self.adapter.training_state(), "rng": ckpt.rng_states(),
+            "losses": list(self.loss_log.values), "per_epoch": self.per_epoch, "best": self.best,
+            "best_epoch": self.best_epoch, "val_per_epoch": self.val_per_epoch, "val_best": self.val_best,
+            "test_best": self.test_best, "test_best_epoch": self.test_best_epoch, "test_reads": self.test_reads,
+            "selected_state": self.selected_state, "merged_eval": self.merged_eval,
+            "eval_per_epoch": self.eval_per_epoch, "eval_seconds": self.eval_seconds,
+            "saved_for_backward": getattr(self.memory, "saved_for_backward", None),
+            "resumes": (self.resumed_from or {}).get("resumes", 0),
+        }
+        with deferred():  # a stop signal waits for the file (it is atomic anyway)
+            ckpt.save(state, self.checkpoint_file, self.checkpoint_keeper)
+        self.checkpoints_saved += 1
+
+    def _resume(self) -> None:
+        """Continue from this run's checkpoint, if it has one (before the loop's first epoch)."""
+        if not self.checkpointable():
+            return
+        state = ckpt.load(self.checkpoint_file, self.spec.run_id, self.spec.config_hash, self.checkpoint_keeper)
+        if state is None or state["total_steps"] != self.total_steps:
+            return
+        restore_trainable_state(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.adapter.load_training_state(state["adapter"])
+        self.step, self.epoch, self.samples = state["step"], state["epoch"], state["samples"]
+        self._resume_batches = state["batches"]
+        self.loss_log.values = list(state["losses"])
+        for name in ("per_epoch", "best", "best_epoch", "val_per_epoch", "val_best", "test_best",
+                     "test_best_epoch", "test_reads", "selected_state", "merged_eval", "eval_per_epoch",
+                     "eval_seconds"):
+            setattr(self, name, state[name])
+        if state.get("saved_for_backward") is not None:
+            self.memory.saved_for_backward = state["saved_for_backward"]
+        ckpt.set_rng_states(state["rng"])
+        self._resume_rng = state["rng"] if state["batches"] else None
+        self.bar.update(self.step)
+        self.resumed_from = {"step": self.step, "epoch": self.epoch, "batches": state["batches"],
+                             "resumes": int(state.get("resumes", 0)) + 1}
 
     def _optimizer_step(self, micro: int, accumulated: Any) -> None:
         # Each micro-batch's loss was divided by grad_accum; the last accumulation of an epoch may hold
@@ -316,6 +430,7 @@ class TrainingRun:
         self.loss_log.append(accumulated, self.step)
         self.step += 1
         self.bar.update(1)
+        ckpt.fault_after_step(self, self.step)
         loss_log = self.loss_log
         if loss_log.last is not None and (not loss_log.on_device or self.step % LOSS_SYNC_STEPS == 0):
             self.bar.set_postfix(loss=f"{loss_log.last:.4f}")

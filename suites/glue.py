@@ -391,6 +391,8 @@ class Glue(Suite):
     tasks = tuple(TASKS)
     selection = "best-dev-epoch"
     share_task_data = True  # tokenized examples are only read during a run
+    # LoRA's GLUE protocol (Hu et al., 2021): RTE, MRPC and STS-B start from the MNLI-trained adapter
+    warm_start_tasks = {"mnli": ("rte", "mrpc", "stsb")}
     metrics = BUILTIN_METRICS["glue"]  # names, units, directions: harness/metrics.py
 
     def default_tasks(self, preset: str) -> list[str]:

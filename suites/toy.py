@@ -94,6 +94,7 @@ class Toy(Suite):
     family = "encoder"  # a classifier with a head: the adapters of encoder models apply
     tasks = tuple(LABELS)
     share_task_data = True  # the points are only read during a run: a grid's runs may share them
+    warm_start_tasks = {"sign": ("xor",)}  # `--warm-start sign`: xor's runs start from sign's (the tests)
     metrics = (MetricSpec("accuracy", "fraction", primary=True),)  # names, units, directions
 
     # ---- plan time: no model, no data ------------------------------------------------------------

@@ -8,7 +8,8 @@ pool and Ray workers import it by name, as they do any plug-in outside the built
 ``unregister`` undoes that, so that no later test sees the suite. ``TOY_FAULTS_MARKERS`` names a folder
 where every run leaves a file when its training starts (``<task>-seed<seed>-<pid>-<ns>``), so a test can
 act in the middle of a known run instead of after a guessed delay. ``LOADS`` lists the
-``load_model`` calls of this process as (task, seed).
+``load_model`` calls of this process as (task, seed). A data root holding ``toy-faults/note.txt`` puts its
+text into the run's ``data_info`` (``data_note``): the proof that a shipped data folder arrived.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ class FaultyToy(Toy):
 
     def load_data(self, task, loaded, train, ctx):
         data = super().load_data("sign", loaded, train, ctx)
-        return dataclasses.replace(data, info={**data.info, "task": task})
+        info = {**data.info, "task": task}
+        note = ctx.data.root / NAME / "note.txt" if ctx.data.root is not None else None
+        if note is not None and note.is_file():  # the Ray tests: the data folder reached the worker
+            info["data_note"] = note.read_text().strip()
+        return dataclasses.replace(data, info=info)
 
     def train_batches(self, data, train, epoch, ctx):
         task = data.info["task"]
