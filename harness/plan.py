@@ -41,11 +41,17 @@ class GridRequest:
     suite_options: dict[str, Any] = field(default_factory=dict)
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; torch and random take them too
+
+
 def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
     if not seeds:
         raise HarnessError("no seeds given")
-    if any(s < 0 for s in seeds):
-        raise HarnessError(f"seeds must be non-negative integers, got {list(seeds)}")
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise HarnessError(f"seeds must be non-negative integers in [0, {SEED_MAX}], got {list(seeds)}")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise HarnessError(f"seeds must be non-negative integers in [0, {SEED_MAX}], got {bad[0]}")
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"duplicate seeds in {list(seeds)}")
     return seeds
@@ -167,6 +173,7 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             merged = {**to_jsonable(train), **adapter_cls.train_overrides_for(preset_name, suite.name, model),
                       **_drop_none(request.train_overrides)}
             train = build(TrainConfig, merged, "training")
+            train.check_plausible()  # --lr 2e5, --batch-size 10**30: refused here with the range
             suite.check_train_config(task, train)  # --limit on a suite that ignores it, undeclared metrics
             for seed in seeds:
                 specs.append(

@@ -9,6 +9,7 @@ their records written); inside it: ``harness.train`` (setup, attach, optimiser, 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.loss_log import DivergedError
+from harness.loss_log import UNDEFINED_METRIC, DivergedError
 from harness.registry import SUITES
 from harness.run_record import _now, base_record
 from harness.signals import signal_name
@@ -86,10 +87,12 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         run = TrainingRun(spec, suite, options, device, work_dir, record_path)
         run.run()
         record.update(collect_sections(run))
+        undefined_metric(record)  # raises DivergedError: a run without a defined score is no success
         record["status"] = Status.SUCCESS.value
     except DivergedError as exc:
         record["status"] = Status.DIVERGED.value
-        record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None}
+        record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None,
+                           "reason": exc.reason}
     except torch.OutOfMemoryError as exc:
         record["status"] = Status.OOM.value
         record["error"] = {"type": "OutOfMemoryError", "message": str(exc).splitlines()[0], "traceback": traceback.format_exc()}
@@ -118,6 +121,18 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
             torch.cuda.empty_cache()
         _finish_timing(record, t0, time.perf_counter() - t_env, cpu0)
     return record
+
+
+def undefined_metric(record: dict[str, Any]) -> None:
+    """A run whose primary metric came out undefined (None or NaN: Pearson of constant predictions, an
+    empty evaluation) diverged: recorded as such, with the reason, and never rerun as if it were missing."""
+    metrics = record.get("metrics") or {}
+    score = metrics.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        primary = metrics.get("primary", "the primary metric")
+        raise DivergedError(None, None, UNDEFINED_METRIC,
+                            f"undefined metric: {primary} is {score!r} at the selected epoch "
+                            f"({metrics.get('selection', '?')}): the predictions give it no value")
 
 
 def _suite_for(spec: RunSpec) -> Suite | None:
