@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.grid import GridOutcome, RunResult, record_lost, run_and_record
 from harness.plugins import import_plugins
+from harness.redact import redact
 from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
@@ -79,7 +80,7 @@ def run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addre
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
         resources = ray_resources(options, float(ray.cluster_resources().get("GPU", 0)))
-        echo(f"executor: ray at {address or 'a local instance'}; each run asks for "
+        echo(f"executor: ray at {redact(address) or 'a local instance'}; each run asks for "
              + ", ".join(f"{k}={v:g}" for k, v in resources.items() if v))
         if resources["num_gpus"] and options.device == "auto":
             options = replace(options, device="cuda")

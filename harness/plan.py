@@ -152,6 +152,8 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
     # plan-time values the suite resolves from the environment (MT-Bench's judge) enter the spec, and so
     # the config hash: runs judged by different judges never share a record
     suite_options = suite.resolve_options(preset_name, model, dict(request.suite_options))
+    refuse_secrets("--suite-opt", suite_options)
+    refuse_secrets("--opt", request.adapter_options)
     explicit = request.adapters != "all" and request.adapters != ["all"]
     applicable = [a for a in adapters if suite.family in ADAPTERS.get(a).families]
     per_adapter = scope_adapter_options(applicable, dict(request.adapter_options)) if applicable else {}
@@ -195,6 +197,20 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
         for task in tasks:
             suite.check_data(task, data)
     return specs
+
+
+def refuse_secrets(flag: str, options: Mapping[str, Any]) -> None:
+    """No option value that enters a spec may carry a URL's credentials or query (they would be in
+    the record, the config hash and every log line): a suite that takes such a URL (MT-Bench's
+    judge_base_url) keeps the secret out of its resolved options itself; anything else is refused,
+    the line showing the URL's public form only."""
+    from harness.redact import has_secret, public_url
+
+    for key, value in options.items():
+        if has_secret(value):
+            raise HarnessError(f"{flag} {key}={public_url(str(value))}...: the URL carries credentials or a query "
+                               "string, which would be written into the run's record and config hash; give them "
+                               "through the environment instead")
 
 
 def check_model_reachable(model: str) -> None:
