@@ -21,12 +21,27 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.loss_log import UNDEFINED_METRIC, DivergedError
+from harness.redact import redact
 from harness.registry import SUITES
 from harness.run_record import _now, base_record
 from harness.signals import signal_name
 from harness.spec import RunSpec
 from harness.status import Status
 from harness.suite import DataSource, Suite
+
+# A run's work folder: <tmp>/harness-run-<pid>-<random>, so that whoever outlives a killed worker (the
+# pool's driver) finds and removes the folder that worker left (harness.executors)
+WORK_DIR_PREFIX = "harness-run-"
+
+
+def remove_work_dirs_of(pid: int) -> list[Path]:
+    """Remove the work folders a (dead) process ``pid`` left in the temporary folder; what was removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}{int(pid)}-*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class RunCancelled(KeyboardInterrupt):
@@ -81,7 +96,7 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     work_dir: Path | None = None
     try:
         # inside the try: a full or unwritable temporary folder fails this run (recorded), not the grid
-        work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
+        work_dir = Path(tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-"))
         if suite is None:  # it could not be instantiated: fail here, with the reason in the record
             suite = SUITES.get(spec.suite)()
         run = TrainingRun(spec, suite, options, device, work_dir, record_path)
@@ -108,6 +123,10 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record["status"] = Status.FAILED.value
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
     finally:
+        error = record.get("error")
+        if isinstance(error, dict):  # a URL with credentials or a query in an exception's text: its public form
+            for key in ("message", "traceback"):
+                error[key] = redact(error.get(key))
         if run is not None and record["status"] != Status.SUCCESS:
             # a run that stopped part way keeps what it had established (model, data, counts, losses)
             for key, value in run.sections_so_far().items():
