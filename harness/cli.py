@@ -14,6 +14,24 @@ from harness.cli_parser import EXIT_USAGE, build_parser
 from harness.errors import HarnessError
 
 
+def short_path(path: object, limit: int = 120) -> str:
+    """A path for an error line: a very long one shows its start and end only."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def path_error(exc: OSError) -> str:
+    """'cannot use <path>: File name too long (ENAMETOOLONG)' for any error the OS gives about a path."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    why = f"{exc.strerror or type(exc).__name__}" + (f" ({name})" if name else "")
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return f"{why}: {str(exc)[:200]}"
+    return f"cannot use {' -> '.join(short_path(p) for p in paths)}: {why}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -33,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path the OS refuses (too long, no permission, read-only): one line, no traceback
+        print(f"error: {path_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by harness/signals.py
         from harness.signals import exit_code, signal_name
