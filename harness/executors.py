@@ -497,6 +497,11 @@ class _Pool:
             if process.is_alive():
                 process.kill()
                 process.join(5)
+        from harness.runner import remove_work_dirs_of
+
+        for process in processes:  # a worker killed after the grace period could not remove its folder
+            if not process.is_alive() and process.pid is not None:
+                remove_work_dirs_of(process.pid)
 
 
 def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, workers: int,
