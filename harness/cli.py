@@ -11,25 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.cli_parser import EXIT_USAGE, build_parser
-from harness.errors import HarnessError
-
-
-def short_path(path: object, limit: int = 120) -> str:
-    """A path for an error line: a very long one shows its start and end only."""
-    text = str(path)
-    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
-
-
-def path_error(exc: OSError) -> str:
-    """'cannot use <path>: File name too long (ENAMETOOLONG)' for any error the OS gives about a path."""
-    import errno
-
-    name = errno.errorcode.get(exc.errno or 0, "")
-    why = f"{exc.strerror or type(exc).__name__}" + (f" ({name})" if name else "")
-    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
-    if not paths:
-        return f"{why}: {str(exc)[:200]}"
-    return f"cannot use {' -> '.join(short_path(p) for p in paths)}: {why}"
+from harness.errors import HarnessError, path_error
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 
 
 def _short(path: str) -> str:
-    from harness.cli import short_path
+    from harness.errors import short_path
 
     return short_path(path)
 

@@ -208,7 +208,7 @@ def _check_writable(root: Path) -> None:
     file in the nearest existing folder, removed at once."""
     import tempfile
 
-    from harness.cli import short_path
+    from harness.errors import short_path
 
     probe_dir = root
     try:
