@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.cli_parser import EXIT_USAGE, build_parser
-from harness.errors import HarnessError
+from harness.errors import HarnessError, path_error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path the OS refuses (too long, no permission, read-only): one line, no traceback
+        print(f"error: {path_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by harness/signals.py
         from harness.signals import exit_code, signal_name

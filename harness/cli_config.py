@@ -13,12 +13,18 @@ from typing import Any
 from harness.errors import HarnessError
 
 
+def _short(path: str) -> str:
+    from harness.errors import short_path
+
+    return short_path(path)
+
+
 def _load_config_file(path: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     try:
         raw = Path(path).read_bytes()
         data = json.loads(raw.decode("utf-8-sig"))
     except OSError as exc:
-        raise HarnessError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise HarnessError(f"cannot read config file {_short(path)}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise HarnessError(f"cannot read config file {path}: not UTF-8 text (a JSON object is expected)") from None
     except json.JSONDecodeError as exc:

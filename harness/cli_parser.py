@@ -18,14 +18,27 @@ TRAIN_HELP = train_override_flags()
 TRAIN_OVERRIDES = tuple(TRAIN_HELP)
 
 
+# The plausible range of each integer flag (checked before anything is planned); --seeds: harness.plan
+INT_FLAG_MAX = {"--rank": 2**16, "--workers": 1024, "--threads": 1024, "--max-steps": 2**31 - 1}
+ALPHA_MAX = 1e6
+
+
 def _seeds(text: str) -> tuple[int, ...]:
+    from harness.plan import SEED_MAX, validate_seeds
+
     try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
+        seeds = tuple(int(s) for s in str(text).split(",") if s.strip())
     except ValueError:
-        raise HarnessError(f"--seeds takes comma-separated non-negative integers, got {text!r}") from None
+        raise HarnessError(f"--seeds takes comma-separated non-negative integers in [0, {SEED_MAX}], got {text!r}") from None
+    try:
+        return validate_seeds(seeds)
+    except HarnessError as exc:
+        raise HarnessError(f"--seeds: {exc}") from None
 
 
 def _positive_int(name: str) -> Any:
+    maximum = INT_FLAG_MAX.get(name, 2**31 - 1)
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -33,6 +46,8 @@ def _positive_int(name: str) -> Any:
             raise HarnessError(f"{name} must be a positive integer, got {text!r}") from None
         if value < 1:
             raise HarnessError(f"{name} must be a positive integer, got {text!r}")
+        if value > maximum:
+            raise HarnessError(f"{name} must be an integer in [1, {maximum}], got {text!r}")
         return value
 
     return parse
@@ -255,7 +270,8 @@ def _workers_arg(text: str) -> int | str:
 
 
 def _int_flag(value: int | str | None, name: str) -> int | None:
-    return value if value is None or isinstance(value, int) else _positive_int(name)(value)
+    """A flag's integer from the command line (a string) or a config file (an int), range-checked alike."""
+    return value if value is None else _positive_int(name)(str(value))
 
 
 def _rank(text: str | None) -> int | None:
@@ -273,4 +289,6 @@ def _alpha(text: str | None) -> float | None:
         raise HarnessError(f"--alpha must be a positive number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:  # nan <= 0 is False
         raise HarnessError(f"--alpha must be a positive number, got {text!r}")
+    if value > ALPHA_MAX:
+        raise HarnessError(f"--alpha must be in (0, {ALPHA_MAX:g}], got {text!r}")
     return value

@@ -310,9 +310,14 @@ def _check_writable(root: Path) -> None:
     file in the nearest existing folder, removed at once."""
     import tempfile
 
+    from harness.errors import short_path
+
     probe_dir = root
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
+    try:
+        while not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+    except OSError as exc:  # a name too long, a folder that cannot be searched
+        raise HarnessError(f"results folder {short_path(root)} cannot be used ({exc.strerror or exc})") from None
     if not probe_dir.is_dir():
         raise HarnessError(f"results folder {root} is not writable ({probe_dir} is not a folder)")
     try:

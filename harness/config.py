@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 from harness.errors import HarnessError, closest
 
 C = TypeVar("C")
+# Every integer and float option of a config (adapter, suite, training) is within these bounds, so no
+# value overflows a C integer or a float computation later, in a run; fields check tighter ranges.
+INT_OPTION_RANGE = (-(2**31), 2**31 - 1)
+FLOAT_OPTION_LIMIT = 1e9
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -65,14 +69,20 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
                 if not value.is_integer():
                     raise ValueError(value)
                 return int(value)
-            text = str(value).strip()
-            return int(text)
+            number = int(str(value).strip()) if not isinstance(value, int) else value
+            if not INT_OPTION_RANGE[0] <= number <= INT_OPTION_RANGE[1]:
+                raise HarnessError(f"option '{name}' must be an integer in [{INT_OPTION_RANGE[0]}, {INT_OPTION_RANGE[1]}], "
+                                   f"got {value!r}")
+            return number
         if inner is float:
             if isinstance(value, bool):
                 raise ValueError(value)
             number = float(value)
             if not math.isfinite(number):  # nan/inf pass every range check (nan <= 0 is False)
                 raise HarnessError(f"option '{name}' must be a finite number, got {value!r}")
+            if abs(number) > FLOAT_OPTION_LIMIT:
+                raise HarnessError(f"option '{name}' must be a number in [-{FLOAT_OPTION_LIMIT:g}, {FLOAT_OPTION_LIMIT:g}], "
+                                   f"got {value!r}")
             return number
         if inner is str:
             return str(value)

@@ -35,3 +35,21 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     hint = closest(name, known)
     did_you_mean = f"; did you mean '{hint}'?" if hint else ""
     return f"unknown {kind} '{name}'{did_you_mean} Known {kind}s: {', '.join(known) or '(none)'}"
+
+
+def short_path(path: object, limit: int = 120) -> str:
+    """A path for an error line: a very long one shows its start and end only."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
+def path_error(exc: OSError) -> str:
+    """'cannot use <path>: File name too long (ENAMETOOLONG)' for any error the OS gives about a path."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    why = f"{exc.strerror or type(exc).__name__}" + (f" ({name})" if name else "")
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return f"{why}: {str(exc)[:200]}"
+    return f"cannot use {' -> '.join(short_path(p) for p in paths)}: {why}"

@@ -33,6 +33,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.grid import GridOutcome, RunResult, record_lost, run_and_record, summary_line, write_record
 from harness.plugins import import_plugins
+from harness.redact import redact
 from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
@@ -235,7 +236,7 @@ def run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addre
             ray.init(address=address, log_to_driver=False, configure_logging=False, **(init or {}))
     try:
         resources = ray_resources(options, float(ray.cluster_resources().get("GPU", 0)), runs_per_gpu)
-        where = address or ("a local instance" if started_here else "the cluster this process is connected to")
+        where = redact(address) or ("a local instance" if started_here else "the cluster this process is connected to")
         echo(f"executor: ray at {where}; each run asks for "
              + ", ".join(f"{k}={v:g}" for k, v in resources.items() if v)
              + ("" if shared_disk else "; no shared disk: the driver writes every record"))

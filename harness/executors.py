@@ -1,7 +1,8 @@
 """Executors: where the runs of a grid execute. No scheduler of our own.
 
 - ``local`` with one worker (the default): ``grid.run_grid``, every run in this process.
-- ``local`` with N workers: a ``ProcessPoolExecutor`` (spawn) of N processes, one run at a time each.
+- ``local`` with N workers: N spawned worker processes (``_Pool``), one run at a time each; a worker
+  that dies costs only the run it held (reported lost, its folder removed) and is replaced.
   With CUDA every worker sees one GPU (``CUDA_VISIBLE_DEVICES``); on the CPU every worker gets
   cores // N torch threads.
 - ``ray``: every run is one Ray task (``harness.executor_ray``).
@@ -14,12 +15,7 @@ module name (``harness.plugins``), so they must be importable there (installed, 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,16 +27,17 @@ from harness.grid import (
     GridOutcome,
     RunResult,
     dependency_waves,
-    record_lost,
-    run_and_record,
     run_grid,
     split_pending,
     with_kept_parents,
 )
-from harness.plugins import import_plugins, plugin_modules
+from harness.plugins import plugin_modules
 from harness.runner import ExecutionOptions
 from harness.spec import RunSpec
 from harness.store import ResultStore
+
+# the pool's processes (harness.worker_pool); the worker-side names are re-exported for the tests
+from harness.worker_pool import _DRIVER, WorkerPlan, _init_pool_worker, _leave_without_driver, _Pool  # noqa: F401
 
 EXECUTORS = ("local", "ray", "slurm")
 # After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
@@ -214,7 +211,9 @@ def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
     cuda = _uses_cuda(options.device)
     device = options.device if options.device != "auto" else ("cuda" if cuda else "cpu")
     if executor.kind == "ray":
-        return Layout(device, f"executor ray ({executor.address or 'a local instance'})", 1,
+        from harness.redact import redact
+
+        return Layout(device, f"executor ray ({redact(executor.address) or 'a local instance'})", 1,
                       None if cuda else options.threads or 1)
     if executor.kind == "slurm":
         slurm = executor.slurm
@@ -238,18 +237,6 @@ def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
 # ---------------------------------------------------------------------------------------------------
 # local process pool
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What each pool worker is given: a GPU to see (by index into ``gpus``) or a thread budget."""
-
-    gpus: tuple[str, ...]  # CUDA device ids, one per worker; empty on the CPU
-    threads: int | None  # torch threads per worker on the CPU
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise HarnessError(f"threads per worker must be positive, got {self.threads}")
 
 
 def worker_plan(workers: int, options: ExecutionOptions, runs_per_gpu: int = 1) -> WorkerPlan:
@@ -324,119 +311,18 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _init_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -> None:
-    """Runs in each fresh (spawned) worker before torch is imported there."""
-    index = slots.get()
-    if plan.gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpus[index]
-    if plan.threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(plan.threads)
-    import_plugins(modules)
-
-
-def _start_pool_worker(slots: Any, plan: WorkerPlan, modules: tuple[str, ...]) -> None:
-    """The pool's initializer: stop signals handled like Ctrl-C, death with the driver, then the setup."""
-    signals.install_in_worker()
-    _DRIVER["pid"] = os.getppid()
-    _die_with_parent()
-    threading.Thread(target=_leave_without_driver, name="driver-watch", daemon=True).start()
-    _init_pool_worker(slots, plan, modules)
-
-
-def _leave_without_driver() -> None:
-    """A worker between runs whose driver is gone (killed while it stopped the pool) would wait on the
-    pool's queue for ever (the workers hold both ends of it): leave. A run in progress is left to the
-    stop signal, which records it as cancelled first."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != _DRIVER["pid"] and not signals.is_running():
-            os._exit(128 + (signals.received() or signal.SIGTERM))
-
-
-_DRIVER: dict[str, int] = {}  # in a pool worker: the driver's pid
-
-
-def _die_with_parent() -> None:
-    """Ask Linux for SIGTERM when the driver dies, even by SIGKILL, so that no worker is orphaned (it
-    then records its run as cancelled and exits). Elsewhere the driver's own stop has to do."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the driver died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _pool_task(spec: RunSpec, root: str, options: ExecutionOptions) -> RunResult:
-    try:
-        stopping = signals.received()
-        if stopping is not None:  # this worker was told to stop: start no further run
-            raise signals.Interrupted(stopping)
-        with signals.running():
-            result, _ = run_and_record(spec, ResultStore(root), options)
-    except KeyboardInterrupt as exc:  # the run's cancelled record is written by now
-        if _DRIVER and os.getppid() != _DRIVER["pid"]:
-            # the driver is gone (killed): nobody will read the answer or send the pool's stop, and
-            # the pool's queues would keep this process waiting for ever; leave now
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(signals.exit_code(exc))
-        raise
-    return result
-
-
-def _stop_pool(pool: Any, grace: float) -> None:
-    """After a stop (Ctrl-C, a signal, an error in the driver): cancel the queued runs, tell the workers
-    to stop (SIGTERM: each records its run as cancelled; ignored by one that got the signal already),
-    wait for them, kill what is left. The pool has no public list of its processes, hence _processes."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-
-
 def _run_pool(pending: list[RunSpec], root: Path, options: ExecutionOptions, workers: int,
               modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
               report: Callable[[RunResult], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     plan = worker_plan(workers, options, options.runs_per_gpu)
     options = replace(options, threads=plan.threads)
-    # spawn, not fork: a forked copy of a process that already imported torch (and maybe CUDA) is unsafe
-    context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    for i in range(workers):
-        slots.put(i)
     echo(f"executor: local, {workers} worker processes"
          + (f", GPUs {','.join(plan.gpus)}" if plan.gpus else f", {plan.threads} torch threads each"))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_pool_worker,
-                               initargs=(slots, plan, modules))
+    pool = _Pool(pending, root, options, plan, workers, modules, outcome, echo, report)
     try:
-        futures = {pool.submit(_pool_task, spec, str(root), options): spec for spec in pending}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker died (killed, out of host memory): the pool is broken
-                record_lost(futures[future], f"worker failed ({type(exc).__name__}: {exc})", outcome, echo)
-            else:
-                report(result)
+        pool.run()
     except BaseException:
         # Ctrl-C reaches the workers too (one process group), SIGTERM to the driver alone does not: either
         # way the queued runs must not start, and no worker may outlive the driver
-        _stop_pool(pool, STOP_GRACE_SECONDS)
+        pool.stop(STOP_GRACE_SECONDS)
         raise
-    pool.shutdown(wait=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import runner
+from harness.redact import redact
 from harness.runner import ExecutionOptions, RunCancelled
 from harness.signals import deferred
 from harness.spec import RunSpec
@@ -230,7 +231,7 @@ def run_grid(
 
 def record_lost(spec: RunSpec, why: str, outcome: GridOutcome, echo: Callable[[str], None]) -> None:
     outcome.lost += 1
-    echo(f"[lost] {spec.run_id}: {why}; no record was written, so the next invocation runs it again")
+    echo(f"[lost] {spec.run_id}: {redact(why)}; no record was written, so the next invocation runs it again")
 
 
 def default_results_dir() -> Path:

@@ -50,11 +50,17 @@ class GridRequest:
     warm_start: str | None = None
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; torch and random take them too
+
+
 def validate_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
     if not seeds:
         raise HarnessError("no seeds given")
-    if any(s < 0 for s in seeds):
-        raise HarnessError(f"seeds must be non-negative integers, got {list(seeds)}")
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise HarnessError(f"seeds must be non-negative integers in [0, {SEED_MAX}], got {list(seeds)}")
+    bad = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if bad:
+        raise HarnessError(f"seeds must be non-negative integers in [0, {SEED_MAX}], got {bad[0]}")
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"duplicate seeds in {list(seeds)}")
     return seeds
@@ -155,6 +161,8 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
     # plan-time values the suite resolves from the environment (MT-Bench's judge) enter the spec, and so
     # the config hash: runs judged by different judges never share a record
     suite_options = suite.resolve_options(preset_name, model, dict(request.suite_options))
+    refuse_secrets("--suite-opt", suite_options)
+    refuse_secrets("--opt", request.adapter_options)
     explicit = request.adapters != "all" and request.adapters != ["all"]
     applicable = [a for a in adapters if suite.family in ADAPTERS.get(a).families]
     per_adapter = scope_adapter_options(applicable, dict(request.adapter_options)) if applicable else {}
@@ -186,6 +194,7 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
                 if choice.get("adapter_options"):
                     task_config = build_adapter_config(adapter_name, {**options, **choice["adapter_options"]})
             train = build(TrainConfig, merged, "training")
+            train.check_plausible()  # --lr 2e5, --batch-size 10**30: refused here with the range
             suite.check_train_config(task, train)  # --limit on a suite that ignores it, undeclared metrics
             for seed in seeds:
                 specs.append(
@@ -232,6 +241,20 @@ def with_warm_starts(specs: list[RunSpec], suite: Suite, request: GridRequest, c
             spec = replace(spec, warm_start={"task": parent.task, "config_hash": parent.config_hash})
         out.append(spec)
     return out
+
+
+def refuse_secrets(flag: str, options: Mapping[str, Any]) -> None:
+    """No option value that enters a spec may carry a URL's credentials or query (they would be in
+    the record, the config hash and every log line): a suite that takes such a URL (MT-Bench's
+    judge_base_url) keeps the secret out of its resolved options itself; anything else is refused,
+    the line showing the URL's public form only."""
+    from harness.redact import has_secret, public_url
+
+    for key, value in options.items():
+        if has_secret(value):
+            raise HarnessError(f"{flag} {key}={public_url(str(value))}...: the URL carries credentials or a query "
+                               "string, which would be written into the run's record and config hash; give them "
+                               "through the environment instead")
 
 
 def check_model_reachable(model: str) -> None:

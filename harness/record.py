@@ -75,7 +75,8 @@ class ErrorInfo(_ErrorCore, total=False):
     """Why a run did not succeed (null for a successful one)."""
 
     traceback: str | None
-    step: int | None  # diverged: the step whose loss was not finite
+    step: int | None  # diverged: the step whose loss was not finite (or exploded); None for an undefined metric
+    reason: str  # diverged: non-finite loss, loss exploded or undefined metric (harness.loss_log)
     signal: str  # cancelled: SIGINT, SIGTERM or SIGHUP
 
 

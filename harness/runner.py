@@ -9,6 +9,7 @@ their records written); inside it: ``harness.train`` (setup, attach, optimiser, 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -19,13 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.loss_log import DivergedError
+from harness.loss_log import UNDEFINED_METRIC, DivergedError
+from harness.redact import redact
 from harness.registry import SUITES
 from harness.run_record import _now, base_record
 from harness.signals import signal_name
 from harness.spec import RunSpec
 from harness.status import Status
 from harness.suite import DataSource, Suite
+
+# A run's work folder: <tmp>/harness-run-<pid>-<random>, so that whoever outlives a killed worker (the
+# pool's driver) finds and removes the folder that worker left (harness.executors)
+WORK_DIR_PREFIX = "harness-run-"
+
+
+def remove_work_dirs_of(pid: int) -> list[Path]:
+    """Remove the work folders a (dead) process ``pid`` left in the temporary folder; what was removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}{int(pid)}-*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class RunCancelled(KeyboardInterrupt):
@@ -99,16 +115,18 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
     work_dir: Path | None = None
     try:
         # inside the try: a full or unwritable temporary folder fails this run (recorded), not the grid
-        work_dir = Path(tempfile.mkdtemp(prefix="harness-run-"))
+        work_dir = Path(tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-"))
         if suite is None:  # it could not be instantiated: fail here, with the reason in the record
             suite = SUITES.get(spec.suite)()
         run = TrainingRun(spec, suite, options, device, work_dir, record_path)
         run.run()
         record.update(collect_sections(run))
+        undefined_metric(record)  # raises DivergedError: a run without a defined score is no success
         record["status"] = Status.SUCCESS.value
     except DivergedError as exc:
         record["status"] = Status.DIVERGED.value
-        record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None}
+        record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None,
+                           "reason": exc.reason}
     except torch.OutOfMemoryError as exc:
         record["status"] = Status.OOM.value
         record["error"] = {"type": "OutOfMemoryError", "message": str(exc).splitlines()[0], "traceback": traceback.format_exc()}
@@ -124,6 +142,10 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record["status"] = Status.FAILED.value
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
     finally:
+        error = record.get("error")
+        if isinstance(error, dict):  # a URL with credentials or a query in an exception's text: its public form
+            for key in ("message", "traceback"):
+                error[key] = redact(error.get(key))
         if run is not None and record["status"] != Status.SUCCESS:
             # a run that stopped part way keeps what it had established (model, data, counts, losses)
             for key, value in run.sections_so_far().items():
@@ -137,6 +159,18 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
             torch.cuda.empty_cache()
         _finish_timing(record, t0, time.perf_counter() - t_env, cpu0)
     return record
+
+
+def undefined_metric(record: dict[str, Any]) -> None:
+    """A run whose primary metric came out undefined (None or NaN: Pearson of constant predictions, an
+    empty evaluation) diverged: recorded as such, with the reason, and never rerun as if it were missing."""
+    metrics = record.get("metrics") or {}
+    score = metrics.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        primary = metrics.get("primary", "the primary metric")
+        raise DivergedError(None, None, UNDEFINED_METRIC,
+                            f"undefined metric: {primary} is {score!r} at the selected epoch "
+                            f"({metrics.get('selection', '?')}): the predictions give it no value")
 
 
 def _suite_for(spec: RunSpec) -> Suite | None:

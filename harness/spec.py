@@ -91,8 +91,10 @@ class TrainConfig:
             raise HarnessError(f"grad_clip must not be negative (0 or none: no clipping), got {self.grad_clip}")
         if self.epochs <= 0:
             raise HarnessError(f"epochs must be positive, got {self.epochs}")
-        if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):
-            raise HarnessError("learning rates must be positive")
+        for name in ("lr", "head_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise HarnessError(f"learning rates must be positive: {name} must be in (0, 1], got {value}")
         for name in ("batch_size", "eval_batch_size", "max_length", "grad_accum"):
             if getattr(self, name) < 1:
                 raise HarnessError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -115,8 +117,40 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16"):
             raise HarnessError(f"precision must be fp32 or bf16 (auto is resolved before planning), got {self.precision!r}")
 
+    def check_plausible(self) -> None:
+        """Refuse, at plan time, a value outside its plausible range (``PLAUSIBLE_RANGES``), naming the
+        range: ``--lr 2e5`` or ``--batch-size 10**30`` fail before any training, not as a run that
+        explodes or overflows. Not part of ``__post_init__``, so records of old runs still read."""
+        for name, (low, high, low_open) in PLAUSIBLE_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value < low or (low_open and value == low) or value > high:
+                raise HarnessError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value!r}"
+                                   + (f" (--{name.replace('_', '-')})" if name in train_override_flags() else ""))
+
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# TrainConfig's plausible ranges, checked at plan time (check_plausible): name -> (low, high, low excluded).
+# warmup_ratio in [0, 1) is checked by __post_init__ already.
+INT_MAX = 2**31 - 1
+PLAUSIBLE_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 1.0, True),
+    "head_lr": (0.0, 1.0, True),
+    "epochs": (0.0, 1000.0, True),
+    "weight_decay": (0.0, 1.0, False),
+    "grad_clip": (0.0, 1e6, False),
+    "batch_size": (1, 2**20, False),
+    "eval_batch_size": (1, 2**20, False),
+    "max_length": (1, 2**20, False),
+    "grad_accum": (1, 2**16, False),
+    "max_train_samples": (1, INT_MAX, False),
+    "max_eval_samples": (1, INT_MAX, False),
+    "max_steps": (1, INT_MAX, False),
+    "limit": (1, INT_MAX, False),
+}
 
 
 def train_override_flags() -> dict[str, str]:

@@ -11,7 +11,9 @@ class Status(str, Enum):
 
     SUCCESS = "success"
     FAILED = "failed"  # an error in the harness, the suite or the adapter: rerun by the next invocation
-    DIVERGED = "diverged"  # the loss became NaN or infinite: a result about the method, done
+    # the loss became NaN or infinite, exploded far above its start, or the primary metric came out
+    # undefined (harness.loss_log): a result about the method, done
+    DIVERGED = "diverged"
     OOM = "oom"  # out of device memory: a result about the method at this budget, done
     CANCELLED = "cancelled"  # Ctrl-C, SIGTERM or SIGHUP: rerun by the next invocation
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -41,6 +42,8 @@ from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed
 
 TEMP_PREFIX = ".tmp-"
 TUNING_DIR = "tuning"  # harness.tuning.TUNING_DIR: a results folder's tuning studies, trials and choices
+# the exact name ``write`` gives its temporary file: .tmp-<pid>@<host>@<mkstemp's 8 characters>.json
+TEMP_NAME = re.compile(r"\.tmp-(\d+)@([^@/]+)@([a-z0-9_]{8})\.json")
 # what ``status`` says for a record a newer harness wrote: skipped by a grid, even with --force
 NEWER_SCHEMA = "newer-schema"
 # where a record goes when its own path cannot be written (hidden: never read as a record)
@@ -140,8 +143,19 @@ class ResultStore:
         if not self.root.is_dir():
             return []
         removed: list[Path] = []
+        uid = os.getuid() if hasattr(os, "getuid") else None
         for path in self.root.rglob(f"{TEMP_PREFIX}*"):
-            if path.is_file() and temp_is_stale(path.name, _mtime(path), now=now):
+            # only the store's own temporary files: their exact name (``write``'s mkstemp pattern), a regular
+            # file (not a link), owned by this account; a user's ".tmp-notes.json" is never touched
+            if not TEMP_NAME.fullmatch(path.name):
+                continue
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
+                continue
+            if temp_is_stale(path.name, info.st_mtime, now=now):
                 with _suppress():
                     path.unlink()
                     removed.append(path)
@@ -299,9 +313,11 @@ def temp_is_stale(name: str, mtime: float, *, now: float | None = None) -> bool:
     """Whether a temporary file ``.tmp-<pid>@<host>@...`` belongs to a writer that is gone: a dead pid
     on this host, or (unknown writer) older than STALE_TEMP_SECONDS."""
     now = time.time() if now is None else now
-    parts = name[len(TEMP_PREFIX):].split("@")
-    if len(parts) >= 3 and parts[0].isdigit() and parts[1] == _host():
-        return not _pid_alive(int(parts[0]))
+    match = TEMP_NAME.fullmatch(name)
+    if match is None:  # not one of ours: never stale, never removed
+        return False
+    if match.group(2) == _host():
+        return not _pid_alive(int(match.group(1)))
     return now - mtime > STALE_TEMP_SECONDS
 
 

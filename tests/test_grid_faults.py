@@ -258,11 +258,11 @@ def test_stale_temporary_files_are_judged_by_their_writer(tmp_path: Path):
 
     host = os.uname().nodename
     now = time.time()
-    assert not temp_is_stale(f".tmp-{os.getpid()}@{host}@x.json", now, now=now)  # a live writer: keep
+    assert not temp_is_stale(f".tmp-{os.getpid()}@{host}@abcd1234.json", now, now=now)  # a live writer: keep
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    assert temp_is_stale(f".tmp-{int(dead.stdout)}@{host}@x.json", now, now=now)
-    assert not temp_is_stale(".tmp-1@elsewhere@x.json", now - 60, now=now)  # cannot check: wait
-    assert temp_is_stale(".tmp-1@elsewhere@x.json", now - STALE_TEMP_SECONDS - 1, now=now)
+    assert temp_is_stale(f".tmp-{int(dead.stdout)}@{host}@abcd1234.json", now, now=now)
+    assert not temp_is_stale(".tmp-1@elsewhere@abcd1234.json", now - 60, now=now)  # cannot check: wait
+    assert temp_is_stale(".tmp-1@elsewhere@abcd1234.json", now - STALE_TEMP_SECONDS - 1, now=now)
 
 
 # ---------------------------------------------------------------------------------------------------

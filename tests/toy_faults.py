@@ -1,7 +1,9 @@
 """The toy suite (suites/toy.py) with a fault per task, for the tests of what a grid does when runs go
 wrong: ``ok`` trains, ``slow`` sleeps in every step (``TOY_FAULTS_SLEEP`` seconds, default 0.25),
 ``nan``/``inf`` give a non-finite loss at step 2, ``oom`` raises CUDA's out-of-memory error and ``boom``
-a ValueError at step 1. Every task trains on the ``sign`` points, one epoch of 8 steps, evaluated once.
+a ValueError at step 1, ``explode`` multiplies its (finite) loss by 1000 from step 24 on, ``undefined``
+evaluates its primary metric to NaN and ``hang`` sleeps for ever in its first step (a worker to kill).
+Every task trains on the ``sign`` points, one epoch of 8 steps (``explode``: 4 epochs), evaluated once.
 
 Importing the module registers the suite ``toy-faults`` (a subprocess imports it before ``harness.cli``;
 pool and Ray workers import it by name, as they do any plug-in outside the built-in packages);
@@ -32,13 +34,18 @@ LOADS: list[tuple[str, int]] = []
 @register_suite(NAME)
 class FaultyToy(Toy):
     description = "[test] the toy suite with a fault per task"
-    tasks = ("ok", "slow", "nan", "inf", "oom", "boom")
+    tasks = ("ok", "slow", "nan", "inf", "oom", "boom", "explode", "undefined", "hang")
+
+    def __init__(self):
+        super().__init__()
+        self._steps: dict[str, list[int]] = {}  # training_loss calls per task in this instance (one run)
 
     def default_tasks(self, preset):
         return ["ok"]
 
     def train_config(self, preset, task, model):
-        return dataclasses.replace(super().train_config(preset, task, model), epochs=1, eval_each_epoch=False)
+        epochs = 4 if task == "explode" else 1  # past the divergence check's warm-up (harness.loss_log)
+        return dataclasses.replace(super().train_config(preset, task, model), epochs=epochs, eval_each_epoch=False)
 
     def load_model(self, model_name, task, ctx):
         LOADS.append((task, ctx.seed))
@@ -64,12 +71,21 @@ class FaultyToy(Toy):
         task, index = batch.pop("task"), batch.pop("index")
         if task == "slow":
             time.sleep(float(os.environ.get("TOY_FAULTS_SLEEP", "0.25")))
+        if task == "hang":
+            time.sleep(3600)
         if task == "oom" and index == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
         if task == "boom" and index == 1:
             raise ValueError("fake failure inside the suite")
         loss = super().training_loss(model, batch)
+        if task == "explode" and self._steps.setdefault("explode", [0])[0] >= 24:
+            loss = loss * 1000.0
+        self._steps.setdefault(task, [0])[0] += 1
         return loss * float(task) if task in ("nan", "inf") and index == 2 else loss
+
+    def evaluate(self, model, data, loaded, train, ctx):
+        metrics = super().evaluate(model, data, loaded, train, ctx)
+        return {**metrics, "accuracy": float("nan")} if data.info["task"] == "undefined" else metrics
 
 
 def unregister() -> None:

@@ -161,13 +161,16 @@ def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def format_cell(mean: Any, low: Any, high: Any, n: Any, digits: int = 2) -> str:
-    """``81.20 [79.10, 83.00] n=3``; ``81.20 (1 seed)``; ``–`` without a score. Never "± None"."""
+def format_cell(mean: Any, low: Any, high: Any, n: Any, digits: int = 2, diverged: Any = 0) -> str:
+    """``81.20 [79.10, 83.00] n=3``; ``81.20 (1 seed)``; ``–`` without a score. Never "± None".
+    Seeds that diverged are said: ``n=2 (1 diverged)``, ``81.20 (1 seed, 1 diverged)``, ``– (2 diverged)``."""
+    gone = int(diverged) if diverged is not None and not pd.isna(diverged) else 0
     if mean is None or pd.isna(mean):
-        return "–"
+        return f"– ({gone} diverged)" if gone else "–"
     text = f"{float(mean):.{digits}f}"
     if n is not None and not pd.isna(n) and int(n) == 1:
-        return f"{text} (1 seed)"
+        return f"{text} (1 seed, {gone} diverged)" if gone else f"{text} (1 seed)"
+    more = f" ({gone} diverged)" if gone else ""
     if low is None or pd.isna(low) or high is None or pd.isna(high):
-        return f"{text} (n={int(n)})" if n is not None and not pd.isna(n) else text
-    return f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}] n={int(n)}"
+        return f"{text} (n={int(n)}{more})" if n is not None and not pd.isna(n) else text + more
+    return f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}] n={int(n)}{more}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from harness.aggregate._values import canonical, finite_number, section_of
@@ -24,14 +25,46 @@ def dedupe_records(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]
     ``--force`` rewrites its record, so the latest is the current one).
     """
     kept: dict[tuple[str, ...], RunRecord] = {}
-    counts: dict[tuple[str, ...], int] = {}
+    copies: dict[tuple[str, ...], list[RunRecord]] = {}
     for record in records:
         key = _run_key(record)
-        counts[key] = counts.get(key, 0) + 1
-        if key not in kept or str(record.get("finished_at") or "") > str(kept[key].get("finished_at") or ""):
+        copies.setdefault(key, []).append(record)
+        # by the time it finished, parsed (text order lies: "2026-9-1" > "2026-10-1"); unparseable = oldest
+        if key not in kept or finished_time(record) > finished_time(kept[key]):
             kept[key] = record
-    duplicates = [f"{str(kept[k].get('run_id'))} ({counts[k]} records)" for k in kept if counts[k] > 1]
+    duplicates = []
+    for key, found in copies.items():
+        if len(found) < 2:
+            continue
+        line = f"{str(kept[key].get('run_id'))} ({len(found)} records)"
+        scores = {canonical(_score_of(r)) for r in found}
+        if len(scores) > 1:
+            shown = ", ".join(sorted(f"{_score_of(r)} ({r.get('status')}, finished {r.get('finished_at')!s:.40})"
+                                     for r in found))
+            line += (f", their scores differ: {shown}; kept the one finished last, "
+                     f"{_score_of(kept[key])} (finished {kept[key].get('finished_at')!s:.40})")
+        duplicates.append(line)
     return list(kept.values()), duplicates
+
+
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def finished_time(record: RunRecord) -> datetime:
+    """A record's ``finished_at`` as a time (ISO 8601; no zone: UTC); missing or unparseable: the oldest."""
+    text = record.get("finished_at")
+    if not isinstance(text, str):
+        return _OLDEST
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return _OLDEST
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def _score_of(record: RunRecord) -> Any:
+    metrics = section_of(record, "metrics")
+    return metrics.get("score")
 
 
 def _mode(values: list[Any], tie_break: Any = None) -> Any:

@@ -115,6 +115,9 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     tasks = list(units)
     average_family = average_unit({t: u for t, u in units.items() if u["unit"] != metric_units.UNKNOWN_UNIT.name})
     rows = []
+    # (row key, task or "average") -> seeds that diverged: the cells say so (wide_display); in attrs, so
+    # that the CSV's columns stay as they are
+    diverged_cells: dict[tuple[str, str], int] = {}
     for (model, preset), group in groups:
         group_tasks = suite_tasks[(model, preset)]
         requested = int(group["n_seeds"].max()) if len(group) else 0
@@ -133,6 +136,10 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 row[f"{task}_ci_low"] = float(r["score_ci_low"]) * scale if n > 1 else math.nan
                 row[f"{task}_ci_high"] = float(r["score_ci_high"]) * scale if n > 1 else math.nan
                 row[f"{task}_n"] = n
+                # seeds of this task that diverged: the cell says so, not merely a missing seed
+                diverged = int(r["n_diverged"]) if r is not None and pd.notna(r.get("n_diverged")) else 0
+                if diverged:
+                    diverged_cells[(row_key, task)] = diverged
                 if task in group_tasks:
                     if n == 0:
                         missing_tasks.append(task)
@@ -140,7 +147,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                         ns.append(n)
                         per_task_values.append(list(values.values()))
                         if n < requested:
-                            short_seeds.append(f"{task} {n}/{requested}")
+                            short_seeds.append(f"{task} {n}/{requested}" + (f" ({diverged} diverged)" if diverged else ""))
             complete = not missing_tasks and not short_seeds and bool(group_tasks)
             missing = []
             if missing_tasks:
@@ -171,6 +178,8 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 unit=units_text(units),
             )
             rows.append(row)
+            if any(k[0] == row_key for k in diverged_cells):
+                diverged_cells[(row_key, "average")] = sum(v for k, v in diverged_cells.items() if k[0] == row_key)
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
     columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "regime", "complete", "missing", "n_seeds",
                "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
@@ -178,7 +187,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                "task_config_hashes", "tuned_lrs", "tuning_trials", "tuning_hours", "unit"]
     out = pd.DataFrame(rows, columns=columns)
     if out.empty:
-        out.attrs.update(units=units, tasks=tasks)
+        out.attrs.update(units=units, tasks=tasks, diverged=diverged_cells)
         return out
     higher = all(u["higher_is_better"] for u in units.values())
     # a row's own mean over the tasks it has only orders incomplete rows among themselves
@@ -190,7 +199,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                           na_position="last", kind="stable").drop(columns="_order").reset_index(drop=True)
     out["rank"] = [i + 1 if c else None for i, c in enumerate(out["complete"])]
     out["rank"] = out["rank"].astype("Int64")
-    out.attrs.update(units=units, tasks=tasks, average_family=average_family)
+    out.attrs.update(units=units, tasks=tasks, average_family=average_family, diverged=diverged_cells)
     return out
 
 

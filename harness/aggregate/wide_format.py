@@ -28,6 +28,7 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
     units = wide.attrs.get("units", {})
     tasks = wide.attrs.get("tasks", [])
     marks = verdicts(comparison) if comparison is not None and len(comparison) else {}
+    diverged = wide.attrs.get("diverged", {})  # (row key, task or "average") -> seeds that diverged
     out = pd.DataFrame(index=wide.index)
     out["#"] = wide["rank"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     out["method"] = wide["method"] + wide["preset"].map(lambda p: "" if len(set(wide["preset"])) == 1 else f" ({p})")
@@ -37,14 +38,16 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
         u = units[task]
         header = f"{task} {u['metric']} ({u['label']})"
         out[header] = [
-            (format_cell(r[task], r[f"{task}_ci_low"], r[f"{task}_ci_high"], r[f"{task}_n"])
+            (format_cell(r[task], r[f"{task}_ci_low"], r[f"{task}_ci_high"], r[f"{task}_n"],
+                         diverged=diverged.get((r["config_hash"], task), 0))
              + (f" {VERDICT_MARKS.get(marks.get((r['config_hash'], task), 'n/a'), '')}".rstrip()))
             for _, r in wide.iterrows()]
         bold |= {(i, header) for i in _best_index(complete[task], u["higher_is_better"])}
     family = wide.attrs.get("average_family")
     avg_header = f"average ({family_label(family)})"
     out[avg_header] = [
-        (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"])
+        (format_cell(r["average"], r["average_ci_low"], r["average_ci_high"], r["n_seeds"],
+                     diverged=diverged.get((r["config_hash"], "average"), 0))
          + f" {VERDICT_MARKS.get(marks.get((r['config_hash'], 'average'), 'n/a'), '')}".rstrip())
         for _, r in wide.iterrows()]
     higher = all(u["higher_is_better"] for u in units.values()) if units else True

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import HarnessError
+from harness.redact import endpoint_parts, public_url, redact
+
+__all__ = ["public_url"]  # re-exported: the judge's URL as records show it (harness.redact)
 
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's judgment text when the API failed: scored -1, never cached
 
@@ -29,7 +31,7 @@ class JudgeUnreachableError(HarnessError):
 
 def judge_error(reason: str) -> str:
     """The judgment text of a failed judge call: FastChat's $ERROR$ and why (one line, bounded)."""
-    return f"{API_ERROR_OUTPUT} {' '.join(reason.split())[:300]}"
+    return f"{API_ERROR_OUTPUT} {' '.join(redact(reason).split())[:300]}"
 
 
 def is_judge_error(reply: Any) -> bool:
@@ -44,17 +46,6 @@ def reply_text(response: Any) -> str | None:
         return None
     content = getattr(getattr(choices[0], "message", None), "content", None)
     return content if isinstance(content, str) else None
-
-
-def public_url(url: str) -> str:
-    """The URL without credentials, query or fragment (what the record may show)."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass(frozen=True)
@@ -109,8 +100,10 @@ class OpenAIJudge:
         if self._client is None:
             import openai
 
-            # a local server needs no key, but the client insists on one
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "EMPTY",
+            # a local server needs no key, but the client insists on one. The client appends request paths
+            # to the base URL's text, query included: the query goes as its default query instead
+            base, query = endpoint_parts(self.base_url)
+            self._client = openai.OpenAI(base_url=base, api_key=self.api_key or "EMPTY", default_query=query or None,
                                          timeout=self.timeout, max_retries=self.max_retries)
         return self._client
 
@@ -128,7 +121,7 @@ class OpenAIJudge:
         if isinstance(exc, openai.NotFoundError):
             return HarnessError(f"the MT-Bench judge endpoint {where} does not serve model '{self.model}' "
                                 "(HTTP 404); check HARNESS_JUDGE_MODEL / --suite-opt judge_model")
-        return HarnessError(f"the MT-Bench judge endpoint {where} failed: {type(exc).__name__}: {str(exc)[:200]}")
+        return HarnessError(f"the MT-Bench judge endpoint {where} failed: {type(exc).__name__}: {redact(str(exc))[:200]}")
 
     def check(self) -> None:
         """One cheap request without retries: list the models; an endpoint without /models gets a

@@ -51,6 +51,7 @@ from harness.config import build
 from harness.errors import HarnessError
 from harness.metrics import BUILTIN_METRICS
 from harness.models import find_model_entry, wheel_dir
+from harness.redact import has_secret
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
@@ -91,6 +92,9 @@ if TYPE_CHECKING:
 ENV_BASE_URL = "HARNESS_JUDGE_BASE_URL"
 ENV_MODEL = "HARNESS_JUDGE_MODEL"
 ENV_API_KEY = "HARNESS_JUDGE_API_KEY"
+# where the plan puts a judge_base_url option's full URL (credentials, query) for this process and its
+# workers, while the spec, the record and the config hash get its public form only
+ENV_OPTION_URL = "HARNESS_JUDGE_BASE_URL_FROM_OPTION"
 DEFAULT_JUDGE_MODEL = "gpt-4"  # FastChat's MT-Bench judge
 DEFAULT_REFERENCE = "gpt-4"  # FastChat's reference answers
 HOW_TO_GET = (
@@ -181,8 +185,10 @@ def endpoint_url(options: MTBenchOptions, environ: Mapping[str, str]) -> str | N
     ``resolve_judge_options`` writes it), the environment's URL is used, so credentials or a query it
     carries still apply without ever being recorded."""
     env_url = environ.get(ENV_BASE_URL) or None
-    if options.judge_base_url and env_url and public_url(env_url) == options.judge_base_url:
-        return env_url
+    if options.judge_base_url:
+        for full in (environ.get(ENV_OPTION_URL), env_url):
+            if full and public_url(full) == options.judge_base_url:
+                return full
     return options.judge_base_url or env_url
 
 
@@ -193,6 +199,8 @@ def resolve_judge_options(options: dict[str, Any], preset: str, environ: Mapping
     hash, so runs graded by different judges never share a record; the API key never does."""
     parsed = MTBenchOptions.from_options(options)
     out = dict(options)
+    if has_secret(parsed.judge_base_url):  # credentials or a query given as an option: never recorded
+        out["judge_base_url"] = public_url(str(parsed.judge_base_url))
     out["judge"] = judge_kind(parsed, preset, environ)
     if out["judge"] == "openai":
         out["judge_model"] = parsed.judge_model or environ.get(ENV_MODEL) or DEFAULT_JUDGE_MODEL
@@ -315,7 +323,12 @@ class MTBench(InstructionTuningSuite):
 
     def resolve_options(self, preset: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
         """Plan-time hook: the suite options as the run spec records (and hashes) them, with the judge
-        resolved from the environment (resolve_judge_options)."""
+        resolved from the environment (resolve_judge_options). A ``judge_base_url`` with credentials or
+        a query is recorded in its public form; the full URL stays in this process's environment
+        (``ENV_OPTION_URL``, inherited by the pool's workers) for the calls."""
+        url = options.get("judge_base_url")
+        if has_secret(url):
+            os.environ[ENV_OPTION_URL] = str(url).strip()
         return resolve_judge_options(options, preset, os.environ)
 
     def preflight(self, options: dict[str, Any], preset: str, model: str) -> None:
