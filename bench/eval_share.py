@@ -185,6 +185,51 @@ def project(tasks: list[str], adapter_name: str, steps: int, repeats: int, data_
         one(task)
 
 
+def flop_shares(tasks: list[str], data_dir: Path) -> None:
+    """The evaluation share of each task's cpu-preset run in FLOPs, from the padded tokens the run
+    computes (independent of the machine's load): training 4 FLOPs per encoder linear weight per token
+    (forward and the backward to the activations; bench/bench_loop.py), evaluation 2 (forward); the
+    training batches as the suite builds them (length-grouped, epoch 0 for seed 42), the evaluation
+    batches sorted by length in eval_batch_size chunks. Attention's quadratic part is left out."""
+    import random
+
+    import torch
+
+    from harness.batching import length_grouped_batches
+    from harness.registry import SUITES
+    from harness.suite import DataSource, RunContext
+
+    suite = SUITES.get("glue")()
+    model_name = suite.default_model("cpu")
+    print("evaluation share in FLOPs (padded tokens x 4 per weight training, x 2 evaluation), load-independent")
+    print(f"{'task':<6} {'train tok/epoch':>15} {'val tok':>8} {'test tok':>8}  {'each epoch':>10}  {'once':>6}")
+    for task in tasks:
+        train = suite.train_config("cpu", task, model_name)
+        ctx = RunContext(device=torch.device("cpu"), data=DataSource(data_dir), seed=42, preset="cpu",
+                         work_dir=Path("."), progress=False)
+        loaded = suite.load_model(model_name, task, ctx)
+        data = suite.load_data(task, loaded, train, ctx)
+
+        def padded(lengths: list[int], batches: list[list[int]]) -> int:
+            return sum(len(idx) * max(lengths[i] for i in idx) for idx in batches)
+
+        def sorted_tokens(enc, size: int) -> int:
+            lengths = sorted(len(x) for x in enc.input_ids)
+            return sum(len(lengths[i:i + size]) * lengths[min(i + size, len(lengths)) - 1]
+                       for i in range(0, len(lengths), size))
+
+        lengths = [len(x) for x in data.train.input_ids]
+        train_tok = padded(lengths, length_grouped_batches(lengths, train.batch_size, random.Random(42 * 1000)))
+        val_tok = sorted_tokens(data.validation, train.eval_batch_size) if data.validation else 0
+        test_tok = sorted_tokens(data.eval, train.eval_batch_size)
+        epochs = math.ceil(train.epochs)
+        t = 4 * train_tok * epochs
+        each = 2 * epochs * (val_tok + test_tok)
+        once = 2 * (epochs * val_tok + test_tok)
+        print(f"{task:<6} {train_tok:>15,} {val_tok:>8,} {test_tok:>8,}  {100 * each / (t + each):>9.1f}%  "
+              f"{100 * once / (t + once):>5.1f}%", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results-dir", default=str(ROOT / "results"))
@@ -195,10 +240,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="with --run")
     parser.add_argument("--project", action="store_true",
                         help="project each task's share from its parts measured here (faster than --run)")
+    parser.add_argument("--flops", action="store_true",
+                        help="each task's share in FLOPs from the padded tokens (independent of the machine's load)")
     parser.add_argument("--steps", type=int, default=20, help="with --project: training steps per block")
     parser.add_argument("--repeats", type=int, default=3, help="with --project")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="with --run")
     args = parser.parse_args()
+    if args.flops:
+        flop_shares(args.tasks.split(","), Path(args.data_dir))
+        return
     if args.project:
         project(args.tasks.split(","), args.adapter, args.steps, args.repeats, Path(args.data_dir))
         return
