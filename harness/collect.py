@@ -8,7 +8,7 @@ import shutil
 import time
 from typing import Any
 
-from harness.evaluation import evaluate_variants
+from harness.evaluation import compile_stats, evaluate_variants
 from harness.run_record import metric_annotations
 from harness.train import TrainingRun
 
@@ -128,12 +128,13 @@ def collect_sections(run: TrainingRun) -> dict[str, Any]:
             # evaluation; total_seconds is their sum up to what no phase names ("unaccounted")
             "phases": {"load": run.load_seconds, **phases.seconds},
             "eval_seconds_per_epoch": run.eval_per_epoch,
+            "eval_validation_seconds": run.validation_seconds,  # the validation passes' part of eval_seconds
             "eval_merged": run.merged_eval,
             # in-run checkpoints written, and where a resumed run continued from (harness/checkpoint.py)
             "checkpoints": {"saved": run.checkpoints_saved, "resumed_from": run.resumed_from},
         },
         "precision": {"requested": train.precision, "used": run.precision,
-                      "autocast": run.precision != "fp32", "compile": run.compile_info},
+                      "autocast": run.precision != "fp32", "compile": compile_stats(run.compile_info)},
         "loss_curve": run.sections["loss_curve"],
         "adapter_info": run.adapter.summary(run.model),
         "analysis": analysis,

@@ -93,16 +93,83 @@ def autocast_for(precision: str, device: Any) -> Callable[[], contextlib.Abstrac
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def compile_for_run(model: Any, enabled: bool) -> tuple[Any, dict[str, Any]]:
+COMPILE_PAD_MULTIPLE = 32
+# printed once per compiled run on the CPU; the figures are bench/bench_compile.py's (issue 38)
+CPU_COMPILE_WARNING = (
+    "warning: --compile on the CPU was not measured to pay: compiling MiniLM-L6's training step (2 graphs) "
+    "took 1254 s on a busy 2-core machine, longer than a whole cpu-preset run, and no warm speed-up over eager "
+    "was established (bench/bench_compile.py); eager stays the default")
+
+
+def compile_pad_multiple() -> int:
+    """The padded sequence length of a compiled run's batches is rounded up to a multiple of this
+    (env HARNESS_COMPILE_PAD_MULTIPLE, default 32): with max_length 128 at most four widths, so the
+    compiled graphs are a bounded set instead of one per batch length. Eager runs pad nothing extra."""
+    return max(1, int(os.environ.get("HARNESS_COMPILE_PAD_MULTIPLE", COMPILE_PAD_MULTIPLE)))
+
+
+class CompileStats:
+    """How often torch.compile compiled during a run and how long it took: dynamo's own counters
+    (``unique_graphs``: one per compiled graph, a recompilation for a new shape included) and compile
+    timers (the forward compile, inductor included, and the lazily compiled backward), read as the
+    difference between the run's start and end, so a process that ran other runs first counts only
+    this run's."""
+
+    TIMERS = ("_compile.compile_inner", "backward._backward_impl")
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    @classmethod
+    def _now(cls) -> tuple[int, float]:
+        from torch._dynamo import utils
+
+        times = getattr(utils, "compilation_time_metrics", {})
+        return (int(utils.counters["stats"]["unique_graphs"]),
+                sum(sum(times.get(name, ())) for name in cls.TIMERS))
+
+    def since_start(self) -> dict[str, Any]:
+        graphs, seconds = self._now()
+        return {"graphs": graphs - self.start[0], "compile_seconds": round(seconds - self.start[1], 3)}
+
+
+def compile_for_run(model: Any, enabled: bool, device: Any = None) -> tuple[Any, dict[str, Any]]:
     """torch.compile after the adapter is applied (``--compile``); the adapter and the bookkeeping keep
     the plain module (parameter names, hooks), only the forward passes go through the compiled one.
-    ``HARNESS_COMPILE_BACKEND`` picks the backend (default inductor)."""
+    ``HARNESS_COMPILE_BACKEND`` picks the backend (default inductor). The suites that pad batches round
+    the padded length up to a multiple of ``compile_pad_multiple()`` when compile is on (GLUE), so the
+    number of compiled shapes is bounded; ``compile_stats(info)`` after the run adds how many graphs
+    were compiled and how long that took. On the CPU a one-line warning says what it was measured to
+    gain there (bench/bench_compile.py)."""
     if not enabled:
         return model, {"enabled": False}
+    import sys
+
     import torch
+    import torch._dynamo
 
     backend = os.environ.get("HARNESS_COMPILE_BACKEND", "inductor")
-    return torch.compile(model, backend=backend), {"enabled": True, "backend": backend}
+    # a run compiles one graph per padded width and mode (training, evaluation): more than dynamo's
+    # default limit of 8 recompilations would silently fall back to eager for the rest of the run
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
+            break
+    if getattr(device, "type", None) == "cpu" and backend == "inductor":
+        print(CPU_COMPILE_WARNING, file=sys.stderr)
+    info: dict[str, Any] = {"enabled": True, "backend": backend, "pad_multiple": compile_pad_multiple()}
+    info["_stats"] = CompileStats()
+    return torch.compile(model, backend=backend), info
+
+
+def compile_stats(info: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``precision.compile``: the settings and, for a compiled run, the graphs compiled
+    and the seconds spent compiling them."""
+    stats = info.get("_stats")
+    out = {k: v for k, v in info.items() if k != "_stats"}
+    if stats is not None:
+        out.update(stats.since_start())
+    return out
 
 
 def evaluate(suite: Suite, model: Any, data: TaskData, loaded: LoadedModel, train: TrainConfig,

@@ -246,7 +246,7 @@ class TrainingRun:
         from tqdm.auto import tqdm
 
         spec, device = self.spec, self.device
-        self.forward_model, self.compile_info = compile_for_run(self.model, self.train.compile)
+        self.forward_model, self.compile_info = compile_for_run(self.model, self.train.compile, device)
         self.memory = MemoryMeter(device)
         self.memory.start()
         self.timer = StepTimer(device)
@@ -267,6 +267,7 @@ class TrainingRun:
         self.primary = self.suite.primary_metric(spec.task)
         self.val_primary = self.suite.validation_metric(spec.task)
         self.eval_seconds = 0.0
+        self.validation_seconds = 0.0  # the part of eval_seconds spent on the validation split
         self.samples = 0
         self.step = 0
         self.epoch = 0
@@ -453,7 +454,9 @@ class TrainingRun:
         with merged as was_merged, self.amp():
             if merge:
                 self.merged_eval = was_merged
+            t_val = time.perf_counter()
             val_metrics = evaluate(*args, split="validation") if validating else None
+            self.validation_seconds += time.perf_counter() - t_val if validating else 0.0
             metrics = evaluate(*args) if read_test else None
         if metrics is not None:
             self.test_reads += 1

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness import datafiles
 from harness.batching import length_grouped_batches, subsample
 from harness.errors import HarnessError
+from harness.evaluation import compile_pad_multiple
 from harness.metrics import BUILTIN_METRICS
 from harness.models import find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
@@ -411,10 +412,22 @@ def encode(tokenizer: Any, examples: list[Example], max_length: int) -> Encoded:
     return Encoded(enc["input_ids"], enc.get("token_type_ids"), [e.label for e in examples])
 
 
-def collate(enc: Encoded, idx: list[int], pad_id: int, device: Any, regression: bool) -> dict[str, Any]:
+def bucket_width(width: int, multiple: int | None, cap: int) -> int:
+    """The padded width of a batch whose longest example has ``width`` tokens: rounded up to a multiple
+    of ``multiple`` (compiled runs: a handful of shapes, so torch.compile compiles a bounded number of
+    times per run instead of once per length), never above ``cap`` (the run's max_length) unless the
+    batch itself is wider; ``multiple`` None: the batch's own width (eager runs pad nothing extra)."""
+    if not multiple or multiple <= 1:
+        return width
+    return max(width, min(-(-width // multiple) * multiple, cap))
+
+
+def collate(enc: Encoded, idx: list[int], pad_id: int, device: Any, regression: bool,
+            pad_multiple: int | None = None, max_width: int = 0) -> dict[str, Any]:
+    """One padded batch; ``pad_multiple`` (compiled runs) rounds the width up (bucket_width)."""
     import torch
 
-    width = max(len(enc.input_ids[i]) for i in idx)
+    width = bucket_width(max(len(enc.input_ids[i]) for i in idx), pad_multiple, max_width)
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
     types = torch.zeros((len(idx), width), dtype=torch.long) if enc.token_type_ids is not None else None
@@ -586,8 +599,9 @@ class Glue(Suite):
         lengths = [len(x) for x in enc.input_ids]
         pad = data.info["pad_token_id"]
         regression = isinstance(enc.labels[0], float)
+        multiple = compile_pad_multiple() if train.compile else None
         for idx in length_grouped_batches(lengths, train.batch_size, rng):
-            yield collate(enc, idx, pad, ctx.device, regression)
+            yield collate(enc, idx, pad, ctx.device, regression, multiple, train.max_length)
 
     def evaluate(self, model: nn.Module, data: TaskData, loaded: LoadedModel, train: TrainConfig,
                  ctx: RunContext) -> dict[str, float]:
@@ -597,11 +611,12 @@ class Glue(Suite):
         pad = loaded.tokenizer.pad_token_id or 0
         regression = isinstance(enc.labels[0], float)
         order = sorted(range(len(enc.labels)), key=lambda i: len(enc.input_ids[i]))
+        multiple = compile_pad_multiple() if train.compile else None
         predictions: dict[int, float] = {}
         chunks = [order[i : i + train.eval_batch_size] for i in range(0, len(order), train.eval_batch_size)]
         # disable=None: no bar without a terminal; --no-progress (ctx.progress False) silences it always
         for idx in tqdm(chunks, desc="eval", leave=False, disable=None if ctx.progress else True):
-            batch = collate(enc, idx, pad, ctx.device, regression)
+            batch = collate(enc, idx, pad, ctx.device, regression, multiple, train.max_length)
             batch.pop("num_samples")
             batch.pop("labels")
             logits = model(**batch).logits
