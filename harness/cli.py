@@ -32,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = {"report": cmd_report, "reproduce": cmd_reproduce, "analyze": cmd_analyze}[args.command]
             return command(args)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from harness.untrusted import terminal_text
+
+        print(f"error: {terminal_text(exc)}", file=sys.stderr)  # messages may quote record values
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by harness/signals.py
         from harness.signals import exit_code, signal_name

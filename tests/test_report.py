@@ -180,7 +180,7 @@ def test_report_csv_columns_bold_best_and_short_names(tmp_path):
     md = (out / "glue.md").read_text()
     full_line = next(line for line in md.splitlines() if line.startswith("| 1 | full |"))
     # exact bootstrap of 70, 72, 74: 70 + 2 * 0.65 / 3 = 70.43 and 74 - 2 * 0.65 / 3 = 73.57
-    assert "**72.00 [70.43, 73.57] n=3 ▲**" in full_line  # best complete rte, better than lora
+    assert r"**72.00 \[70.43, 73.57\] n=3 ▲**" in full_line  # best complete rte, better than lora
     head_line = next(line for line in md.splitlines() if "| head |" in line)
     assert "**" not in head_line.split("|")[3]  # head's 91 % is incomplete: never the bold best
     assert r"\textbf{" in (out / "glue.tex").read_text()
