@@ -27,6 +27,7 @@ class DoraOptions(LowRankConfig):
 
 @register_adapter("dora")
 class DoRA(PeftLoraAdapter[DoraOptions]):
+    display_name = "DoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "DoRA via peft: LoRA direction plus a trained per-output magnitude vector"
     config_cls = DoraOptions
     lora_options = {"use_dora": True}

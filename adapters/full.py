@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 @register_adapter("full")
 class FullFineTuning(Adapter):
+    display_name = "Full FT"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "full fine-tuning: all weights train (reference upper bound on cost)"
     # Adapter learning rates (1e-3 .. 5e-4) wreck a fully trained network; these are the usual
     # full fine-tuning rates (RoBERTa paper: 1e-5..3e-5; a small model tolerates a bit more).

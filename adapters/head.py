@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 @register_adapter("head")
 class HeadOnly(Adapter):
+    display_name = "Head only"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "head only: frozen backbone, the task head trains (lower bound on cost)"
     families = ("encoder", "vision", "dual_encoder")  # a causal LM has no separate head to train
 

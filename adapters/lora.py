@@ -17,6 +17,7 @@ class LoraOptions(LowRankConfig):
 
 @register_adapter("lora")
 class LoRA(PeftLoraAdapter[LoraOptions]):
+    display_name = "LoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA via peft: low-rank B·A added to the target linear layers"
     config_cls = LoraOptions
     # LoRA's own RoBERTa GLUE setting (Hu et al. 2021, Table 9), which MSPLoRA and SeRA compare against.

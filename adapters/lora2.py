@@ -258,6 +258,7 @@ class RankAllocator:
 
 @register_adapter("lora2")
 class LoRA2(LowRankAdapter[Lora2Options, Lora2Linear]):
+    display_name = "LoRA²"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA²: P·Λ·Q with P, Q products of two rank-k LoRAs, orthogonality regularisers, AdaLoRA-style pruning"
     config_cls = Lora2Options
     wrapper_cls = Lora2Linear

@@ -186,6 +186,7 @@ def _pair_key(site: TargetSite, level: str, groups: int) -> tuple[Any, ...]:
 
 @register_adapter("msplora")
 class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
+    display_name = "MSPLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MSPLoRA: shared global + depth-group + per-layer low-rank pairs (ranks r, r/2, r/4)"
     config_cls = MSPLoraOptions
     wrapper_cls = MSPLoRALinear

@@ -47,6 +47,7 @@ class PissaOptions(LowRankConfig):
 
 @register_adapter("pissa")
 class PiSSA(PeftLoraAdapter[PissaOptions]):
+    display_name = "PiSSA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "PiSSA via peft: LoRA initialised from the principal singular vectors, W frozen as residual"
     config_cls = PissaOptions
     component = "pissa"

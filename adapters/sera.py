@@ -93,6 +93,7 @@ class SeRALinear(LowRankLinear):
 
 @register_adapter("sera")
 class SeRA(LowRankAdapter[SeraOptions, SeRALinear]):
+    display_name = "SeRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "SeRA: block-diagonal A (split segments), dense r x r C, block-diagonal B"
     config_cls = SeraOptions
     wrapper_cls = SeRALinear

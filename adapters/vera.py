@@ -47,6 +47,7 @@ class VeraOptions(UnscaledLowRankConfig):
 
 @register_adapter("vera")
 class VeRA(PeftAdapter[VeraOptions]):
+    display_name = "VeRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "VeRA via peft: frozen shared random projections, trained scaling vectors per module"
     config_cls = VeraOptions
     component = "vera"

@@ -39,7 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.baseline not in set(frame["adapter"]):
         say(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
             f"(adapters: {', '.join(sorted(set(frame['adapter'])))})")
-    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats, display_names=display_names())
     if "leaderboard.md" in files:  # escaped Markdown; no escape sequence reaches the terminal either
         print(terminal_text(files["leaderboard.md"]))
     if args.out:
@@ -58,6 +58,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 def say(line: str) -> None:
     """One line on stderr, with what came from records or file names made safe for a terminal."""
     print(terminal_text(line), file=sys.stderr)
+
+
+def display_names() -> dict[str, str]:
+    """Adapter id -> ``Adapter.display_name`` for the tables; empty (the ids are printed) when the
+    adapters cannot be imported here (they need torch; the leaderboard itself does not)."""
+    try:
+        import torch  # noqa: F401  (the adapter modules need it; a half-done discovery would hide them)
+
+        from harness.registry import ADAPTERS
+
+        ADAPTERS.discover()
+        return {name: str(getattr(ADAPTERS.get(name), "display_name", "") or name) for name in ADAPTERS.names()}
+    except ImportError:
+        return {}
 
 
 def write_files_atomically(out: Path, files: dict[str, str]) -> list[Path]:

@@ -186,7 +186,7 @@ _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$"
                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 # characters outside ASCII that pdflatex sets with the packages the tables declare (the rest become ?)
 LATEX_UNICODE = {"±": r"$\pm$", "–": "--", "—": "---", "×": r"$\times$", "·": r"$\cdot$", "²": r"\textsuperscript{2}",
-                 "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≈": r"$\approx$", "α": r"$\alpha$",
+                 "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≈": r"$\approx$", "α": r"$\alpha$", "≤": r"$\leq$",
                  "…": r"\ldots{}", "é": r"\'e", "ö": r'\"o', "ü": r'\"u', "ä": r'\"a', "’": "'", "‘": "`",
                  "“": "``", "”": "''", "→": r"$\rightarrow$", "ᴴ": r"\textsuperscript{H}", "ᴾ": r"\textsuperscript{P}",
                  "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}

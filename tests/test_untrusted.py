@@ -128,8 +128,8 @@ def compile_latex(path: Path) -> None:
     folder = path.parent / f"tex-{path.stem}"
     folder.mkdir()
     (folder / "doc.tex").write_text(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
-        "\\usepackage{booktabs,amssymb,graphicx}\n\\begin{document}\n" + path.read_text(encoding="utf-8")
+        "\\documentclass{article}\n"
+        "\\usepackage{booktabs,amssymb,array}\n\\begin{document}\n" + path.read_text(encoding="utf-8")
         + "\n\\end{document}\n", encoding="utf-8")
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "doc.tex"],
                           cwd=folder, capture_output=True, text=True, timeout=120)
