@@ -241,3 +241,15 @@ def test_the_reproduction_tab_survives_a_corrupt_or_foreign_csv(tmp_path):
     assert len(warnings) == 2 and all("not a reproduction table" in w for w in warnings)
     assert frames[hostile]["row"].iloc[0] == "x" and frames[hostile]["reported"].isna().all()
     assert frames[good]["reported"].iloc[0] == 70
+
+
+def test_error_and_progress_lines_carry_no_escape_sequence(tmp_path, capsys):
+    from harness.progress import err
+
+    hostile = tmp_path / "store\x1b]0;pwned\x07\x1b[2J"
+    assert main(["report", "--results-dir", str(hostile)]) == 2  # does not exist: one error line
+    err("[1/2] lora \x1b[31mrte\x1b[0m \x9b2J done")
+    text = capsys.readouterr().err
+    assert "error: --results-dir" in text and "[1/2] lora rte 2J done" not in text  # 0x9b's CSI is removed whole
+    assert not CONTROL.search(text.replace("\n", "")), repr(text)
+    assert "[1/2] lora rte  done" in text
