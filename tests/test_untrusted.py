@@ -183,10 +183,10 @@ def test_report_into_a_folder_whose_parent_holds_a_readme_changes_nothing_outsid
 def test_two_suites_never_share_a_file_and_a_suite_cannot_replace_another_suites_table():
     from harness.aggregate import suite_file_names
 
-    names = suite_file_names(["glue", "glue-limited", "glue-vs-lora", "leaderboard", "reproduce-sera-t1", "a/b", "a_b"],
-                             "lora")
+    names = suite_file_names(["glue", "glue-limited", "glue-vs-lora", "leaderboard", "reproduce-sera-t1", "a/b", "a_b",
+                              "GLUE", "Leaderboard"], "lora")
     every = [n for files in names.values() for n in files.values()]
-    assert len(every) == len(set(every)) and "leaderboard.md" not in every
+    assert len(every) == len({n.lower() for n in every}) and "leaderboard.md" not in every  # case-blind too
     assert names["glue"]["csv"] == "glue.csv" and names["glue-limited"]["csv"] != "glue-limited.csv"
     assert "reproduce-sera-t1.csv" not in every  # the reproduction table of that name
 

@@ -293,11 +293,15 @@ def _why_unranked(row: Mapping[str, Any]) -> str:
     return "; ".join(missing) or "no average"
 
 
-def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limited: bool = False) -> str:
-    """What the cells are, in words (plain text: each renderer escapes it)."""
+def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limited: bool = False,
+                  latex: bool = False) -> str:
+    """What the cells are, in words (plain text: each renderer escapes it); ``latex``: the sd is the
+    subscript and the mark the superscript."""
     units = wide.attrs.get("units", {})
     unit_text = "; ".join(f"{task_header(t)}: {u['metric']} ({u['label']})" for t, u in units.items())
-    text = (f"{suite}{', limited runs' if limited else ''}: mean ± sample standard deviation over n seeds "
+    cells = ("mean over n seeds, subscript: the sample standard deviation, superscript: the mark"
+             if latex else "mean ± sample standard deviation over n seeds")
+    text = (f"{suite}{', limited runs' if limited else ''}: {cells} "
             f"(95% bootstrap intervals in the CSV). Units: {unit_text}.")
     if len(units) > 1:
         text += f" Avg.: the mean of the task columns ({family_label(wide.attrs.get('average_family'))})."

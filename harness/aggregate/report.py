@@ -57,9 +57,10 @@ def suite_file_names(suites: Sequence[str], baseline: str) -> dict[str, dict[str
     for suite in suites:
         stem = safe_filename(suite)
         names = names_of(stem)
-        if stem.startswith("reproduce-") or set(names.values()) & taken:
+        # compared case-blind: GLUE and glue would be one file on macOS and Windows
+        if stem.lower().startswith("reproduce-") or {n.lower() for n in names.values()} & taken:
             names = names_of(f"{stem}-{hashlib.sha256(str(suite).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}")
-        taken |= set(names.values())
+        taken |= {n.lower() for n in names.values()}
         out[suite] = names
     return out
 
@@ -118,10 +119,12 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
             files[fname["md"]] = "\n".join(md)
         if "latex" in formats:
             headers, rows, ranked = paper_rows(wide, comparison, extra=False, **common)
-            tex = [paper_latex(headers, rows, ranked, caption)]
+            tex_caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None, latex=True)
+            tex = [paper_latex(headers, rows, ranked, tex_caption)]
             if len(limited):
                 l_headers, l_rows, _ = paper_rows(limited, None, limited=True, extra=False, **common)
-                tex.append(paper_latex(l_headers, l_rows, 0, paper_caption(suite, limited, None, limited=True)))
+                tex.append(paper_latex(l_headers, l_rows, 0, paper_caption(suite, limited, None, limited=True,
+                                                                           latex=True)))
             files[fname["tex"]] = "\n\n".join(tex) + "\n"
         page += md
     if "md" in formats:
