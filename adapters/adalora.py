@@ -92,6 +92,7 @@ def schedule_steps(total_steps: int, tinit_ratio: float, tfinal_ratio: float) ->
 
 @register_adapter("adalora")
 class AdaLoRA(PeftAdapter[AdaLoraOptions]):
+    display_name = "AdaLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "AdaLoRA via peft: SVD-form LoRA whose ranks are pruned by importance to a budget"
     config_cls = AdaLoraOptions
     component = "adalora"

@@ -11,6 +11,7 @@ from harness.registry import register_adapter
 
 @register_adapter("adapter-h")
 class AdapterH(BottleneckAdapter):
+    display_name = "Adapterᴴ"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "Adapter-H (Houlsby): bottleneck adapters after attention and after the FFN"
     positions = ("attention", "ffn")
     # LoRA's GLUE tables (Hu et al. 2021, Table 2) run Houlsby adapters at 0.8M parameters on

@@ -11,6 +11,7 @@ from harness.registry import register_adapter
 
 @register_adapter("adapter-p")
 class AdapterP(BottleneckAdapter):
+    display_name = "Adapterᴾ"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "Adapter-P (Pfeiffer): one bottleneck adapter after the FFN of each block"
     positions = ("ffn",)
     # LoRA's GLUE tables (Hu et al. 2021, Table 2) run Pfeiffer adapters at 0.8M parameters on

@@ -51,6 +51,7 @@ def block_biases(
 
 @register_adapter("bitfit")
 class BitFit(Adapter):
+    display_name = "BitFit"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "BitFit: only the bias terms inside the transformer blocks train"
     config_cls = BitfitOptions
     # LLaMA-style causal LMs have no biases; the seeds run BitFit on encoders only.

@@ -28,6 +28,7 @@ class DoraOptions(LowRankConfig):
 
 @register_adapter("dora")
 class DoRA(PeftLoraAdapter[DoraOptions]):
+    display_name = "DoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "DoRA via peft: LoRA direction plus a trained per-output magnitude vector"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}

@@ -95,6 +95,7 @@ class DyloraLinear(LowRankLinear):
 
 @register_adapter("dylora")
 class DyLoRA(LowRankAdapter[DyloraOptions, DyloraLinear]):
+    display_name = "DyLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "DyLoRA: rank sampled per step with nested truncation; evaluated at several ranks"
     config_cls = DyloraOptions
     wrapper_cls = DyloraLinear

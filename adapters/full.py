@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 @register_adapter("full")
 class FullFineTuning(Adapter):
+    display_name = "Full FT"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "full fine-tuning: all weights train (reference upper bound on cost)"
     # every weight trains: rates far below an adapter's (RoBERTa-base fine-tuning uses 1e-5 to 3e-5,
     # Liu et al. 2019); the head keeps its own rate (train_overrides)

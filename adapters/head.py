@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 @register_adapter("head")
 class HeadOnly(Adapter):
+    display_name = "Head only"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "head only: frozen backbone, the task head trains (lower bound on cost)"
     # a linear probe: a freshly initialised head alone tolerates large rates
     search_space = {"lr": LogUniform(1e-4, 1e-1, prior=1e-3)}

@@ -68,6 +68,7 @@ def unwanted_matches(model: nn.Module, kinds: list[str], sites: tuple[TargetSite
 
 @register_adapter("lily")
 class Lily(PeftAdapter[LilyOptions]):
+    display_name = "Lily"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = (
         "Lily via peft: A shared by neighbouring layers, B's shared by all layers, mixed by a router"
     )

@@ -18,6 +18,7 @@ class LoraOptions(LowRankConfig):
 
 @register_adapter("lora")
 class LoRA(PeftLoraAdapter[LoraOptions]):
+    display_name = "LoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA via peft: low-rank B·A added to the target linear layers"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}

@@ -259,6 +259,7 @@ class RankAllocator:
 
 @register_adapter("lora2")
 class LoRA2(LowRankAdapter[Lora2Options, Lora2Linear]):
+    display_name = "LoRA²"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA²: P·Λ·Q with P, Q products of two rank-k LoRAs, orthogonality regularisers, AdaLoRA-style pruning"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}

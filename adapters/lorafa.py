@@ -53,6 +53,7 @@ class _LoraFactorsView:
 
 @register_adapter("lorafa")
 class LoraFA(PeftLoraAdapter[LoraFaOptions]):
+    display_name = "LoRA-FA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA-FA via peft: LoRA with frozen random A, B trained by peft's LoRA-FA optimiser"
     config_cls = LoraFaOptions
     # The seeds compare LoRA-FA at LoRA's budget: LoRA's RoBERTa GLUE setting (Hu et al. 2021, Table 9:

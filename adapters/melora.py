@@ -57,6 +57,7 @@ class MeloraLinear(LowRankLinear):
 
 @register_adapter("melora")
 class MELoRA(LowRankAdapter[MeloraOptions, MeloraLinear]):
+    display_name = "MELoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MELoRA: `split` mini-LoRAs on slices of input/output (block-diagonal), total rank r"
     config_cls = MeloraOptions
     wrapper_cls = MeloraLinear

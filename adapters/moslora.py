@@ -47,6 +47,7 @@ class MosloraLinear(LowRankLinear):
 
 @register_adapter("moslora")
 class MoSLoRA(LowRankAdapter[MosloraOptions, MosloraLinear]):
+    display_name = "MoSLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MoSLoRA: LoRA with a trainable r x r subspace mixer between A and B"
     config_cls = MosloraOptions
     wrapper_cls = MosloraLinear

@@ -187,6 +187,7 @@ def _pair_key(site: TargetSite, level: str, groups: int) -> tuple[Any, ...]:
 
 @register_adapter("msplora")
 class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
+    display_name = "MSPLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MSPLoRA: shared global + depth-group + per-layer low-rank pairs (ranks r, r/2, r/4)"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}

@@ -48,6 +48,7 @@ class PissaOptions(LowRankConfig):
 
 @register_adapter("pissa")
 class PiSSA(PeftLoraAdapter[PissaOptions]):
+    display_name = "PiSSA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "PiSSA via peft: LoRA initialised from the principal singular vectors, W frozen as residual"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}

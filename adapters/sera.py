@@ -94,6 +94,7 @@ class SeRALinear(LowRankLinear):
 
 @register_adapter("sera")
 class SeRA(LowRankAdapter[SeraOptions, SeRALinear]):
+    display_name = "SeRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "SeRA: block-diagonal A (split segments), dense r x r C, block-diagonal B"
     # SeRA trains small square matrices between frozen random projections, like VeRA's vectors: rates
     # of VeRA's order (measured here: 4e-3 to 1e-2 beat LoRA's 1e-3 on SST-2 and STS-B)

@@ -48,6 +48,7 @@ class VeraOptions(UnscaledLowRankConfig):
 
 @register_adapter("vera")
 class VeRA(PeftAdapter[VeraOptions]):
+    display_name = "VeRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "VeRA via peft: frozen shared random projections, trained scaling vectors per module"
     # VeRA trains vectors only and needs far larger rates than LoRA: 4e-3 to 1e-2 for RoBERTa-base on
     # GLUE (Kopiczko et al. 2024, Table 8); the SeRA paper ran it at those, not at LoRA's

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 @register_adapter("zero-shot")
 class ZeroShot(Adapter):
+    display_name = "Zero-shot"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "zero-shot: the pretrained model evaluated without training (reference row)"
     families = ("dual_encoder", "causal_lm")
     trains_head = False

@@ -17,6 +17,7 @@ import streamlit as st
 from app import charts
 from harness import aggregate
 from harness.record import RunRecord
+from harness.untrusted import csv_text, safe_filename
 
 RUN_COMMAND = "python -m harness run --suite glue --preset cpu"
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
@@ -130,8 +131,8 @@ def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
             shown = leaderboard_columns(table[table["suite"] == suite])
             st.dataframe(shown, hide_index=True, width="stretch", column_config=_column_config(),
                          key=f"board-{suite}")
-            st.download_button("Download (CSV)", shown.to_csv(index=False).encode(),
-                               file_name=f"leaderboard-{suite}.csv", mime="text/csv", key=f"csv-{suite}")
+            st.download_button("Download (CSV)", csv_text(shown).encode(),  # formulas neutralised
+                               file_name=f"leaderboard-{safe_filename(suite)}.csv", mime="text/csv", key=f"csv-{suite}")
     if table["estimate_memory_bytes"].notna().any():
         st.caption("Memory (CPU estimate) is the harness's estimate (parameters, gradients, optimizer state "
                    "and saved activations), not a measurement; peak memory (GPU measured) is CUDA's "
@@ -271,16 +272,19 @@ def render_reported(reference: pd.DataFrame, skipped: list[tuple[str, str]]) -> 
 def render_export(frame: pd.DataFrame, baseline: str) -> None:
     """The files ``python -m harness report`` writes, per suite, to view and download."""
     files = aggregate.build_report(frame, baseline=baseline)
-    for suite in aggregate.ordered_suites(frame["suite"].unique()):
+    suites = aggregate.ordered_suites(frame["suite"].unique())
+    file_names = aggregate.suite_file_names(suites, baseline)  # record strings made safe file names
+    for suite in suites:
+        names = file_names[suite]
         st.subheader("Suite: " + plain(suite))
         tab_md, tab_tex = st.tabs(["Markdown", "LaTeX"])
         with tab_md:
-            st.code(files.get(f"{suite}.md", ""), language="markdown")
+            st.code(files.get(names["md"], ""), language="markdown")
         with tab_tex:
-            st.code(files.get(f"{suite}.tex", ""), language="latex")
+            st.code(files.get(names["tex"], ""), language="latex")
         cols = st.columns(4)
-        for col, name, mime in ((cols[0], f"{suite}.csv", "text/csv"),
-                                (cols[1], f"{suite}-vs-{baseline}.csv", "text/csv"),
-                                (cols[2], f"{suite}.md", "text/markdown"),
-                                (cols[3], f"{suite}.tex", "application/x-tex")):
+        for col, name, mime in ((cols[0], names["csv"], "text/csv"),
+                                (cols[1], names["vs"], "text/csv"),
+                                (cols[2], names["md"], "text/markdown"),
+                                (cols[3], names["tex"], "application/x-tex")):
             col.download_button(plain(name), files.get(name, "").encode(), name, mime, key=f"export-{name}")

@@ -129,6 +129,9 @@ class Adapter(Generic[ConfigT]):
     then typed ``MyOptions`` in every method."""
 
     name: ClassVar[str] = ""
+    # the method's name in papers and in the report's tables ("LoRA²", "Adapterᴴ"); the registry sets it to
+    # ``name`` for an adapter that declares none
+    display_name: ClassVar[str] = ""
     config_cls: ClassVar[type[AdapterConfig]] = AdapterConfig
     description: ClassVar[str] = ""
     # Model families this method applies to; the runner refuses other combinations up front.

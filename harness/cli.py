@@ -36,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = {"report": cmd_report, "reproduce": cmd_reproduce, "analyze": cmd_analyze}[args.command]
             return command(args)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from harness.untrusted import terminal_text
+
+        print(f"error: {terminal_text(exc)}", file=sys.stderr)  # messages may quote record values
         return EXIT_USAGE
     except OSError as exc:  # a path the OS refuses (too long, no permission, read-only): one line, no traceback
         print(f"error: {path_error(exc)}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.analysis import subspace_similarity
 from harness.errors import HarnessError
+from harness.untrusted import safe_print
 
 if TYPE_CHECKING:
     import torch
@@ -153,10 +154,10 @@ def analyze_main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps({"runs": ids, "space": args.space, "mean": mean, "modules": tables}, indent=1))
         return 0
-    print(f"subspace similarity phi(i, j) between {ids[0]} and {ids[1]} ({args.space} space, {len(tables)} module(s))")
+    safe_print(f"subspace similarity phi(i, j) between {ids[0]} and {ids[1]} ({args.space} space, {len(tables)} module(s))")
     if args.per_module:
         for name, table in tables.items():
-            print(f"\n{name}\n{_format_table(table)}")
-    print(f"\nmean over {len(tables)} module(s)\n{_format_table(mean)}")
+            safe_print(f"\n{name}\n{_format_table(table)}")
+    safe_print(f"\nmean over {len(tables)} module(s)\n{_format_table(mean)}")
     sys.stdout.flush()
     return 0

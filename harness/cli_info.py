@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.cli_parser import _alpha, _rank
 from harness.errors import HarnessError
+from harness.untrusted import safe_print
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -21,25 +22,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "adapters":
         for name in ADAPTERS.names():
             cls = ADAPTERS.get(name)
-            print(f"{name:<12} {cls.description}  [families: {', '.join(cls.families)}]")
-            print(f"{'':<12} options: {_adapter_option_text(cls)}")
+            safe_print(f"{name:<12} {cls.description}  [families: {', '.join(cls.families)}]")
+            safe_print(f"{'':<12} options: {_adapter_option_text(cls)}")
     elif args.what == "suites":
         for name in SUITES.names():
             cls = SUITES.get(name)
-            print(f"{name:<16} {cls.description}  [tasks: {', '.join(cls.tasks)}]")
+            safe_print(f"{name:<16} {cls.description}  [tasks: {', '.join(cls.tasks)}]")
     elif args.what == "models":
         from harness.models import model_entries
 
         for entry in model_entries():
             where = "local" if entry.local_path() is not None else ("hub" if entry.hub_id else "-")
-            print(f"{entry.name:<20} {entry.family:<12} {where:<6} {entry.hub_id or '':<36} {entry.description}")
+            safe_print(f"{entry.name:<20} {entry.family:<12} {where:<6} {entry.hub_id or '':<36} {entry.description}")
     else:
         from harness.presets import PRESETS
 
         for preset in PRESETS.values():
-            print(f"{preset.name:<8} seeds={','.join(map(str, preset.seeds)):<18} {preset.description}")
+            safe_print(f"{preset.name:<8} seeds={','.join(map(str, preset.seeds)):<18} {preset.description}")
             for line in _preset_budget_lines(preset.name):
-                print(f"{'':<8} {line}")
+                safe_print(f"{'':<8} {line}")
     return 0
 
 
@@ -124,7 +125,7 @@ def cmd_params(args: argparse.Namespace) -> int:
         print(f"{'adapter':<12} {'trainable params':>18}  options  (model {entry.name}, backbone only: heads excluded)")
         for row in rows:
             opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
-            print(f"{row['adapter']:<12} {row['trainable_params']:>18,}  {opts}")
+            safe_print(f"{row['adapter']:<12} {row['trainable_params']:>18,}  {opts}")
     return 0
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.untrusted import UnsafePathError, is_safe_filename, path_inside, terminal_text
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -25,7 +26,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError(f"--results-dir {root} does not exist (no tables written)")
     loaded = ResultStore(root).load(warn=False)
     for line in loaded.warnings:  # one line per bad file; never fatal
-        print(f"warning: {line}", file=sys.stderr)
+        say(f"warning: {line}")
     tuning = tuning_report(root, loaded.records, args)
     if not loaded.records:
         if tuning:  # a folder with tuning studies only (no `run --tuned` yet): their plots and tables
@@ -35,18 +36,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
     frame = aggregate.load_frame(loaded.records)
     for duplicate in frame.attrs.get("duplicates", []):
-        print(f"warning: {duplicate} in {root} for one config and seed (a copy or a backup); counted once",
-              file=sys.stderr)
+        say(f"warning: {duplicate} in {root} for one config and seed (a copy or a backup); counted once")
     if args.suite:
         frame = frame[frame["suite"] == args.suite]
         if frame.empty:
             raise HarnessError(f"--suite {args.suite}: no record of that suite in {root} (no tables written)")
     if args.baseline not in set(frame["adapter"]):
-        print(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
-              f"(adapters: {', '.join(sorted(set(frame['adapter'])))})", file=sys.stderr)
-    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
-    if "leaderboard.md" in files:
-        print(files["leaderboard.md"])
+        say(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
+            f"(adapters: {', '.join(sorted(set(frame['adapter'])))})")
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats, display_names=display_names())
+    if "leaderboard.md" in files:  # escaped Markdown; no escape sequence reaches the terminal either
+        print(terminal_text(files["leaderboard.md"]))
     if args.out:
         try:  # matching records to paper-table rows plans the rows (the suites' presets need torch)
             from harness.reproduce import reproduction_files
@@ -57,8 +57,29 @@ def cmd_report(args: argparse.Namespace) -> int:
                   "(the leaderboard tables need only pandas and scipy)", file=sys.stderr)
         files.update(tuning)
         written = write_files_atomically(Path(args.out), files)
-        print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
+        say(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}")
     return 0
+
+
+def say(line: str) -> None:
+    """One line on stderr, with what came from records or file names made safe for a terminal."""
+    print(terminal_text(line), file=sys.stderr)
+
+
+def display_names() -> dict[str, str]:
+    """Adapter id -> ``Adapter.display_name`` for the tables; empty (the ids are printed) when the
+    adapters cannot be imported here (they need torch; the leaderboard itself does not)."""
+    try:
+        import torch  # noqa: F401  (the adapter modules need it; a half-done discovery would hide them)
+
+        from harness.registry import ADAPTERS
+
+        ADAPTERS.discover()
+        return {name: str(getattr(ADAPTERS.get(name), "display_name", "") or name) for name in ADAPTERS.names()}
+    except ImportError:
+        return {}
+
+
 
 
 def tuning_report(root: Path, records: list, args: argparse.Namespace) -> dict[str, bytes | str]:
@@ -95,6 +116,13 @@ def write_files_atomically(out: Path, files: dict[str, str] | dict[str, bytes | 
     from harness.store import process_umask
 
     out.mkdir(parents=True, exist_ok=True)
+    # every name checked before anything is written: an allowed file name that resolves inside ``out``
+    # (names are built from records: harness.untrusted); a bad one writes nothing
+    for name in files:
+        if not is_safe_filename(name):
+            raise UnsafePathError(f"refusing to write {terminal_text(name, keep_newlines=False)!r}: not a plain file "
+                                  f"name (no tables written)")
+        path_inside(out, name)
     written = []
     for name, text in files.items():
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)

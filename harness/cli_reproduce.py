@@ -20,6 +20,7 @@ from harness.reproduce import (
     select_rows,
 )
 from harness.spec import RunSpec
+from harness.untrusted import safe_print
 
 
 def list_tables() -> str:
@@ -57,8 +58,8 @@ def cmd_reproduce(args: Any) -> int:
         if args.json:
             print(json.dumps(rows, indent=1))
             return 0
-        print(format_dry_run(table, rows, preset))
-        print(_estimate_line(planned, store, args))
+        safe_print(format_dry_run(table, rows, preset))
+        safe_print(_estimate_line(planned, store, args))
         return 0
     from harness.cli_run import _check_writable, _cuda_available, launch_grid, prepare_grid, resolve_data
     from harness.grid import default_results_dir

@@ -15,6 +15,7 @@ from typing import Any
 from harness.cli_config import _load_config_file
 from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds
 from harness.errors import HarnessError
+from harness.untrusted import safe_print
 
 
 @dataclasses.dataclass
@@ -175,8 +176,8 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     executor, talk = prepare_grid(planned.specs, planned.store, planned.options, planned.executor,
                                   force=args.force, auto_workers=planned.auto_workers)
     if args.dry_run:
-        print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
-        print(talk.estimate_line)
+        safe_print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
+        safe_print(talk.estimate_line)
         if executor.kind == "slurm":
             from harness.executor_slurm import SLURM_DIR, sbatch_preview
 
@@ -220,11 +221,11 @@ def launch_grid(specs: list[Any], store: Any, options: Any, executor: Any, talk:
     1 when any run of this invocation is not done (failed, cancelled, lost) or its record unsaved."""
     from harness.executors import run_with_executor
 
-    print(talk.header, flush=True)
-    print(talk.estimate_line, flush=True)
+    safe_print(talk.header, flush=True)
+    safe_print(talk.estimate_line, flush=True)
     outcome = run_with_executor(executor, specs, store, options, force=force,
-                                echo=lambda line: print(line, flush=True), on_result=talk.on_result)
-    print(outcome.totals_line())
+                                echo=lambda line: safe_print(line, flush=True), on_result=talk.on_result)
+    safe_print(outcome.totals_line())
     return outcome.exit_code
 
 
@@ -264,7 +265,7 @@ def _grid_talk(specs: list[Any], pending: list[Any], store: Any, options: Any, e
     estimator = progress.Estimator.from_records(references, _machine_probe(pending, references, layout))
     estimate = progress.estimate_grid(pending, estimator, layout.threads)
     tracker = progress.GridProgress([s.run_id for s in pending], estimate.per_run, parallel=layout.parallel,
-                                    echo=lambda line: print(line, flush=True))
+                                    echo=lambda line: safe_print(line, flush=True))
     return _GridTalk(header, estimate.line(layout.parallel),
                      lambda result: tracker.finished(result.run_id, result.summary, result.path))
 
@@ -356,7 +357,7 @@ def _check_store(store: Any, specs: list[Any]) -> None:
         more = f" (and {len(problems) - 1} more such paths)" if len(problems) > 1 else ""
         raise HarnessError(f"the result store cannot take this grid's records: {problems[0]}{more}")
     for path in store.newer_records(keys):
-        print(f"warning: {path} holds a record of a newer schema version: kept, that run is skipped "
+        safe_print(f"warning: {path} holds a record of a newer schema version: kept, that run is skipped "
               "(use another --results-dir to run it with this version)", file=sys.stderr)
 
 

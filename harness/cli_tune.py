@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.untrusted import safe_print
 
 
 def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -46,11 +47,11 @@ def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             continue  # nothing to tune (zero-shot)
         bases.append((spec, space))
     if args.dry_run:
-        print(f"studies: {len(bases)}, {cfg.trials} trials each ({cfg.sampler}, pruner {cfg.pruner}), "
+        safe_print(f"studies: {len(bases)}, {cfg.trials} trials each ({cfg.sampler}, pruner {cfg.pruner}), "
               f"seed {cfg.seed}; storage {public_url(storage)}")
         for spec, space in bases:
             dims = "; ".join(f"{k}: {d.describe()}" for k, d in space.items())
-            print(f"  {study_name(spec)}  {dims}")
+            safe_print(f"  {study_name(spec)}  {dims}")
         return 0
     tuning_root(results).mkdir(parents=True, exist_ok=True)
     executor = planned.executor
@@ -59,10 +60,10 @@ def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         workers, why = auto_worker_count(cfg.trials, planned.options)
         executor = ExecutorConfig(kind="local", workers=workers)
-        print(f"--workers auto: {workers} ({why})", file=sys.stderr)
+        safe_print(f"--workers auto: {workers} ({why})", file=sys.stderr)
     parallel = max(1, executor.workers if executor.parallel else 1)
     store = ResultStore(tuning_root(results) / "trials")
-    print(f"tune: {len(bases)} studies x {cfg.trials} trials ({cfg.sampler}, pruner {cfg.pruner}), "
+    safe_print(f"tune: {len(bases)} studies x {cfg.trials} trials ({cfg.sampler}, pruner {cfg.pruner}), "
           f"{parallel} at a time; storage {public_url(storage)}; trials -> {store.root}", flush=True)
     t0 = time.perf_counter()
     totals = {"ran": 0, "failed": 0, "lost": 0, "not_done": 0}
@@ -71,14 +72,14 @@ def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def run_batch(specs: list[Any], links: dict[str, Any]) -> None:
         options = dataclasses.replace(planned.options, trial_links=links)
         outcome = run_with_executor(executor, specs, store, options, force=False,
-                                    echo=lambda line: print(line, flush=True))
+                                    echo=lambda line: safe_print(line, flush=True))
         totals["lost"] += outcome.lost
         totals["not_done"] += outcome.unfinished
 
     exit_code = 0
     for i, (spec, space) in enumerate(bases, 1):
         result = tune_study(spec, space, cfg, results, storage, run_batch, parallel=parallel,
-                            echo=lambda line: print(line, flush=True))
+                            echo=lambda line: safe_print(line, flush=True))
         totals["ran"] += result.ran
         totals["failed"] += result.failed
         done_studies += 1
@@ -86,15 +87,15 @@ def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         eta = elapsed / done_studies * (len(bases) - done_studies)
         if result.choice is None:
             exit_code = 1
-            print(f"[{i}/{len(bases)}] {result.name}: no trial finished with a validation score; no choice written",
+            safe_print(f"[{i}/{len(bases)}] {result.name}: no trial finished with a validation score; no choice written",
                   flush=True)
             continue
         chosen = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in sorted(result.choice["chosen"].items()))
-        print(f"[{i}/{len(bases)}] {result.name}: chose {chosen} (validation "
+        safe_print(f"[{i}/{len(bases)}] {result.name}: chose {chosen} (validation "
               f"{result.choice['validation_score']:.4f}, trial #{result.choice['chosen_trial']} of "
               f"{result.choice['trials_run']}) | elapsed {_minutes(elapsed)}, ETA {_minutes(eta)}", flush=True)
-    print(f"tuned {done_studies} studies; trials run now {totals['ran']}, failed {totals['failed']}, lost {totals['lost']}; "
+    safe_print(f"tuned {done_studies} studies; trials run now {totals['ran']}, failed {totals['failed']}, lost {totals['lost']}; "
           f"choices in {Path(tuning_root(results)) / 'choices'}")
     if totals["failed"] or totals["lost"] or totals["not_done"]:
         exit_code = 1

@@ -48,6 +48,7 @@ from typing import Any
 from harness import speed_probe
 from harness.reference_timing import Reference, busy_fraction, calibrate, discount_contention
 from harness.status import Status
+from harness.untrusted import safe_print
 
 __all__ = ["Estimator", "GridEstimate", "GridProgress", "busy_fraction", "estimate_grid", "format_duration",
            "grid_header", "planned_samples", "reference_records"]
@@ -309,4 +310,4 @@ class GridProgress:
 
 
 def err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    safe_print(line, file=sys.stderr, flush=True)

@@ -50,6 +50,9 @@ class Registry(Generic[T]):
             self._items[name] = obj
             try:
                 obj.name = name  # type: ignore[attr-defined]
+                # an adapter that declares no display name of its own (an inherited one would name its parent)
+                if hasattr(obj, "display_name") and not vars(obj).get("display_name"):
+                    obj.display_name = name  # type: ignore[attr-defined]
             except (AttributeError, TypeError):
                 pass
             return obj

@@ -27,6 +27,7 @@ from harness.paper_tables import (
 from harness.record import RunRecord
 from harness.spec import RunSpec
 from harness.status import Status
+from harness.untrusted import csv_rows
 
 PRESETS = ("paper", "cpu")
 REPORT_COLUMNS = (
@@ -310,6 +311,6 @@ def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_rows(rows))  # strings neutralised against spreadsheet formulas
         files[f"reproduce-{table.name}.csv"] = buffer.getvalue()
     return files

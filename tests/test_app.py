@@ -156,7 +156,7 @@ def test_factory_grid_tables_filters_and_analysis(tmp_path, monkeypatch):
     at.selectbox(key="detail-run").set_value(failed_id).run()
     assert any("RuntimeError" in c.value for c in at.code)
     codes = " ".join(c.value for c in at.code)
-    assert r"\toprule" in codes and "| # | method |" in codes
+    assert r"\toprule" in codes and "| # | Method |" in codes
 
 
 def test_markdown_in_a_record_is_shown_literally(tmp_path, monkeypatch):

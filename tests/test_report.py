@@ -153,12 +153,12 @@ def test_units_appear_in_every_output(tmp_path):
     assert glue_csv.loc[glue_csv["method"] == "lora r8", "rte"].item() == pytest.approx(62.0)  # percent
     assert "accuracy (%)" in set(read_csv(out / "glue-vs-lora.csv")["unit"])
     md = (out / "glue.md").read_text()
-    assert "rte accuracy (%)" in md and "stsb pearson (x100)" in md and "average (points)" in md
+    assert "RTE accuracy (%)" in md and "STS-B pearson (x100)" in md and "Avg. (points)" in md
     tex = (out / "glue.tex").read_text()
-    assert r"\caption{" in tex and "rte: accuracy (\\%)" in tex and tex.isascii()
+    assert r"\caption{" in tex and "RTE: accuracy (\\%)" in tex and tex.isascii()
     coco = read_csv(out / "coco-retrieval.csv")
     assert coco["coco"].item() == pytest.approx(209.0) and "rsum (sum of %)" in coco["unit"].item()
-    assert "alpaca overall (rating 1-10)" in (out / "mt-bench.md").read_text()
+    assert "Alpaca overall (rating 1-10)" in (out / "mt-bench.md").read_text()
     page = (out / "leaderboard.md").read_text()
     assert page.index("## glue") < page.index("## coco-retrieval") < page.index("## mt-bench")
 
@@ -178,10 +178,14 @@ def test_report_csv_columns_bold_best_and_short_names(tmp_path):
         assert column in vs.columns
     assert read_csv(out / "glue-limited.csv").empty
     md = (out / "glue.md").read_text()
-    full_line = next(line for line in md.splitlines() if line.startswith("| 1 | full |"))
+    full_line = next(line for line in md.splitlines() if line.startswith("| 1 | Full FT | "))
+    # mean ± sample sd of 70, 72, 74, the mark against LoRA; the interval stays in the CSV
+    assert "| **72.00 ± 2.00** ▲ |" in full_line  # best complete rte, better than lora
     # exact bootstrap of 70, 72, 74: 70 + 2 * 0.65 / 3 = 70.43 and 74 - 2 * 0.65 / 3 = 73.57
-    assert "**72.00 [70.43, 73.57] n=3 ▲**" in full_line  # best complete rte, better than lora
-    head_line = next(line for line in md.splitlines() if "| head |" in line)
+    full_csv = wide[wide["adapter"] == "full"].iloc[0]
+    assert (full_csv["rte_ci_low"], full_csv["rte_ci_high"]) == (pytest.approx(70.43, abs=0.005),
+                                                                 pytest.approx(73.57, abs=0.005))
+    head_line = next(line for line in md.splitlines() if "| Head only |" in line)
     assert "**" not in head_line.split("|")[3]  # head's 91 % is incomplete: never the bold best
     assert r"\textbf{" in (out / "glue.tex").read_text()
 

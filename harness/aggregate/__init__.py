@@ -67,7 +67,7 @@ from harness.aggregate.ranking import (
     suite_average,
 )
 from harness.aggregate.reference import REFERENCE_COLUMNS, REFERENCE_SCALES, load_reference
-from harness.aggregate.report import REPORT_FORMATS, build_report
+from harness.aggregate.report import REPORT_FORMATS, build_report, suite_file_names
 from harness.aggregate.run_detail import (
     analysis_matrices,
     loss_curve_frame,
@@ -88,6 +88,6 @@ __all__ = [
     "filter_frame", "first_valid", "flatten_record", "format_bytes", "format_cell", "format_count",
     "format_score", "identify", "leaderboard", "load_frame", "load_reference", "loss_curve_frame",
     "m_eff_frame", "n_failed_runs", "ordered_suites", "paper_table", "pareto_front",
-    "singular_values_frame", "suite_average", "to_latex", "to_markdown", "units_text", "verdicts",
+    "singular_values_frame", "suite_average", "suite_file_names", "to_latex", "to_markdown", "units_text", "verdicts",
     "wide_caption", "wide_display", "wide_latex", "wide_markdown", "wide_table",
 ]

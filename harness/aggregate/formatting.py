@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness import metrics as metric_units
 from harness.aggregate._values import finite_number, first_valid, ours_only
+from harness.untrusted import latex_text, markdown_text
 
 
 def format_score(mean: float, std: float, scale: float = 100.0, digits: int = 2) -> str:
@@ -115,8 +116,10 @@ def paper_table(table: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
 
 
 def markdown_cell(value: Any) -> str:
-    text = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A Markdown table cell: ``–`` for none, else the text escaped (harness.untrusted.markdown_text)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return markdown_text(value)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -125,21 +128,18 @@ def to_markdown(table: pd.DataFrame) -> str:
         table = display_table(table)
     if table is None or table.empty:
         return "_no results_"
-    header = [str(c) for c in table.columns]
+    header = [markdown_cell(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(markdown_cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
 def latex_cell(value: Any) -> str:
-    text = "--" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    text = "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
-    return (text.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$").replace("·", r"$\cdot$"))
+    """A LaTeX table cell: ``--`` for none, else the text escaped (harness.untrusted.latex_text)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "--"
+    return latex_text(value)
 
 
 def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:

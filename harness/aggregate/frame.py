@@ -21,7 +21,7 @@ FRAME_COLUMNS = (
     "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
     "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
-    "suite_tasks", "regime", "tuned_lr", "tuning_budget", "tuning_seconds",
+    "suite_tasks", "sub_scores", "regime", "tuned_lr", "tuning_budget", "tuning_seconds",
 )
 
 
@@ -90,6 +90,7 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         **tuning_fields(record),
         # the preset's tasks as the runner recorded them (new records): a row lacking one is incomplete
         "suite_tasks": ",".join(str(t) for t in section_of(record, "preset_defaults").get("suite_tasks") or []),
+        "sub_scores": _sub_scores(record, metrics) if record.get("status") == Status.SUCCESS else {},
     }
 
 
@@ -101,6 +102,23 @@ def tuning_fields(record: RunRecord) -> dict[str, Any]:
             "tuned_lr": finite_number(chosen.get("lr")) if tuned else None,
             "tuning_budget": finite_number(tuning.get("budget")) if tuned else None,
             "tuning_seconds": finite_number(tuning.get("compute_seconds")) if tuned else None}
+
+
+def _sub_scores(record: RunRecord, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The record's other declared metrics at the suite's selection (best dev epoch or final), on their
+    display scale: MMLU / BBH / DROP / HumanEval, R@k both ways, MT-Bench per turn (the report's
+    sub-metric columns). A metric neither the record nor its suite declares is left out."""
+    chosen = metrics.get("best") if isinstance(metrics.get("best"), Mapping) else metrics.get("final")
+    chosen = chosen if isinstance(chosen, Mapping) else {}
+    units = metrics.get("units") if isinstance(metrics.get("units"), Mapping) else {}
+    suite = str(section_of(record, "key").get("suite"))
+    declared = {spec.name for spec in metric_units.BUILTIN_METRICS.get(suite, ())} | {str(k) for k in units}
+    out = {}
+    for name, value in chosen.items():
+        number = finite_number(value)
+        if name != metrics.get("primary") and name in declared and number is not None:
+            out[str(name)] = number * metric_units.unit_of_metric(record, str(name)).display_scale
+    return out
 
 
 def _estimate_bytes(memory: Mapping[str, Any], device: Any) -> float | None:

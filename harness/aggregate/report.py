@@ -2,63 +2,130 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from harness.aggregate.comparison import compare_to_baseline, comparison_caption, comparison_display
 from harness.aggregate.formatting import to_markdown
+from harness.aggregate.paper_format import (
+    method_name,
+    paper_caption,
+    paper_latex,
+    paper_markdown,
+    paper_rows,
+    rank_numbers,
+    tie_ranks,
+)
 from harness.aggregate.ranking import leaderboard
 from harness.aggregate.wide import ordered_suites, wide_table
-from harness.aggregate.wide_format import wide_caption, wide_latex, wide_markdown
+from harness.untrusted import csv_text, markdown_paragraph, markdown_text, safe_filename
 
 REPORT_FORMATS = ("csv", "md", "latex")
 
 
 def _csv_text(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False)
+    return csv_text(frame)  # every string cell neutralised against spreadsheet formulas
+
+
+def _ranked_csv(wide: pd.DataFrame) -> pd.DataFrame:
+    """The wide table with tie-aware ranks (tied rows share the better rank, ``rank_tied`` says so; rows
+    with one seed are not ranked), as the Markdown and LaTeX tables print them."""
+    if wide.empty:
+        return wide
+    out = wide.copy()
+    out["rank"] = rank_numbers(wide)
+    out.insert(1, "rank_tied", [r.startswith("=") for r in tie_ranks(wide)])
+    return out
+
+
+def suite_file_names(suites: Sequence[str], baseline: str) -> dict[str, dict[str, str]]:
+    """Per suite (in the given order), the names of its files: ``{"csv": "glue.csv", "limited":
+    "glue-limited.csv", "vs": "glue-vs-lora.csv", "md": "glue.md", "tex": "glue.tex"}``. Suites come from
+    records, so the stem is ``harness.untrusted.safe_filename(suite)``, with a hash of the suite added
+    when its files would replace another suite's, ``leaderboard.*`` or a ``reproduce-*`` table (a suite
+    named ``glue-limited`` must not overwrite GLUE's limited table)."""
+    base_name = safe_filename(baseline)
+
+    def names_of(stem: str) -> dict[str, str]:
+        return {"csv": f"{stem}.csv", "limited": f"{stem}-limited.csv", "vs": f"{stem}-vs-{base_name}.csv",
+                "md": f"{stem}.md", "tex": f"{stem}.tex"}
+
+    taken: set[str] = {"leaderboard.md", "leaderboard.csv"}
+    out: dict[str, dict[str, str]] = {}
+    for suite in suites:
+        stem = safe_filename(suite)
+        names = names_of(stem)
+        # compared case-blind: GLUE and glue would be one file on macOS and Windows
+        if stem.lower().startswith("reproduce-") or {n.lower() for n in names.values()} & taken:
+            names = names_of(f"{stem}-{hashlib.sha256(str(suite).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}")
+        taken |= {n.lower() for n in names.values()}
+        out[suite] = names
+    return out
 
 
 def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
-                 suites: Sequence[str] | None = None) -> dict[str, str]:
+                 suites: Sequence[str] | None = None,
+                 display_names: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every file of ``python -m harness report``, name -> text, built in memory (so that nothing is
     written unless all of it could be built). Per suite: ``<suite>.csv`` (the ranked wide table of
     full runs), ``<suite>-limited.csv``, ``<suite>-vs-<baseline>.csv``, ``<suite>.md``, ``<suite>.tex``;
     and ``leaderboard.md`` (every suite, GLUE first) and ``leaderboard.csv`` (one row per configuration
-    and task, full and limited, with CIs and units)."""
+    and task, full and limited, with CIs and units). ``display_names``: adapter id -> the name the
+    Markdown and LaTeX tables print (``Adapter.display_name``; ids without one are printed as they are)."""
     table = leaderboard(frame)
     names = ordered_suites(suites if suites is not None else table["suite"].unique())
     files: dict[str, str] = {}
+    shown_baseline = (display_names or {}).get(baseline, baseline)
     page = ["# Leaderboard", "",
-            "Mean over seeds with a 95% bootstrap confidence interval and the number of seeds n; rows with "
-            "every task and seed are ranked by their average, incomplete rows follow with what they miss. "
-            f"Marks against {baseline} at the same preset (paired over shared seeds): ▲ better, ▼ worse, "
-            "≈ tied (the interval of the difference includes 0). Limited runs (a cap below the preset's) are "
-            "in their own tables. Method in README.md (Statistics).", ""]
+            "Mean ± sample standard deviation over seeds (the 95% bootstrap intervals are in the CSVs); rows "
+            "with every task and every requested seed, and at least two seeds, are ranked by their average as "
+            "printed (ties share a rank: =2); the others follow, unranked, with why. "
+            f"Marks against {markdown_text(shown_baseline)} at the same preset (paired over shared seeds): "
+            "▲ better, ▼ worse, ≈ tied. Limited runs (a cap below the preset's) are in their own tables. "
+            "Method in README.md (Statistics).", ""]
+    file_names = suite_file_names(names, baseline)
     for suite in names:
+        # the suite comes from a record: its file names are built from an allow-list (harness.untrusted)
+        fname = file_names[suite]
         wide = wide_table(table, suite)
         limited = wide_table(table, suite, limited=True)
         comparison = compare_to_baseline(table, suite, baseline)
-        caption = wide_caption(suite, wide, baseline)
-        md = [f"## {suite}", "", caption, "", wide_markdown(wide, comparison), ""]
+        common = {"table": table, "frame": frame, "display_names": display_names, "suite": suite}
+        caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None)
+        s_md, b_md = markdown_text(suite), markdown_text(shown_baseline)
+        headers, rows, _ranked = paper_rows(wide, comparison, **common)
+        md = [f"## {s_md}", "", markdown_paragraph(caption), "", paper_markdown(headers, rows), ""]
         if len(comparison):
-            md += [f"### {suite}: against {baseline}", "", comparison_caption(baseline), "",
-                   to_markdown(comparison_display(comparison)), ""]
+            methods = {str(h): method_name(m, str(a), display_names)
+                       for h, m, a in zip(wide["config_hash"], wide["method"], wide["adapter"])}
+            shown = comparison.assign(method=[methods.get(str(h), m) for h, m in
+                                              zip(comparison["config_hash"], comparison["method"])])
+            md += [f"### {s_md}: against {b_md}", "", markdown_paragraph(comparison_caption(shown_baseline)), "",
+                   to_markdown(comparison_display(shown)), ""]
         else:
-            md += [f"_no {baseline} row at the same model and preset: no paired comparison_", ""]
+            md += [f"_no {b_md} row at the same model and preset: no paired comparison_", ""]
         if len(limited):
-            md += [f"### {suite}: limited runs (never ranked with full runs)", "", wide_markdown(limited), ""]
-        if "csv" in formats:
-            files[f"{suite}.csv"] = _csv_text(wide)
-            files[f"{suite}-limited.csv"] = _csv_text(limited)
-            files[f"{suite}-vs-{baseline}.csv"] = _csv_text(comparison)
+            l_headers, l_rows, _ = paper_rows(limited, None, limited=True, **common)
+            md += [f"### {s_md}: limited runs (never ranked with full runs)", "",
+                   markdown_paragraph(paper_caption(suite, limited, None, limited=True)), "",
+                   paper_markdown(l_headers, l_rows), ""]
+        if "csv" in formats:  # the wide-interval form, ranks tie-aware (one-seed rows unranked)
+            files[fname["csv"]] = _csv_text(_ranked_csv(wide))
+            files[fname["limited"]] = _csv_text(_ranked_csv(limited))
+            files[fname["vs"]] = _csv_text(comparison)
         if "md" in formats:
-            files[f"{suite}.md"] = "\n".join(md)
+            files[fname["md"]] = "\n".join(md)
         if "latex" in formats:
-            tex = [wide_latex(wide, comparison, caption)]
+            headers, rows, ranked = paper_rows(wide, comparison, extra=False, **common)
+            tex_caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None, latex=True)
+            tex = [paper_latex(headers, rows, ranked, tex_caption)]
             if len(limited):
-                tex.append(wide_latex(limited, None, f"{suite}, limited runs: " + wide_caption(suite, limited, None)))
-            files[f"{suite}.tex"] = "\n\n".join(tex) + "\n"
+                l_headers, l_rows, _ = paper_rows(limited, None, limited=True, extra=False, **common)
+                tex.append(paper_latex(l_headers, l_rows, 0, paper_caption(suite, limited, None, limited=True,
+                                                                           latex=True)))
+            files[fname["tex"]] = "\n\n".join(tex) + "\n"
         page += md
     if "md" in formats:
         files["leaderboard.md"] = "\n".join(page)

@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 
 from harness.aggregate.comparison import verdicts
-from harness.aggregate.formatting import format_cell, format_count, latex_cell, markdown_cell
+from harness.aggregate.formatting import format_cell, format_count
+from harness.aggregate.paper_format import paper_latex, paper_markdown, paper_rows, rankable, tie_ranks
 from harness.aggregate.wide import family_label, units_text
 
 VERDICT_MARKS = {"better": "▲", "worse": "▼", "tied": "≈", "n/a": ""}
@@ -30,10 +31,10 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
     marks = verdicts(comparison) if comparison is not None and len(comparison) else {}
     diverged = wide.attrs.get("diverged", {})  # (row key, task or "average") -> seeds that diverged
     out = pd.DataFrame(index=wide.index)
-    out["#"] = wide["rank"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    out["#"] = tie_ranks(wide)  # tied averages share a rank (=2); one-seed rows are never ranked
     out["method"] = wide["method"] + wide["preset"].map(lambda p: "" if len(set(wide["preset"])) == 1 else f" ({p})")
     bold: set[tuple[int, str]] = set()
-    complete = wide[wide["complete"]]
+    complete = wide[rankable(wide)]  # the bold best among the ranked rows only
     for task in tasks:
         u = units[task]
         header = f"{task} {u['metric']} ({u['label']})"
@@ -67,46 +68,21 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
     return out.reset_index(drop=True), {(list(wide.index).index(i), c) for i, c in bold}
 
 
-def wide_markdown(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
+def wide_markdown(wide: pd.DataFrame, comparison: pd.DataFrame | None = None, **context: Any) -> str:
+    """The paper-ready Markdown table (harness.aggregate.paper_format); ``context``: ``table``,
+    ``frame``, ``display_names``, ``suite`` for the seed spreads, sub-metrics and method names."""
     if wide is None or wide.empty:
         return "_no runs_"
-    shown, bold = wide_display(wide, comparison)
-    header = [str(c) for c in shown.columns]
-    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for i, row in shown.iterrows():
-        cells = []
-        for column, value in row.items():
-            text = markdown_cell(value)
-            cells.append(f"**{text}**" if (i, column) in bold and text not in ("", "–") else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    headers, rows, _ = paper_rows(wide, comparison, **context)
+    return paper_markdown(headers, rows)
 
 
-_LATEX_MARKS = {"▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$", "≈": r"$\approx$"}
-
-
-def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str) -> str:
-    """A booktabs table (needs booktabs and amssymb) with the best of each column in bold."""
+def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str, **context: Any) -> str:
+    """The paper-ready booktabs table (needs booktabs, amssymb and array; no ``\\resizebox``)."""
     if wide is None or wide.empty:
         return "% no runs"
-    shown, bold = wide_display(wide, comparison)
-    shown = shown.drop(columns=[c for c in ("missing", "limited by") if c in shown.columns and not shown[c].any()])
-
-    def cell(value: Any, is_bold: bool) -> str:
-        text = latex_cell(value)
-        for mark, tex in _LATEX_MARKS.items():
-            text = text.replace(mark, tex)
-        return rf"\textbf{{{text}}}" if is_bold and text not in ("", "--") else text
-
-    title = latex_cell(caption)
-    for mark, tex in _LATEX_MARKS.items():
-        title = title.replace(mark, tex)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}", r"\resizebox{\textwidth}{!}{%",
-             rf"\begin{{tabular}}{{{'l' * 2 + 'c' * (len(shown.columns) - 2)}}}", r"\toprule",
-             " & ".join(latex_cell(c) for c in shown.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(cell(v, (i, c) in bold) for c, v in row.items()) + r" \\" for i, row in shown.iterrows()]
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
-    return "\n".join(lines)
+    headers, rows, ranked = paper_rows(wide, comparison, extra=False, **context)
+    return paper_latex(headers, rows, ranked, caption)
 
 
 def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
