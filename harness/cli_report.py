@@ -39,7 +39,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.baseline not in set(frame["adapter"]):
         print(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
               f"(adapters: {', '.join(sorted(set(frame['adapter'])))})", file=sys.stderr)
-    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats)
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats,
+                                   p_adjust=getattr(args, "p_adjust", "holm"), store_root=root)
     if "leaderboard.md" in files:
         print(files["leaderboard.md"])
     if args.out:

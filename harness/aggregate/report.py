@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
+from harness import stats
 from harness.aggregate.comparison import compare_to_baseline, comparison_caption, comparison_display
 from harness.aggregate.formatting import to_markdown
 from harness.aggregate.ranking import leaderboard
@@ -20,7 +22,8 @@ def _csv_text(frame: pd.DataFrame) -> str:
 
 
 def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
-                 suites: Sequence[str] | None = None) -> dict[str, str]:
+                 suites: Sequence[str] | None = None, p_adjust: str = stats.DEFAULT_P_ADJUST,
+                 store_root: Any = None) -> dict[str, str]:
     """Every file of ``python -m harness report``, name -> text, built in memory (so that nothing is
     written unless all of it could be built). Per suite: ``<suite>.csv`` (the ranked wide table of
     full runs), ``<suite>-limited.csv``, ``<suite>-vs-<baseline>.csv``, ``<suite>.md``, ``<suite>.tex``;
@@ -30,19 +33,18 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
     names = ordered_suites(suites if suites is not None else table["suite"].unique())
     files: dict[str, str] = {}
     page = ["# Leaderboard", "",
-            "Mean over seeds with a 95% bootstrap confidence interval and the number of seeds n; rows with "
+            f"Mean over seeds with its {stats.INTERVAL_METHOD} and the number of seeds n; rows with "
             "every task and seed are ranked by their average, incomplete rows follow with what they miss. "
-            f"Marks against {baseline} at the same preset (paired over shared seeds): ▲ better, ▼ worse, "
-            "≈ tied (the interval of the difference includes 0). Limited runs (a cap below the preset's) are "
-            "in their own tables. Method in README.md (Statistics).", ""]
+            f"Marks against {baseline} at the same preset (paired over shared seeds): {stats.verdict_rule(p_adjust)} "
+            "Limited runs (a cap below the preset's) are in their own tables. Method in docs/statistics.md.", ""]
     for suite in names:
         wide = wide_table(table, suite)
         limited = wide_table(table, suite, limited=True)
-        comparison = compare_to_baseline(table, suite, baseline)
-        caption = wide_caption(suite, wide, baseline)
+        comparison = compare_to_baseline(table, suite, baseline, p_adjust, store_root)
+        caption = wide_caption(suite, wide, baseline, p_adjust)
         md = [f"## {suite}", "", caption, "", wide_markdown(wide, comparison), ""]
         if len(comparison):
-            md += [f"### {suite}: against {baseline}", "", comparison_caption(baseline), "",
+            md += [f"### {suite}: against {baseline}", "", comparison_caption(baseline, p_adjust), "",
                    to_markdown(comparison_display(comparison)), ""]
         else:
             md += [f"_no {baseline} row at the same model and preset: no paired comparison_", ""]
