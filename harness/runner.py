@@ -87,6 +87,7 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         run.run()
         record.update(collect_sections(run))
         record["status"] = Status.SUCCESS.value
+        _keep_predictions(run, record, record_path)
     except DivergedError as exc:
         record["status"] = Status.DIVERGED.value
         record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None}
@@ -118,6 +119,21 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
             torch.cuda.empty_cache()
         _finish_timing(record, t0, time.perf_counter() - t_env, cpu0)
     return record
+
+
+def _keep_predictions(run: Any, record: dict[str, Any], record_path: Path | None) -> None:
+    """The per-example predictions of the epoch the record reports, beside the record
+    (harness/predictions.py); nothing without a store or when the suite left none."""
+    if record_path is None:
+        return
+    from harness.predictions import write_predictions
+
+    metrics = record.get("metrics") or {}
+    final = metrics.get("selection") == "final"
+    chosen = getattr(run, "final_predictions" if final else "best_predictions", None)
+    if chosen:
+        epoch = (run.per_epoch[-1].get("epoch") if run.per_epoch else None) if final else metrics.get("best_epoch")
+        write_predictions(record_path, chosen, epoch)
 
 
 def _suite_for(spec: RunSpec) -> Suite | None:

@@ -204,6 +204,8 @@ class TrainingRun:
         self.per_epoch: list[dict[str, Any]] = []
         self.best: dict[str, float] | None = None
         self.best_epoch: int | None = None
+        self.best_predictions: dict[str, Any] | None = None  # the suite's side channel (harness/predictions.py)
+        self.final_predictions: dict[str, Any] | None = None
         self.primary = self.suite.primary_metric(spec.task)
         self.eval_seconds = 0.0
         self.samples = 0
@@ -319,7 +321,12 @@ class TrainingRun:
         self.eval_per_epoch.append(time.perf_counter() - t_eval)
         self.eval_seconds += self.eval_per_epoch[-1]
         self.per_epoch.append({"epoch": self.epoch, "step": self.step, **metrics})
+        predictions = dict(self.ctx.predictions) or None
+        self.ctx.predictions.clear()
         if not merge:
             self.best, self.best_epoch = metrics, 0
+            self.best_predictions = predictions
         elif self.best is None or better(metrics.get(self.primary), self.best.get(self.primary)):
             self.best, self.best_epoch = metrics, self.epoch
+            self.best_predictions = predictions
+        self.final_predictions = predictions
