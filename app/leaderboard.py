@@ -127,7 +127,7 @@ def main() -> None:
         ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction"]
     )
     with tab_board:
-        views.render_leaderboard(table, baseline)
+        views.render_leaderboard(table, baseline, results_dir)
     with tab_pareto:
         views.render_pareto(table, reference)
     with tab_detail:
@@ -139,7 +139,7 @@ def main() -> None:
     with tab_reproduction:
         from app.reproduction import render_reproduction
 
-        render_reproduction(results_dir)
+        render_reproduction(results_dir, records)
 
 
 main()
