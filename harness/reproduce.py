@@ -252,7 +252,8 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
             by_hash.setdefault(str(key.get("config_hash") or _spec_hash(spec)), []).append(record)
     planned = planned if planned is not None else plan_table(table, preset)
     out: list[dict[str, Any]] = []
-    seeds_of: dict[tuple[str, str, str, str], dict[int, float]] = {}  # (row, model, task, metric) -> seed -> value
+    # (row, model, paper model, task, metric) -> seed -> value
+    seeds_of: dict[tuple[str, str, str, str, str], dict[int, float]] = {}
     for p in planned:
         mine = {s.config_hash for s in p.specs}
         for ref in reported_rows(table, p.row, p.paper_model):
@@ -276,7 +277,7 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
                                 "difference": None, "reported_in_ci": None,
                                 "note": f"our {ref['suite']} records have no '{metric}'"})
                 continue
-            seeds_of[(row_key(p.row), p.model, task, metric)] = values
+            seeds_of[(row_key(p.row), p.model, p.paper_model, task, metric)] = values
             base["_seeds"] = values  # not written: rank_agreement's bootstrap draws from it
             reported = float(ref["value"])
             interval = mean_ci(list(values.values()))
@@ -293,20 +294,23 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
                          if preset == "cpu" else ""),
             })
     # the differences to the table's own LoRA row (the first row of adapter lora, per model)
-    lora_rows = {}
+    # keyed by the paper's model too: one row label may stand for a row per paper model (SeRA Table 1),
+    # all run on the same cpu model
+    lora_rows: dict[tuple[str, str], str] = {}
     for p in planned:
         if p.row.adapter == "lora":
-            lora_rows.setdefault(p.model, row_key(p.row))
-    reported_of = {(r["row"], r["model"], r["task"], r["metric"]): r["reported"] for r in out}
+            lora_rows.setdefault((p.model, p.paper_model), row_key(p.row))
+    reported_of = {(r["row"], r["model"], r["paper_model"], r["task"], r["metric"]): r["reported"] for r in out}
     for r in out:
-        lora = lora_rows.get(r["model"])
+        lora = lora_rows.get((r["model"], r["paper_model"]))
         r.update(lora_row=lora or "", reported_vs_lora=None, ours_vs_lora=None, ours_vs_lora_ci_low=None,
                  ours_vs_lora_ci_high=None, ours_vs_lora_n=0, same_direction=None)
-        key = (lora, r["model"], r["task"], r["metric"])
+        key = (lora, r["model"], r["paper_model"], r["task"], r["metric"])
         if lora is None or r["row"] == lora or key not in reported_of:
             continue
         r["reported_vs_lora"] = round(r["reported"] - reported_of[key], 4)
-        x, y = seeds_of.get((r["row"], r["model"], r["task"], r["metric"])), seeds_of.get(key)
+        x = seeds_of.get((r["row"], r["model"], r["paper_model"], r["task"], r["metric"]))
+        y = seeds_of.get(key)
         if not x or not y:
             continue
         shared = sorted(set(x) & set(y))
@@ -397,19 +401,26 @@ def plan_hashes() -> dict[str, dict[str, list[dict[str, Any]]]]:
                 planned = plan_table(table, preset)
             except HarnessError:
                 continue
+            # "index": the row's position in the table (one label may name a row per model)
             out.setdefault(table.name, {})[preset] = [
-                {"row": row_key(p.row), "model": p.model, "paper_model": p.paper_model,
-                 "hashes": sorted({s.config_hash for s in p.specs})} for p in planned]
+                {"row": row_key(p.row), "index": table.rows.index(p.row), "model": p.model,
+                 "paper_model": p.paper_model, "hashes": sorted({s.config_hash for s in p.specs})}
+                for p in planned]
     return out
 
 
 def _planned_from_hashes(table: PaperTable, entries: list[dict[str, Any]]) -> list[PlannedRow]:
     from types import SimpleNamespace
 
-    rows = {row_key(r): r for r in table.rows}
-    return [PlannedRow(table, rows[e["row"]], e["model"], e["paper_model"],
-                       tuple(SimpleNamespace(config_hash=h) for h in e["hashes"]))  # type: ignore[misc]
-            for e in entries if e["row"] in rows]
+    out = []
+    for e in entries:
+        index = e.get("index")
+        row = table.rows[index] if isinstance(index, int) and 0 <= index < len(table.rows) else None
+        if row is None or row_key(row) != e["row"]:  # the table changed since the plans were written
+            continue
+        out.append(PlannedRow(table, row, e["model"], e["paper_model"],
+                              tuple(SimpleNamespace(config_hash=h) for h in e["hashes"])))  # type: ignore[arg-type]
+    return out
 
 
 def reproduction_tables(records: list[RunRecord], plans: dict[str, Any] | None = None,
@@ -461,16 +472,15 @@ def reproduction_markdown(name: str, rows: list[dict[str, Any]], agreement: list
              "A cpu-preset block ran another model on a smaller budget: its absolute numbers are not the "
              "paper's; the differences to the table's own LoRA row and the rank agreement are what carries "
              "across models.", ""]
-    blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        blocks.setdefault((r["preset"], r["model"]), []).append(r)
-    for (preset, model), items in blocks.items():
-        tasks = list(dict.fromkeys(r["task"] for r in items))
+        blocks.setdefault((r["preset"], r["model"], r["paper_model"]), []).append(r)
+    for (preset, model, paper_model), items in blocks.items():
+        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in items))  # a task may report several metrics
         methods = list(dict.fromkeys(r["row"] for r in items))
-        cell = {(r["row"], r["task"]): r for r in items}
-        paper_model = items[0]["paper_model"]
+        cell = {(r["row"], (r["task"], r["metric"])): r for r in items}
         lines += [f"## preset {preset}: ours {model}, paper {paper_model}", ""]
-        header = ["row", *tasks]
+        header = ["row", *(t if sum(x == t for x, _ in tasks) == 1 else f"{t} {k}" for t, k in tasks)]
         values, deltas = [], []
         for m in methods:
             v_row, d_row = [m], [m]
@@ -500,7 +510,7 @@ def reproduction_markdown(name: str, rows: list[dict[str, Any]], agreement: list
             lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
             lines.append("")
         for a in agreement:
-            if a["preset"] == preset and a["model"] == model:
+            if a["preset"] == preset and a["model"] == model and a["paper_model"] == paper_model:
                 if a["kendall_tau"] is None:
                     lines += [f"Rank agreement: not computed ({a['interval']}).", ""]
                 else:

@@ -95,6 +95,6 @@ def signal_sentence(statuses: dict[str, str]) -> str:
     text += f": {', '.join(none)}." if none else " (none here)."
     if unknown:
         text += f" Not testable (no reference or fewer than two shared seeds): {', '.join(unknown)}."
-    text += (" \"average\" is over all tasks; \"average (tasks with signal)\" only over the tasks with signal, "
-             "with its own interval.")
+    text += (" \"average\" is over all tasks; \"average, tasks with signal\" (shown when some tasks have none) "
+             "only over the tasks with signal, with its own interval.")
     return text
