@@ -3,7 +3,7 @@ table's own LoRA row (paper and ours) and the rank agreement (Kendall's tau).
 
 It computes them from the store's records when the tab renders: harness.reproduce.reproduction_tables
 matches records to table rows by the config hashes of the rows' planned specs, which ``python -m harness
-report --out DIR`` writes to ``DIR/reproduce-plans.json`` (planning needs the suites and torch; the plans
+report --out DIR`` writes to ``DIR/reproduce-plans.jsonl`` (planning needs the suites and torch; the plans
 change only with the code, the records are read fresh). Without that file it shows the
 ``reproduce-<table>.csv`` files of the last report and says that they may be older than the store.
 """
@@ -49,7 +49,7 @@ def row_colour(row: pd.Series) -> list[str]:
 
 def from_records(records: list, folder: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]] | None:
     """Table name -> its rows and its rank agreement, computed from the records with the planned rows of
-    ``folder/reproduce-plans.json``; None without that file."""
+    ``folder/reproduce-plans.jsonl``; None without that file."""
     import json
 
     from harness.reproduce import AGREEMENT_COLUMNS, PLANS_FILE, REPORT_COLUMNS, reproduction_tables
@@ -90,7 +90,7 @@ def render_reproduction(results_dir: str | Path, records: list | None = None) ->
     else:
         frames = load_reproduction(folder)
         if frames:
-            st.warning(f"No `reproduce-plans.json` in `{folder}` (written by `python -m harness report --out "
+            st.warning(f"No `reproduce-plans.jsonl` in `{folder}` (written by `python -m harness report --out "
                        f"{folder}`): showing that folder's CSV files, which may be older than the store.")
     if not frames:
         st.info(f"No reproduction tables in `{folder}`: run `python -m harness reproduce TABLE` and then "

@@ -387,13 +387,14 @@ def _spec_hash(spec: dict[str, Any]) -> str:
         return ""
 
 
-PLANS_FILE = "reproduce-plans.json"
+# not *.json: the store reads every *.json below its root as a record (results/tables is inside results/)
+PLANS_FILE = "reproduce-plans.jsonl"
 
 
 def plan_hashes() -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Every table's planned rows as plain data, table -> preset -> [{row, model, paper_model, hashes}]:
     what matching records to rows needs, so that a reader without torch (the app) can match them from
-    this file (``report`` writes it as ``reproduce-plans.json``; it changes only with the code)."""
+    this file (``report`` writes it as ``reproduce-plans.jsonl``; it changes only with the code)."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for table in TABLES:
         for preset in PRESETS:
@@ -427,7 +428,7 @@ def reproduction_tables(records: list[RunRecord], plans: dict[str, Any] | None =
                         ) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Table name -> (its reproduction rows, its rank agreement rows), paper and cpu preset, for every
     table with records (what ``report`` writes and the app's Reproduction tab shows). ``plans``
-    (``plan_hashes``, e.g. read from reproduce-plans.json) replaces planning the rows, which needs torch."""
+    (``plan_hashes``, e.g. read from reproduce-plans.jsonl) replaces planning the rows, which needs torch."""
     out = {}
     for table in TABLES:
         rows: list[dict[str, Any]] = []
@@ -524,13 +525,13 @@ def reproduction_markdown(name: str, rows: list[dict[str, Any]], agreement: list
 def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
     """``reproduce-<table>.csv`` (name -> CSV text) for every table with records (paper and cpu preset
     rows), ``reproduce-<table>-agreement.csv`` (Kendall's tau per preset and model) and
-    ``reproduce-<table>.md`` ("paper | ours"), and ``reproduce-plans.json`` (the rows' planned config
+    ``reproduce-<table>.md`` ("paper | ours"), and ``reproduce-plans.jsonl`` (the rows' planned config
     hashes, which the app matches the store's records with); ``report`` writes them atomically."""
     import json
 
     files: dict[str, str] = {}
     plans = plan_hashes()
-    files[PLANS_FILE] = json.dumps(plans, indent=1, sort_keys=True)
+    files[PLANS_FILE] = json.dumps(plans, sort_keys=True)  # one line: a JSON Lines file of one object
     for name, (rows, agreement) in reproduction_tables(records, plans).items():
         files[f"reproduce-{name}.csv"] = _csv(rows, REPORT_COLUMNS)
         files[f"reproduce-{name}-agreement.csv"] = _csv(agreement, AGREEMENT_COLUMNS)

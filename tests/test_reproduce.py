@@ -140,7 +140,7 @@ def test_report_puts_reproduced_beside_reported(tmp_path):
                if p.suffix == ".csv" and not p.name.endswith("-agreement.csv")]
     # SeRA r=8 on RTE under sera-t3's protocol is the same run (same config hash): it counts there too
     assert [p.name for p in written] == ["reproduce-sera-t3.csv", "reproduce-sera-t4.csv"]
-    assert (tmp_path / "reproduce-plans.json").is_file() and (tmp_path / "reproduce-sera-t4.md").is_file()
+    assert (tmp_path / "reproduce-plans.jsonl").is_file() and (tmp_path / "reproduce-sera-t4.md").is_file()
     with open(written[1], newline="") as fh:
         lines = list(csv.DictReader(fh))
     assert {line["row"] for line in lines} == {"SeRA (r=8)", "SeRA (r=16)"}
