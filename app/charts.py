@@ -11,8 +11,9 @@ from harness import aggregate
 PARETO_AXES = {
     "adapter parameters": ("params", "trainable adapter parameters (head apart; log)", True),
     "peak memory (GPU measured)": ("memory_mib", "peak memory (MiB, CUDA max_memory_allocated)", False),
-    "memory (CPU estimate)": ("estimate_mib", "peak memory (MiB, CPU estimate: not a measurement)", False),
-    "train time": ("train_seconds", "train time (s)", False),
+    "memory (CPU estimate)": ("estimate_mib", "memory (MiB, CPU estimate without activations: not a measurement)",
+                              False),
+    "train time": ("train_seconds", "train time (s, quiet reference machine)", False),
 }
 # 20 distinguishable colours; labels next to the points name them anyway
 PALETTE = "tableau20"

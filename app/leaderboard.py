@@ -132,7 +132,7 @@ def main() -> None:
         ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction", "Tuning"]
     )
     with tab_board:
-        views.render_leaderboard(table, baseline)
+        views.render_leaderboard(table, baseline, results_dir)
     with tab_pareto:
         views.render_pareto(table, reference)
     with tab_detail:
@@ -144,7 +144,7 @@ def main() -> None:
     with tab_reproduction:
         from app.reproduction import render_reproduction
 
-        render_reproduction(results_dir)
+        render_reproduction(results_dir, records)
     with tab_tuning:
         from app.tuning import render_tuning
 

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts
-from harness import aggregate
+from harness import aggregate, stats
 from harness.record import RunRecord
 from harness.untrusted import csv_text, safe_filename
 
@@ -55,13 +55,16 @@ def leaderboard_columns(table: pd.DataFrame) -> pd.DataFrame:
         "peak memory MiB (GPU measured)": table["peak_memory_bytes"] / 2**20,
         "memory MiB (CPU estimate)": table["estimate_memory_bytes"] / 2**20,
         "train s": table["train_seconds"],
+        "train s (quiet reference machine)": table["train_seconds_quiet"],
+        "memory MiB (CPU est. without activations)": table["memory_fixed_bytes"] / 2**20,
         "step ms": table["mean_step_seconds"] * 1000,
     }).reset_index(drop=True)
 
 
 NUMBER_FORMATS = {
     "score": "%.2f", "95% CI low": "%.2f", "95% CI high": "%.2f", "adapter params": "localized",
-    "head params": "localized", "peak memory MiB (GPU measured)": "%.0f", "memory MiB (CPU estimate)": "%.0f", "train s": "%.1f", "step ms": "%.0f",
+    "head params": "localized", "peak memory MiB (GPU measured)": "%.0f", "memory MiB (CPU estimate)": "%.0f", "train s": "%.1f",
+    "train s (quiet reference machine)": "%.1f", "memory MiB (CPU est. without activations)": "%.0f", "step ms": "%.0f",
 }
 
 
@@ -104,13 +107,13 @@ def render_empty(results_dir: str) -> None:
     st.code(f"{RUN_COMMAND} --results-dir {results_dir}", language="bash")
 
 
-def render_leaderboard(table: pd.DataFrame, baseline: str) -> None:
+def render_leaderboard(table: pd.DataFrame, baseline: str, store_root: str | None = None) -> None:
     """Per suite, GLUE first: the ranked wide table with CIs and the marks against the baseline, then
     the paired comparison, the limited runs and the per-task rows."""
     for suite in aggregate.ordered_suites(table["suite"].unique()):
         st.subheader("Suite: " + plain(suite))
         wide = aggregate.wide_table(table, suite)
-        comparison = aggregate.compare_to_baseline(table, suite, baseline)
+        comparison = aggregate.compare_to_baseline(table, suite, baseline, store_root=store_root)
         limited = aggregate.wide_table(table, suite, limited=True)
         if len(wide):
             st.caption(plain(aggregate.wide_caption(suite, wide, baseline if len(comparison) else None)))
@@ -148,22 +151,27 @@ def pareto_frame(table: pd.DataFrame, suite: str, target: str, limited: bool) ->
         points = pd.DataFrame({
             "label": wide["method"], "score": wide["average"], "ci_low": wide["average_ci_low"],
             "ci_high": wide["average_ci_high"], "n": wide["n_seeds"], "params": wide["adapter_params"],
-            "memory_mib": wide["peak_memory_mib"], "estimate_mib": wide["cpu_estimate_mib"],
-            "train_seconds": wide["train_seconds"],
+            "memory_mib": wide["peak_memory_mib"], "estimate_mib": wide["cpu_fixed_mib"],
+            "train_seconds": wide["train_seconds_quiet"],
             "higher_is_better": all(u["higher_is_better"] for u in units.values()) if units else True,
         })
-        return points, f"average over tasks ({aggregate.family_label(wide.attrs.get('average_family'))})"
+        none = [t for t, v in wide.attrs.get("signal", {}).items() if v == "no signal"]
+        note = f"; includes {', '.join(none)}: {aggregate.NO_SIGNAL}" if none else ""
+        return points, f"average over tasks ({aggregate.family_label(wide.attrs.get('average_family'))}{note})"
     rows = table[(table["suite"] == suite) & (table["task"] == target) & (table["limited"] == limited)]
     scale = rows["scale"].fillna(1.0)
     points = pd.DataFrame({
         "label": rows["label"], "score": rows["score_mean"] * scale, "ci_low": rows["score_ci_low"] * scale,
         "ci_high": rows["score_ci_high"] * scale, "n": rows["n_seeds"], "params": rows["params_adapter"],
-        "memory_mib": rows["peak_memory_bytes"] / 2**20, "estimate_mib": rows["estimate_memory_bytes"] / 2**20,
-        "train_seconds": rows["train_seconds"], "higher_is_better": rows["higher_is_better"].fillna(True),
+        "memory_mib": rows["peak_memory_bytes"] / 2**20, "estimate_mib": rows["memory_fixed_bytes"] / 2**20,
+        "train_seconds": rows["train_seconds_quiet"], "higher_is_better": rows["higher_is_better"].fillna(True),
     })
     metric = aggregate.first_valid(rows["primary"]) or "score"
     unit = aggregate.first_valid(rows["unit_label"]) or aggregate.UNKNOWN_UNIT.label
-    return points, f"{target} {metric} ({unit})"
+    signal = aggregate.task_signal(table, suite) if not limited else None
+    statuses = set(signal.loc[signal["task"] == target, "status"]) if signal is not None else set()
+    quiet = "no signal" in statuses and "signal" not in statuses
+    return points, f"{target} {metric} ({unit})" + (f" [{aggregate.NO_SIGNAL}]" if quiet else "")
 
 
 def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
@@ -195,7 +203,9 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
         reported["score"] = reported["score"] * scale
     st.altair_chart(charts.pareto_chart(points, axis, y_title, reported), width="stretch")
     front = charts.pareto_points(points, axis)
-    st.caption("Error bars: 95% bootstrap CI over seeds (none for one seed). Head-only runs (no adapter "
+    st.caption(f"Error bars: {stats.INTERVAL_METHOD} (none for one seed). Train time: normalised to a quiet "
+               "reference machine (CPU time and speed probe of each record); CPU memory: the seed-independent "
+               "part of the estimate (parameters, gradients, optimizer state; activations left out). Head-only runs (no adapter "
                "parameters) sit at 1 on the log axis." + (" Hollow diamonds: numbers reported by the papers "
                                                           "(other models and budgets)." if len(reported) else ""))
     st.text("On the front: " + ", ".join(sorted(front.loc[front["on_front"], "label"].astype(str))))

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "tuning-<suite>.csv (docs/tuning.md)")
     report.add_argument("--suite", help="only this suite")
     report.add_argument("--baseline", default="lora", help="adapter every configuration is compared with")
+    report.add_argument("--p-adjust", default="holm", choices=("holm", "bh", "none"),
+                        help="adjustment of the paired p-values of one table against its baseline (one family): "
+                             "holm (default), bh (Benjamini-Hochberg) or none; verdicts use the adjusted value")
     report.add_argument("--format", default="csv,md,latex", help="comma list of csv, md, latex")
 
     _reproduce_parser(sub)

@@ -44,7 +44,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.baseline not in set(frame["adapter"]):
         say(f"warning: --baseline {args.baseline}: no run of that adapter in {root}; the -vs- tables are empty "
             f"(adapters: {', '.join(sorted(set(frame['adapter'])))})")
-    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats, display_names=display_names())
+    files = aggregate.build_report(frame, baseline=args.baseline, formats=formats, display_names=display_names(),
+                                   p_adjust=getattr(args, "p_adjust", "holm"), store_root=root)
     if "leaderboard.md" in files:  # escaped Markdown; no escape sequence reaches the terminal either
         print(terminal_text(files["leaderboard.md"]))
     if args.out:

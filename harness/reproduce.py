@@ -32,8 +32,12 @@ from harness.untrusted import csv_rows
 PRESETS = ("paper", "cpu")
 REPORT_COLUMNS = (
     "table", "preset", "row", "adapter", "model", "paper_model", "task", "metric", "reported", "scale",
-    "reproduced_mean", "ci_low", "ci_high", "n", "difference", "reported_in_ci", "note",
+    "reproduced_mean", "ci_low", "ci_high", "n", "difference", "reported_in_ci", "lora_row", "reported_vs_lora",
+    "ours_vs_lora", "ours_vs_lora_ci_low", "ours_vs_lora_ci_high", "ours_vs_lora_n", "same_direction", "note",
 )
+AGREEMENT_COLUMNS = ("table", "preset", "model", "paper_model", "n_methods", "methods", "tasks", "kendall_tau",
+                     "tau_ci_low", "tau_ci_high", "p_value", "interval")
+TAU_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -235,9 +239,13 @@ def _record_metrics(record: dict[str, Any]) -> dict[str, float]:
 
 def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
                       planned: list[PlannedRow] | None = None) -> list[dict[str, Any]]:
-    """Per (row, model, task, metric) with a reported value: the reported value beside our mean and CI."""
+    """Per (row, model, task, metric) with a reported value: the reported value beside our mean and its
+    Student-t interval over seeds; and the result that carries across models: each row's difference to
+    the table's own LoRA row (same model), as the paper reports it and as we measure it (paired over the
+    seeds both have, with our t interval). Whether the reported value lies in our interval is only asked
+    of paper-preset rows: a cpu-preset row runs another model and budget (``reported_in_ci`` empty)."""
     from harness.metrics import unit_of_metric
-    from harness.stats import mean_ci
+    from harness.stats import mean_ci, paired_comparison
 
     by_hash: dict[str, list[RunRecord]] = {}
     for record in records:
@@ -247,6 +255,8 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
             by_hash.setdefault(str(key.get("config_hash") or _spec_hash(spec)), []).append(record)
     planned = planned if planned is not None else plan_table(table, preset)
     out: list[dict[str, Any]] = []
+    # (row, model, paper model, task, metric) -> seed -> value
+    seeds_of: dict[tuple[str, str, str, str, str], dict[int, float]] = {}
     for p in planned:
         mine = {s.config_hash for s in p.specs}
         for ref in reported_rows(table, p.row, p.paper_model):
@@ -254,37 +264,122 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
             suite_runs = [r for h in mine for r in by_hash.get(h, []) if r["spec"]["suite"] == ref["suite"]]
             if task == "average":
                 continue  # the paper's own average: shown beside the suite average, never computed here
-            values = []
+            values: dict[int, float] = {}
             for r in suite_runs:
                 if r["spec"]["task"] != task:
                     continue
                 m = _record_metrics(r).get(metric)
                 if m is not None:  # on the paper's printed scale: the metric's declared unit says how
-                    values.append(m * unit_of_metric(r, metric).display_scale)
+                    values[int(r["spec"].get("seed") or 0)] = m * unit_of_metric(r, metric).display_scale
+            base = {"table": table.name, "preset": preset, "row": row_key(p.row), "adapter": p.row.adapter,
+                    "model": p.model, "paper_model": p.paper_model, "task": task, "metric": metric,
+                    "reported": float(ref["value"]), "scale": ref["scale"]}
             if not values:
                 if any(r["spec"]["task"] == task for r in suite_runs):  # we ran it but do not measure this metric
-                    out.append({
-                        "table": table.name, "preset": preset, "row": row_key(p.row), "adapter": p.row.adapter,
-                        "model": p.model, "paper_model": p.paper_model, "task": task, "metric": metric,
-                        "reported": float(ref["value"]), "scale": ref["scale"], "reproduced_mean": None,
-                        "ci_low": None, "ci_high": None, "n": 0, "difference": None, "reported_in_ci": None,
-                        "note": f"our {ref['suite']} records have no '{metric}'",
-                    })
+                    out.append({**base, "reproduced_mean": None, "ci_low": None, "ci_high": None, "n": 0,
+                                "difference": None, "reported_in_ci": None,
+                                "note": f"our {ref['suite']} records have no '{metric}'"})
                 continue
+            seeds_of[(row_key(p.row), p.model, p.paper_model, task, metric)] = values
+            base["_seeds"] = values  # not written: rank_agreement's bootstrap draws from it
             reported = float(ref["value"])
-            interval = mean_ci(values)
+            interval = mean_ci(list(values.values()))
             mean, low, high = interval.mean, interval.low, interval.high
             out.append({
-                "table": table.name, "preset": preset, "row": row_key(p.row), "adapter": p.row.adapter,
-                "model": p.model, "paper_model": p.paper_model, "task": task, "metric": metric,
-                "reported": reported, "scale": ref["scale"], "reproduced_mean": round(mean, 4),
+                **base, "reproduced_mean": round(mean, 4),
                 "ci_low": round(low, 4) if interval.has_ci else None,
                 "ci_high": round(high, 4) if interval.has_ci else None, "n": len(values),
                 "difference": round(mean - reported, 4),
-                # one seed has no interval: whether the paper's value lies inside it is unknown, not False
-                "reported_in_ci": bool(low <= reported <= high) if interval.has_ci else None,
-                "note": ("cpu preset: model differs from the paper's" if preset == "cpu" else ""),
+                # one seed has no interval: whether the paper's value lies inside it is unknown, not False; a
+                # cpu row runs another model, so the question is not asked
+                "reported_in_ci": (bool(low <= reported <= high) if interval.has_ci and preset != "cpu" else None),
+                "note": ("cpu preset: model differs from the paper's; compare the differences to LoRA"
+                         if preset == "cpu" else ""),
             })
+    # the differences to the table's own LoRA row (the first row of adapter lora, per model)
+    # keyed by the paper's model too: one row label may stand for a row per paper model (SeRA Table 1),
+    # all run on the same cpu model
+    lora_rows: dict[tuple[str, str], str] = {}
+    for p in planned:
+        if p.row.adapter == "lora":
+            lora_rows.setdefault((p.model, p.paper_model), row_key(p.row))
+    reported_of = {(r["row"], r["model"], r["paper_model"], r["task"], r["metric"]): r["reported"] for r in out}
+    for r in out:
+        lora = lora_rows.get((r["model"], r["paper_model"]))
+        r.update(lora_row=lora or "", reported_vs_lora=None, ours_vs_lora=None, ours_vs_lora_ci_low=None,
+                 ours_vs_lora_ci_high=None, ours_vs_lora_n=0, same_direction=None)
+        key = (lora, r["model"], r["paper_model"], r["task"], r["metric"])
+        if lora is None or r["row"] == lora or key not in reported_of:
+            continue
+        r["reported_vs_lora"] = round(r["reported"] - reported_of[key], 4)
+        x = seeds_of.get((r["row"], r["model"], r["paper_model"], r["task"], r["metric"]))
+        y = seeds_of.get(key)
+        if not x or not y:
+            continue
+        shared = sorted(set(x) & set(y))
+        if len(shared) >= 2:
+            c = paired_comparison([x[s] for s in shared], [y[s] for s in shared])
+            r.update(ours_vs_lora=round(c.delta, 4), ours_vs_lora_ci_low=round(c.ci_low, 4),
+                     ours_vs_lora_ci_high=round(c.ci_high, 4), ours_vs_lora_n=len(shared))
+        else:  # no seed in common (or one): the difference of the means, without an interval
+            diff = sum(x.values()) / len(x) - sum(y.values()) / len(y)
+            r.update(ours_vs_lora=round(diff, 4), ours_vs_lora_n=len(shared))
+        if r["reported_vs_lora"] != 0 and r["ours_vs_lora"] != 0:
+            r["same_direction"] = (r["reported_vs_lora"] > 0) == (r["ours_vs_lora"] > 0)
+    return out
+
+
+def rank_agreement(rows: list[dict[str, Any]], n_resamples: int = TAU_RESAMPLES) -> list[dict[str, Any]]:
+    """Per (table, preset, model): Kendall's tau between the paper's ordering of the rows and ours,
+    with a 95% percentile bootstrap interval over tasks and seeds. Each row is placed by its mean over the
+    tasks every compared row has (the paper's value and ours); tasks are dropped, those most rows miss
+    first, until at least three rows have all that remain. A bootstrap resample draws the tasks with
+    replacement and, within each (row, task), our seeds (one seed: nothing to draw)."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    out = []
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("reproduced_mean") is not None:
+            groups.setdefault((r["table"], r["preset"], r["model"], r["paper_model"]), []).append(r)
+    for (name, preset, model, paper_model), items in groups.items():
+        cells = {(r["row"], r["task"], r["metric"]): r for r in items}
+        methods = list(dict.fromkeys(r["row"] for r in items))
+        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in items))
+        while True:
+            complete = [m for m in methods if all((m, t, k) in cells for t, k in tasks)]
+            if len(complete) >= 3 or len(tasks) <= 1:
+                break
+            missing = {tk: sum((m, *tk) not in cells for m in methods) for tk in tasks}
+            tasks.remove(max(missing, key=missing.get))
+        base = {"table": name, "preset": preset, "model": model, "paper_model": paper_model,
+                "n_methods": len(complete), "methods": "; ".join(complete),
+                "tasks": ",".join(t if sum(x == t for x, _ in tasks) == 1 else f"{t}:{k}" for t, k in tasks)}
+        if len(complete) < 3:
+            out.append({**base, "kendall_tau": None, "tau_ci_low": None, "tau_ci_high": None, "p_value": None,
+                        "interval": "fewer than three rows with every task"})
+            continue
+        paper = np.array([[cells[(m, t, k)]["reported"] for t, k in tasks] for m in complete])
+        seeds = [[list((cells[(m, t, k)].get("_seeds") or {}).values())
+                  or [cells[(m, t, k)]["reproduced_mean"]] for t, k in tasks] for m in complete]
+        ours = np.array([[float(np.mean(v)) for v in row] for row in seeds])
+        tau, p_value = kendalltau(paper.mean(axis=1), ours.mean(axis=1))
+        rng = np.random.default_rng(0)
+        taus = []
+        for _ in range(n_resamples):
+            pick = rng.integers(0, len(tasks), size=len(tasks))
+            ours_b = np.array([[float(np.mean(rng.choice(seeds[i][j], size=len(seeds[i][j]))))
+                                for j in pick] for i in range(len(complete))])
+            value = kendalltau(paper[:, pick].mean(axis=1), ours_b.mean(axis=1))[0]
+            if not math.isnan(value):
+                taus.append(value)
+        low, high = (float(v) for v in np.quantile(taus, [0.025, 0.975])) if taus else (math.nan, math.nan)
+        one_seed = all(len(v) == 1 for row in seeds for v in row)
+        out.append({**base, "kendall_tau": round(float(tau), 4), "tau_ci_low": round(low, 4),
+                    "tau_ci_high": round(high, 4), "p_value": round(float(p_value), 4),
+                    "interval": "95% bootstrap over tasks" + (" (one seed per cell: seeds not resampled)"
+                                                              if one_seed else " and seeds")})
     return out
 
 
@@ -295,22 +390,153 @@ def _spec_hash(spec: dict[str, Any]) -> str:
         return ""
 
 
-def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
-    """``reproduce-<table>.csv`` (name -> CSV text) for every table with records (paper and cpu preset
-    rows); ``report`` writes them atomically beside its other tables."""
-    files: dict[str, str] = {}
+# not *.json: the store reads every *.json below its root as a record (results/tables is inside results/)
+PLANS_FILE = "reproduce-plans.jsonl"
+
+
+def plan_hashes() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every table's planned rows as plain data, table -> preset -> [{row, model, paper_model, hashes}]:
+    what matching records to rows needs, so that a reader without torch (the app) can match them from
+    this file (``report`` writes it as ``reproduce-plans.jsonl``; it changes only with the code)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for table in TABLES:
-        rows: list[dict[str, Any]] = []
         for preset in PRESETS:
             try:
-                rows.extend(reproduction_rows(table, records, preset))
+                planned = plan_table(table, preset)
+            except HarnessError:
+                continue
+            # "index": the row's position in the table (one label may name a row per model)
+            out.setdefault(table.name, {})[preset] = [
+                {"row": row_key(p.row), "index": table.rows.index(p.row), "model": p.model,
+                 "paper_model": p.paper_model, "hashes": sorted({s.config_hash for s in p.specs})}
+                for p in planned]
+    return out
+
+
+def _planned_from_hashes(table: PaperTable, entries: list[dict[str, Any]]) -> list[PlannedRow]:
+    from types import SimpleNamespace
+
+    out = []
+    for e in entries:
+        index = e.get("index")
+        row = table.rows[index] if isinstance(index, int) and 0 <= index < len(table.rows) else None
+        if row is None or row_key(row) != e["row"]:  # the table changed since the plans were written
+            continue
+        out.append(PlannedRow(table, row, e["model"], e["paper_model"],
+                              tuple(SimpleNamespace(config_hash=h) for h in e["hashes"])))  # type: ignore[arg-type]
+    return out
+
+
+def reproduction_tables(records: list[RunRecord], plans: dict[str, Any] | None = None,
+                        ) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Table name -> (its reproduction rows, its rank agreement rows), paper and cpu preset, for every
+    table with records (what ``report`` writes and the app's Reproduction tab shows). ``plans``
+    (``plan_hashes``, e.g. read from reproduce-plans.jsonl) replaces planning the rows, which needs torch."""
+    out = {}
+    for table in TABLES:
+        rows: list[dict[str, Any]] = []
+        agreement: list[dict[str, Any]] = []
+        for preset in PRESETS:
+            try:
+                if plans is not None:
+                    entries = plans.get(table.name, {}).get(preset)
+                    if entries is None:
+                        continue
+                    found = reproduction_rows(table, records, preset, _planned_from_hashes(table, entries))
+                else:
+                    found = reproduction_rows(table, records, preset)
             except HarnessError:
                 continue  # a table that cannot be planned here (e.g. a suite's models missing) has no rows
-        if not rows:
-            continue
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(csv_rows(rows))  # strings neutralised against spreadsheet formulas
-        files[f"reproduce-{table.name}.csv"] = buffer.getvalue()
+            agreement.extend(rank_agreement(found))
+            rows.extend(found)
+        if rows:
+            out[table.name] = (rows, agreement)
+    return out
+
+
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(csv_rows(rows))  # strings neutralised against spreadsheet formulas
+    return buffer.getvalue()
+
+
+def _num(value: Any, digits: int = 1, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def reproduction_markdown(name: str, rows: list[dict[str, Any]], agreement: list[dict[str, Any]]) -> str:
+    """Per (preset, model): "paper | ours" per row and task, then each row's difference to the table's
+    LoRA row as "paper | ours [our interval]", then the rank agreement."""
+    lines = [f"# {name}: reported beside reproduced", "",
+             "Cells: paper | ours (mean over seeds, Student-t 95% interval when there are two seeds or more). "
+             "A cpu-preset block ran another model on a smaller budget: its absolute numbers are not the "
+             "paper's; the differences to the table's own LoRA row and the rank agreement are what carries "
+             "across models.", ""]
+    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        blocks.setdefault((r["preset"], r["model"], r["paper_model"]), []).append(r)
+    for (preset, model, paper_model), items in blocks.items():
+        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in items))  # a task may report several metrics
+        methods = list(dict.fromkeys(r["row"] for r in items))
+        cell = {(r["row"], (r["task"], r["metric"])): r for r in items}
+        lines += [f"## preset {preset}: ours {model}, paper {paper_model}", ""]
+        header = ["row", *(t if sum(x == t for x, _ in tasks) == 1 else f"{t} {k}" for t, k in tasks)]
+        values, deltas = [], []
+        for m in methods:
+            v_row, d_row = [m], [m]
+            for t in tasks:
+                r = cell.get((m, t))
+                if r is None:
+                    v_row.append("–")
+                    d_row.append("–")
+                    continue
+                ours = _num(r["reproduced_mean"])
+                if r.get("ci_low") is not None:
+                    ours += f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
+                v_row.append(f"{_num(r['reported'])} \\| {ours}")
+                if r.get("lora_row") and r["row"] == r["lora_row"]:
+                    d_row.append("(LoRA row)")
+                elif r.get("reported_vs_lora") is None:
+                    d_row.append("–")
+                else:
+                    d = _num(r.get("ours_vs_lora"), sign=True)
+                    if r.get("ours_vs_lora_ci_low") is not None:
+                        d += f" [{_num(r['ours_vs_lora_ci_low'], sign=True)}, {_num(r['ours_vs_lora_ci_high'], sign=True)}]"
+                    d_row.append(f"{r['reported_vs_lora']:+.1f} \\| {d}")
+            values.append(v_row)
+            deltas.append(d_row)
+        for title, body in (("paper | ours", values), ("difference to the LoRA row: paper | ours", deltas)):
+            lines += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+            lines.append("")
+        for a in agreement:
+            if a["preset"] == preset and a["model"] == model and a["paper_model"] == paper_model:
+                if a["kendall_tau"] is None:
+                    lines += [f"Rank agreement: not computed ({a['interval']}).", ""]
+                else:
+                    lines += [f"Rank agreement of the paper's ordering with ours over {a['n_methods']} rows and "
+                              f"tasks {a['tasks']}: Kendall's tau = {a['kendall_tau']:.2f} "
+                              f"[{a['tau_ci_low']:.2f}, {a['tau_ci_high']:.2f}] ({a['interval']}), p = "
+                              f"{a['p_value']:.3f}.", ""]
+    return "\n".join(lines)
+
+
+def reproduction_files(records: list[RunRecord]) -> dict[str, str]:
+    """``reproduce-<table>.csv`` (name -> CSV text) for every table with records (paper and cpu preset
+    rows), ``reproduce-<table>-agreement.csv`` (Kendall's tau per preset and model) and
+    ``reproduce-<table>.md`` ("paper | ours"), and ``reproduce-plans.jsonl`` (the rows' planned config
+    hashes, which the app matches the store's records with); ``report`` writes them atomically."""
+    import json
+
+    files: dict[str, str] = {}
+    plans = plan_hashes()
+    files[PLANS_FILE] = json.dumps(plans, sort_keys=True)  # one line: a JSON Lines file of one object
+    for name, (rows, agreement) in reproduction_tables(records, plans).items():
+        files[f"reproduce-{name}.csv"] = _csv(rows, REPORT_COLUMNS)
+        files[f"reproduce-{name}-agreement.csv"] = _csv(agreement, AGREEMENT_COLUMNS)
+        files[f"reproduce-{name}.md"] = reproduction_markdown(name, rows, agreement)
     return files

@@ -123,6 +123,7 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         record.update(collect_sections(run))
         undefined_metric(record)  # raises DivergedError: a run without a defined score is no success
         record["status"] = Status.SUCCESS.value
+        _keep_predictions(run, record, record_path)
     except DivergedError as exc:
         record["status"] = Status.DIVERGED.value
         record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None,
@@ -171,6 +172,21 @@ def undefined_metric(record: dict[str, Any]) -> None:
         raise DivergedError(None, None, UNDEFINED_METRIC,
                             f"undefined metric: {primary} is {score!r} at the selected epoch "
                             f"({metrics.get('selection', '?')}): the predictions give it no value")
+
+
+def _keep_predictions(run: Any, record: dict[str, Any], record_path: Path | None) -> None:
+    """The per-example predictions of the epoch the record reports, beside the record
+    (harness/predictions.py); nothing without a store or when the suite left none."""
+    if record_path is None:
+        return
+    from harness.predictions import write_predictions
+
+    metrics = record.get("metrics") or {}
+    final = metrics.get("selection") == "final"
+    chosen = getattr(run, "final_predictions" if final else "best_predictions", None)
+    if chosen:
+        epoch = (run.per_epoch[-1].get("epoch") if run.per_epoch else None) if final else metrics.get("best_epoch")
+        write_predictions(record_path, chosen, epoch)
 
 
 def _suite_for(spec: RunSpec) -> Suite | None:

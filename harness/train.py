@@ -264,6 +264,8 @@ class TrainingRun:
         self.test_reads = 0  # evaluations of the test split (selection never reads them)
         self.selected_state: dict[str, Any] | None = None
         self.stopped_early = False  # a tuning trial pruned by its study (epoch_hook)
+        self.best_predictions: dict[str, Any] | None = None  # the suite's side channel (harness/predictions.py)
+        self.final_predictions: dict[str, Any] | None = None
         self.primary = self.suite.primary_metric(spec.task)
         self.val_primary = self.suite.validation_metric(spec.task)
         self.eval_seconds = 0.0
@@ -456,6 +458,7 @@ class TrainingRun:
                 self.merged_eval = was_merged
             t_val = time.perf_counter()
             val_metrics = evaluate(*args, split="validation") if validating else None
+            self.ctx.predictions.clear()  # the side channel keeps the test split's predictions only
             self.validation_seconds += time.perf_counter() - t_val if validating else 0.0
             metrics = evaluate(*args) if read_test else None
         if metrics is not None:
@@ -463,20 +466,26 @@ class TrainingRun:
         self.eval_per_epoch.append(time.perf_counter() - t_eval)
         self.eval_seconds += self.eval_per_epoch[-1]
         point = {"epoch": self.epoch, "step": self.step}
+        predictions = dict(self.ctx.predictions) or None  # the test split's (harness/predictions.py)
+        self.ctx.predictions.clear()
         if metrics is not None:
             self.per_epoch.append({**point, **metrics})
+            self.final_predictions = predictions
             if self.test_best is None or better(metrics.get(self.primary), self.test_best.get(self.primary)):
                 self.test_best, self.test_best_epoch = metrics, self.epoch
         if val_metrics is None:  # the papers' protocol: the best test epoch
             if not merge:
                 self.best, self.best_epoch = metrics, 0
+                self.best_predictions = predictions
             elif self.best is None or better(metrics.get(self.primary), self.best.get(self.primary)):
                 self.best, self.best_epoch = metrics, self.epoch
+                self.best_predictions = predictions
             return
         self.val_per_epoch.append({**point, **val_metrics})
         if self.val_best is None or better(val_metrics.get(self.val_primary), self.val_best.get(self.val_primary)):
             self.val_best, self.best_epoch = val_metrics, self.epoch
             self.best = metrics  # None until _test_selected scores the selected state
+            self.best_predictions = predictions
             if metrics is None:
                 self.selected_state = trainable_state(self.model)
         if self.epoch_hook is not None and self.epoch_hook(self.epoch, val_metrics.get(self.val_primary)):
@@ -494,6 +503,9 @@ class TrainingRun:
         args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
         with merged_for_eval(self.adapter, self.model), self.amp():
             self.best = evaluate(*args)
+        self.best_predictions = dict(self.ctx.predictions) or None
+        self.final_predictions = self.best_predictions
+        self.ctx.predictions.clear()
         self.test_reads += 1
         self.eval_seconds += time.perf_counter() - t_eval
         self.test_best, self.test_best_epoch = None, None  # one test score: no best-test-epoch variant

@@ -624,6 +624,7 @@ class Glue(Suite):
             for i, v in zip(idx, values.tolist()):
                 predictions[i] = v
         preds = [predictions[i] for i in range(len(enc.labels))]
+        ctx.predictions.update(predictions=preds, labels=list(enc.labels))  # the side channel (harness/predictions.py)
         return glue_metrics(loaded.info["task"], preds, list(enc.labels))
 
 

@@ -70,7 +70,8 @@ def markdown_texts(at: AppTest) -> str:
 
 def seeded_store(root: Path) -> None:
     """GLUE rte+stsb with lora, full and head on three seeds, a COCO record, one limited smoke run."""
-    scores = {"lora": (0.60, 0.62, 0.64), "full": (0.70, 0.72, 0.74), "head": (0.59, 0.63, 0.62)}
+    # full - lora = 10, 10.5, 9.5 points: distinguishable after Holm (a constant shift would have no p-value)
+    scores = {"lora": (0.60, 0.62, 0.64), "full": (0.70, 0.725, 0.735), "head": (0.59, 0.63, 0.62)}
     records = []
     for adapter, values in scores.items():
         for task in ("rte", "stsb"):
@@ -126,10 +127,11 @@ def test_leaderboard_opens_on_glue_with_cis_and_tie_marks(tmp_path, monkeypatch)
     assert rte == "rte accuracy (%)"
     full_rte = wide.loc[wide["method"] == "full", rte].item()
     assert full_rte.startswith("72.00 [") and "n=3" in full_rte and full_rte.endswith("▲")
-    assert wide.loc[wide["method"] == "head", rte].item().endswith("≈")  # CI of the difference includes 0
+    assert wide.loc[wide["method"] == "head", rte].item().endswith("≈")  # adjusted p >= 0.05
     assert "limit" not in " ".join(wide["method"])  # the smoke run is not in the ranked table
     vs = frame_with(at, "P(better)")
-    assert set(vs["verdict"]) <= {"better", "worse", "tied", "n/a"}
+    # a tie says what the seeds could have detected
+    assert {v.split(":")[0] for v in vs["verdict"]} <= {"better", "worse", "tied", "n/a"}
     coco = frame_with(at, "coco rsum (sum of %)")  # COCO's recall sum as reported, not as a percent
     assert coco.iloc[0]["coco rsum (sum of %)"] == "209.00 (1 seed)"
 

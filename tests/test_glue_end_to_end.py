@@ -26,6 +26,14 @@ def test_run_records_and_resumes(shared_data, tmp_path, capsys):
     assert lora["analysis"]["components"] and lora["environment"]["packages"]["torch"]
     head = next(r for r in records if r["key"]["adapter"] == "head")
     assert head["params"]["adapter_trainable"] == 0
+    # the per-example predictions of the reported epoch, beside each record (harness/predictions.py)
+    from harness.predictions import load_predictions
+
+    path = next(p for p in ResultStore(tmp_path).iter_paths() if p.name.startswith("lora-"))
+    preds = load_predictions(path)
+    assert preds is not None and len(preds["predictions"]) == len(preds["labels"]) == 64
+    assert preds["epoch"] == lora["metrics"]["best_epoch"]
+    assert float((preds["predictions"] == preds["labels"]).mean()) == lora["metrics"]["best"]["accuracy"]
     capsys.readouterr()
     assert main(argv) == 0
     assert "already done 2, ran 0" in capsys.readouterr().out

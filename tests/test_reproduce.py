@@ -136,9 +136,11 @@ def test_report_puts_reproduced_beside_reported(tmp_path):
     row = by_row["SeRA (r=8)"]
     assert row["reported"] == 85.5 and row["reproduced_mean"] == pytest.approx(85.0)
     assert row["difference"] == pytest.approx(-0.5) and row["reported_in_ci"] is True
-    written = write_reproduction_tables(records, tmp_path)
+    written = [p for p in write_reproduction_tables(records, tmp_path)
+               if p.suffix == ".csv" and not p.name.endswith("-agreement.csv")]
     # SeRA r=8 on RTE under sera-t3's protocol is the same run (same config hash): it counts there too
     assert [p.name for p in written] == ["reproduce-sera-t3.csv", "reproduce-sera-t4.csv"]
+    assert (tmp_path / "reproduce-plans.jsonl").is_file() and (tmp_path / "reproduce-sera-t4.md").is_file()
     with open(written[1], newline="") as fh:
         lines = list(csv.DictReader(fh))
     assert {line["row"] for line in lines} == {"SeRA (r=8)", "SeRA (r=16)"}
@@ -184,10 +186,19 @@ def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
 
     from tests.record_factory import grid_records, write_store
 
-    write_store(tmp_path, grid_records())
     planned = plan_table(get_table("sera-t4"))
     r8 = next(p for p in planned if p.row.label == "SeRA (r=8)")
-    write_reproduction_tables([_record(s, 0.80) for s in r8.specs[:3]], tmp_path / "tables")
+    # the tab computes from the store: full records whose key and spec are those of SeRA r=8's runs
+    matching = []
+    for spec, base in zip(r8.specs[:3], grid_records()):
+        record = {**base, "spec": spec.to_dict(), "run_id": spec.run_id,
+                  "key": {**base["key"], "task": spec.task, "adapter": spec.adapter, "seed": spec.seed,
+                          "config_hash": spec.config_hash}}
+        record["metrics"] = {**base["metrics"], "best": {"accuracy": 0.80}, "final": {"accuracy": 0.80}}
+        matching.append(record)
+    write_store(tmp_path, [*grid_records(), *matching])
+    # the last report's files hold an older value (0.10): the tab must show the store's (80.0)
+    write_reproduction_tables([_record(s, 0.10) for s in r8.specs[:3]], tmp_path / "tables")
     monkeypatch.setenv("HARNESS_RESULTS_DIR", str(tmp_path))
     monkeypatch.delenv("HARNESS_TABLES_DIR", raising=False)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "leaderboard.py"),
@@ -195,8 +206,9 @@ def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     tab = next(t for t in at.tabs if t.label == "Reproduction")
     assert any("sera-t4" in s.value for s in tab.subheader)
-    shown = tab.dataframe[-1].value
+    shown = next(d.value for d in tab.dataframe if "row" in d.value.columns and "sera-t4" in set(d.value["table"]))
     assert set(shown["row"]) == {"SeRA (r=8)"} and (shown["reported_in_ci"] == False).all()  # noqa: E712
+    assert list(shown["reproduced_mean"]) == [80.0]
 
 
 def test_bad_table_entries_fail_with_one_line():
@@ -226,3 +238,44 @@ def test_the_paper_tables_roles_are_the_target_roles():
     from harness.targets import TARGET_ROLES
 
     assert ROLES == tuple(TARGET_ROLES)
+
+
+def test_each_row_is_compared_with_the_tables_own_lora_row_paper_and_ours():
+    table = get_table("msplora-t1")
+    planned = plan_table(table)
+    lora = next(p for p in planned if p.row.adapter == "lora")
+    msp = next(p for p in planned if p.row.adapter == "msplora")
+    lora_rte = [s for s in lora.specs if s.task == "rte"]
+    msp_rte = [s for s in msp.specs if s.task == "rte"]
+    assert len(lora_rte) >= 3 and [s.seed for s in lora_rte] == [s.seed for s in msp_rte]
+    # ours: msplora - lora = 2, 3, 4 points on the shared seeds -> +3 [0.52, 5.48] (Student t, 2 df)
+    records = [_record(s, v) for s, v in zip(lora_rte[:3], (0.70, 0.71, 0.72))]
+    records += [_record(s, v) for s, v in zip(msp_rte[:3], (0.72, 0.74, 0.76))]
+    rows = reproduction_rows(table, records, "paper", planned)
+    row = next(r for r in rows if r["row"] == msp.row.label and r["task"] == "rte")
+    lora_row = next(r for r in rows if r["row"] == lora.row.label and r["task"] == "rte")
+    assert row["lora_row"] == lora.row.label and lora_row["reported_vs_lora"] is None
+    assert row["reported_vs_lora"] == pytest.approx(row["reported"] - lora_row["reported"])
+    assert row["ours_vs_lora"] == pytest.approx(3.0) and row["ours_vs_lora_n"] == 3
+    assert row["ours_vs_lora_ci_low"] == pytest.approx(3 - 4.302653 / 3**0.5, abs=1e-3)
+    assert row["same_direction"] == (row["reported_vs_lora"] > 0)
+    files = reproduction_files(records)
+    md = files["reproduce-msplora-t1.md"]
+    assert "paper \\| ours" not in md and "**paper | ours**" in md and "difference to the LoRA row" in md
+
+
+def test_rank_agreement_is_kendalls_tau_with_a_bootstrap_interval():
+    from harness.reproduce import rank_agreement
+
+    def row(name, reported, ours, task="rte"):
+        return {"table": "t", "preset": "cpu", "model": "m", "paper_model": "p", "row": name, "task": task,
+                "metric": "accuracy", "reported": reported, "reproduced_mean": ours, "_seeds": {1: ours}}
+
+    # paper orders a < b < c, ours a < c < b: 2 concordant pairs, 1 discordant -> tau = 1/3
+    rows = [row("a", 1.0, 1.0), row("b", 2.0, 3.0), row("c", 3.0, 2.0)]
+    (result,) = rank_agreement(rows, n_resamples=200)
+    assert result["kendall_tau"] == pytest.approx(1 / 3, abs=1e-4) and result["n_methods"] == 3
+    assert result["tau_ci_low"] <= result["kendall_tau"] <= result["tau_ci_high"]
+    assert "seeds not resampled" in result["interval"]
+    (short,) = rank_agreement(rows[:2], n_resamples=10)
+    assert short["kendall_tau"] is None

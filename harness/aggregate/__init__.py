@@ -7,6 +7,7 @@ on these functions, and they are unit-tested without either. Readers import this
 - ``frame``: records -> the flat frame (``flatten_record``, ``load_frame``, ``filter_frame``);
 - ``identity``: duplicated records, the preset's defaults, row keys, labels, limited runs (``identify``);
 - ``ranking``: the leaderboard per (configuration, task), the suite average, the Pareto front;
+- ``signal``: which tasks carry signal (any configuration distinguishable from the trivial reference);
 - ``wide``: the ranked wide table of a suite; ``comparison``: every row against a baseline adapter;
 - ``formatting`` and ``wide_format``: text, Markdown, LaTeX and the app's display of those tables;
 - ``report``: every file of ``harness report``; ``reference``: the papers' reported numbers;
@@ -74,13 +75,14 @@ from harness.aggregate.run_detail import (
     m_eff_frame,
     singular_values_frame,
 )
+from harness.aggregate.signal import NO_SIGNAL, task_signal
 from harness.aggregate.wide import SUITE_ORDER, family_label, ordered_suites, units_text, wide_table
 from harness.aggregate.wide_format import VERDICT_MARKS, wide_caption, wide_display, wide_latex, wide_markdown
 from harness.metrics import UNKNOWN_UNIT
 from harness.record import CAP_FIELDS
 
 __all__ = [
-    "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",
+    "NO_SIGNAL", "task_signal", "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",
     "FRAME_COLUMNS", "GROUP_KEYS", "LEADERBOARD_COLUMNS", "REFERENCE_COLUMNS", "REFERENCE_SCALES",
     "REPORT_FORMATS", "SUITE_ORDER", "UNKNOWN_UNIT", "VERDICT_MARKS", "analysis_matrices", "baseline_rows",
     "build_report", "compare_to_baseline", "comparison_caption", "comparison_display",

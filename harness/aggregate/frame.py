@@ -12,13 +12,15 @@ from harness.aggregate._values import canonical, finite_number, section_of
 from harness.aggregate.identity import dedupe_records, identify
 from harness.aggregate.regime import is_trial, regime_of
 from harness.record import RunRecord
+from harness.reference_timing import quiet_reference_train_seconds
 from harness.status import Status
 
 FRAME_COLUMNS = (
     "run_id", "suite", "task", "adapter", "config_hash", "seed", "model", "preset", "configuration",
     "limited", "limit", "status", "error", "primary", "score", "selection", "best_epoch",
     "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "memory_device", "memory_label",
-    "memory_estimated", "train_seconds", "mean_step_seconds", "samples_per_second", "git_commit",
+    "memory_estimated", "memory_fixed_bytes", "train_seconds", "train_seconds_quiet", "train_time_normalised",
+    "mean_step_seconds", "samples_per_second", "git_commit",
     "git_dirty", "device_name", "started_at", "finished_at",
     "row_key", "label", "limited_by", "unit", "unit_label", "unit_family", "scale", "higher_is_better",
     "suite_tasks", "sub_scores", "regime", "tuned_lr", "tuning_budget", "tuning_seconds",
@@ -49,6 +51,7 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
     error = section_of(record, "error")
     limit = train.get("limit")
     device = memory.get("device")
+    quiet = quiet_reference_train_seconds(record)
     return {
         "run_id": record.get("run_id"),
         "suite": str(key.get("suite")),
@@ -78,7 +81,11 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         "memory_label": memory.get("peak_label"),
         # Only CUDA's allocator gives a measured peak; anything else is the harness's estimate.
         "memory_estimated": None if device is None else device != "cuda",
+        "memory_fixed_bytes": _fixed_memory_bytes(memory, device),
         "train_seconds": finite_number(timing.get("train_seconds")),
+        # normalised to a quiet reference machine (harness.reference_timing); the raw time stays above
+        "train_seconds_quiet": quiet[0],
+        "train_time_normalised": quiet[1],
         "mean_step_seconds": finite_number(timing.get("mean_step_seconds")),
         "samples_per_second": finite_number(timing.get("samples_per_second")),
         "git_commit": env.get("git_commit"),
@@ -130,6 +137,18 @@ def _estimate_bytes(memory: Mapping[str, Any], device: Any) -> float | None:
     return estimate
 
 
+def _fixed_memory_bytes(memory: Mapping[str, Any], device: Any) -> float | None:
+    """The part of the CPU estimate that does not depend on the seed: parameters, buffers, gradients
+    and optimizer state (``memory.estimate_breakdown``). The tensors saved for backward are left out:
+    they depend on the first batch's padded length, which the seed's shuffle picks, and records do not
+    keep that length to rescale them to a fixed shape. None on CUDA and without a breakdown."""
+    breakdown = memory.get("estimate_breakdown")
+    if device == "cuda" or not isinstance(breakdown, Mapping):
+        return None
+    parts = [finite_number(breakdown.get(k)) for k in ("parameters", "buffers", "gradients", "optimizer_state")]
+    return float(sum(p for p in parts if p is not None)) if any(p is not None for p in parts) else None
+
+
 def _unit_fields(record: RunRecord) -> dict[str, Any]:
     unit = metric_units.unit_of_record(record)
     return {"unit": unit.name, "unit_label": unit.label, "unit_family": unit.family, "scale": unit.display_scale,
@@ -144,7 +163,8 @@ def load_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     rows = [{**flatten_record(r), **identity} for r, identity in zip(records, identities)]
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     frame.attrs["duplicates"] = duplicates
-    numeric = ("score", "tuned_lr", "tuning_budget", "tuning_seconds", "params_adapter", "params_head", "params_total", "peak_bytes", "estimate_bytes", "train_seconds",
+    numeric = ("score", "tuned_lr", "tuning_budget", "tuning_seconds", "params_adapter", "params_head",
+               "params_total", "peak_bytes", "estimate_bytes", "memory_fixed_bytes", "train_seconds", "train_seconds_quiet",
                "mean_step_seconds", "samples_per_second")
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")

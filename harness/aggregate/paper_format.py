@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from harness import metrics as metric_units
+from harness import stats
 from harness.aggregate.comparison import verdicts
 from harness.aggregate.formatting import format_count
 from harness.aggregate.wide import family_label
@@ -293,8 +294,14 @@ def _why_unranked(row: Mapping[str, Any]) -> str:
     return "; ".join(missing) or "no average"
 
 
+PROTOCOL_SENTENCE = ("Protocol: rows labelled tuned ran at the rate `harness tune` chose per task on a validation split "
+                     "held out of the training data, val-selected rows at the preset's shared rate; both report the "
+                     "test split at the epoch selected on validation. Rows without either label are the papers' "
+                     "protocol (the epoch selected on the test split itself: optimistic).")
+
+
 def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limited: bool = False,
-                  latex: bool = False) -> str:
+                  latex: bool = False, p_adjust: str = "holm") -> str:
     """What the cells are, in words (plain text: each renderer escapes it); ``latex``: the sd is the
     subscript and the mark the superscript."""
     units = wide.attrs.get("units", {})
@@ -302,13 +309,13 @@ def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limit
     cells = ("mean over n seeds, subscript: the sample standard deviation, superscript: the mark"
              if latex else "mean ± sample standard deviation over n seeds")
     text = (f"{suite}{', limited runs' if limited else ''}: {cells} "
-            f"(95% bootstrap intervals in the CSV). Units: {unit_text}.")
+            f"({stats.INTERVAL_METHOD}s in the CSV). Units: {unit_text}. {PROTOCOL_SENTENCE}")
     if len(units) > 1:
         text += f" Avg.: the mean of the task columns ({family_label(wide.attrs.get('average_family'))})."
     text += (" Ranked (#) by the average as printed, ties sharing a rank (=2): only rows with every task and "
              "every requested seed, and at least two seeds; the others follow, unranked, never bold.")
     if baseline:
-        text += f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied."
+        text += f" Against {baseline} (paired over shared seeds): {stats.verdict_rule(p_adjust)}"
     return text
 
 

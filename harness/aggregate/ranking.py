@@ -30,8 +30,8 @@ LEADERBOARD_COLUMNS = (
     "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",
     "n_runs",
     *(f"n_{s}" for s in FAILURE_STATUSES), "statuses", "params_adapter", "params_head",
-    "peak_memory_bytes", "estimate_memory_bytes", "memory_estimated", "train_seconds", "mean_step_seconds",
-    "git_dirty", "source",
+    "peak_memory_bytes", "estimate_memory_bytes", "memory_estimated", "memory_fixed_bytes", "train_seconds",
+    "train_seconds_quiet", "train_time_normalised", "mean_step_seconds", "git_dirty", "source",
 )
 AVERAGE_COLUMNS = (
     *AVERAGE_KEYS, "score_avg", "n_tasks", "n_suite_tasks", "complete", "tasks", "params_adapter",
@@ -87,12 +87,31 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
         estimate_memory_bytes=mean_or_nan(source["estimate_bytes"]),
         # the cell's memory is an estimate only: no run of it was measured
         memory_estimated=estimate_only(source["peak_bytes"], source["estimate_bytes"]),
+        memory_fixed_bytes=mean_or_nan(source["memory_fixed_bytes"]),
         train_seconds=mean_or_nan(source["train_seconds"]),
+        **_quiet_time(source),
         mean_step_seconds=mean_or_nan(source["mean_step_seconds"]),
         git_dirty=any_true(group["git_dirty"]),
         source="ours",
     )
     return row
+
+
+# how completely a record's train time could be normalised (harness.reference_timing), best first
+NORMALISATION_ORDER = ("cpu time + probe", "gpu", "probe", "cpu time", "raw")
+
+
+def _quiet_time(source: pd.DataFrame) -> dict[str, Any]:
+    """The cell's train time on the quiet reference machine: the mean over the seeds normalised best
+    (CPU time and probe where any seed has both; seeds without them are left out, since a time is the
+    configuration's, not the seed's), and which normalisation that was."""
+    how = source["train_time_normalised"].fillna("raw").astype(str)
+    times = source["train_seconds_quiet"]
+    for level in NORMALISATION_ORDER:
+        chosen = times[(how == level) & times.notna()]
+        if len(chosen):
+            return {"train_seconds_quiet": float(chosen.mean()), "train_time_normalised": level}
+    return {"train_seconds_quiet": math.nan, "train_time_normalised": ""}
 
 
 def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
+from harness import stats
 from harness.aggregate.comparison import compare_to_baseline, comparison_caption, comparison_display
 from harness.aggregate.formatting import to_markdown
 from harness.aggregate.paper_format import (
@@ -67,7 +69,8 @@ def suite_file_names(suites: Sequence[str], baseline: str) -> dict[str, dict[str
 
 def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
                  suites: Sequence[str] | None = None,
-                 display_names: Mapping[str, str] | None = None) -> dict[str, str]:
+                 display_names: Mapping[str, str] | None = None, p_adjust: str = stats.DEFAULT_P_ADJUST,
+                 store_root: Any = None) -> dict[str, str]:
     """Every file of ``python -m harness report``, name -> text, built in memory (so that nothing is
     written unless all of it could be built). Per suite: ``<suite>.csv`` (the ranked wide table of
     full runs), ``<suite>-limited.csv``, ``<suite>-vs-<baseline>.csv``, ``<suite>.md``, ``<suite>.tex``;
@@ -79,21 +82,21 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
     files: dict[str, str] = {}
     shown_baseline = (display_names or {}).get(baseline, baseline)
     page = ["# Leaderboard", "",
-            "Mean ± sample standard deviation over seeds (the 95% bootstrap intervals are in the CSVs); rows "
+            f"Mean ± sample standard deviation over seeds (the CSVs hold each mean's {stats.INTERVAL_METHOD}); rows "
             "with every task and every requested seed, and at least two seeds, are ranked by their average as "
             "printed (ties share a rank: =2); the others follow, unranked, with why. "
             f"Marks against {markdown_text(shown_baseline)} at the same preset (paired over shared seeds): "
-            "▲ better, ▼ worse, ≈ tied. Limited runs (a cap below the preset's) are in their own tables. "
-            "Method in README.md (Statistics).", ""]
+            f"{stats.verdict_rule(p_adjust)} Limited runs (a cap below the preset's) are in their own tables. "
+            "Method in docs/statistics.md.", ""]
     file_names = suite_file_names(names, baseline)
     for suite in names:
         # the suite comes from a record: its file names are built from an allow-list (harness.untrusted)
         fname = file_names[suite]
         wide = wide_table(table, suite)
         limited = wide_table(table, suite, limited=True)
-        comparison = compare_to_baseline(table, suite, baseline)
+        comparison = compare_to_baseline(table, suite, baseline, p_adjust, store_root)
         common = {"table": table, "frame": frame, "display_names": display_names, "suite": suite}
-        caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None)
+        caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None, p_adjust=p_adjust)
         s_md, b_md = markdown_text(suite), markdown_text(shown_baseline)
         headers, rows, _ranked = paper_rows(wide, comparison, **common)
         md = [f"## {s_md}", "", markdown_paragraph(caption), "", paper_markdown(headers, rows), ""]
@@ -102,7 +105,7 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
                        for h, m, a in zip(wide["config_hash"], wide["method"], wide["adapter"])}
             shown = comparison.assign(method=[methods.get(str(h), m) for h, m in
                                               zip(comparison["config_hash"], comparison["method"])])
-            md += [f"### {s_md}: against {b_md}", "", markdown_paragraph(comparison_caption(shown_baseline)), "",
+            md += [f"### {s_md}: against {b_md}", "", markdown_paragraph(comparison_caption(shown_baseline, p_adjust)), "",
                    to_markdown(comparison_display(shown)), ""]
         else:
             md += [f"_no {b_md} row at the same model and preset: no paired comparison_", ""]
@@ -119,7 +122,7 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
             files[fname["md"]] = "\n".join(md)
         if "latex" in formats:
             headers, rows, ranked = paper_rows(wide, comparison, extra=False, **common)
-            tex_caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None, latex=True)
+            tex_caption = paper_caption(suite, wide, shown_baseline if len(comparison) else None, latex=True, p_adjust=p_adjust)
             tex = [paper_latex(headers, rows, ranked, tex_caption)]
             if len(limited):
                 l_headers, l_rows, _ = paper_rows(limited, None, limited=True, extra=False, **common)

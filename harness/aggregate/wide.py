@@ -19,6 +19,7 @@ from harness.aggregate._values import (
     sum_or_nan,
 )
 from harness.aggregate.ranking import n_failed_runs
+from harness.aggregate.signal import task_signal
 
 SUITE_ORDER = ("glue",)
 
@@ -86,7 +87,8 @@ def tuning_columns(conf: pd.DataFrame) -> dict[str, Any]:
             "tuning_hours": float(seconds.sum()) / 3600 if len(seconds) else math.nan}
 
 
-def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.DataFrame:
+def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False,
+               p_adjust: str = stats.DEFAULT_P_ADJUST) -> pd.DataFrame:
     """One row per configuration of ``suite`` (full runs, or with ``limited`` the limited ones), one
     column per task (display-scaled seed mean, its 95% CI and n), the average over tasks with its CI,
     adapter parameters, peak memory and train time; complete rows ranked first.
@@ -97,6 +99,10 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     is missing. The average (mean of the task means, as the papers' Avg.) is given for rows with
     every task (complete, or short of seeds: shown, never ranked or bolded), and only when every task's
     unit may be averaged with the others (harness.metrics).
+
+    Signal (harness.aggregate.signal): per task whether any configuration is distinguishable from the
+    trivial reference (``attrs["signal"]``: task -> signal | no signal | unknown); ``average_signal`` is
+    the average over the row's tasks with signal (``signal_tasks``), beside the all-task ``average``.
     """
     ours = ours_only(table[(table["suite"] == suite) & (table["limited"] == limited)] if len(table) else table)
     units = task_units(ours) if len(ours) else {}
@@ -114,6 +120,8 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
     units = {t: units[t] for t in sorted(units)}
     tasks = list(units)
     average_family = average_unit({t: u for t, u in units.items() if u["unit"] != metric_units.UNKNOWN_UNIT.name})
+    signal = task_signal(table, suite, p_adjust) if not limited else task_signal(None, suite)
+    signal_of = {(r["model"], r["preset"], r["task"]): r["status"] for _, r in signal.iterrows()}
     rows = []
     # (row key, task or "average") -> seeds that diverged: the cells say so (wide_display); in attrs, so
     # that the CSV's columns stay as they are
@@ -126,7 +134,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             first = conf.iloc[0]
             row: dict[str, Any] = {"method": first["label"], "config_hash": row_key, "adapter": first["adapter"],
                                    "model": model, "preset": preset, "regime": first.get("regime", "")}
-            per_task_values, missing_tasks, short_seeds, ns = [], [], [], []
+            per_task_values, missing_tasks, short_seeds, ns, signal_values = [], [], [], [], []
             for task in tasks:
                 r = by_task.get(task)
                 scale = units[task]["scale"]
@@ -146,6 +154,8 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                     else:
                         ns.append(n)
                         per_task_values.append(list(values.values()))
+                        if signal_of.get((model, preset, task)) == "signal":
+                            signal_values.append(list(values.values()))
                         if n < requested:
                             short_seeds.append(f"{task} {n}/{requested}" + (f" ({diverged} diverged)" if diverged else ""))
             complete = not missing_tasks and not short_seeds and bool(group_tasks)
@@ -158,7 +168,12 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
             # though only complete rows are ranked and bolded by it
             has_all = not missing_tasks and bool(group_tasks)
             interval = stats.average_ci(per_task_values) if has_all and average_family else None
+            with_signal = stats.average_ci(signal_values) if has_all and average_family and signal_values else None
             row.update(
+                average_signal=with_signal.mean if with_signal else math.nan,
+                average_signal_ci_low=with_signal.low if with_signal else math.nan,
+                average_signal_ci_high=with_signal.high if with_signal else math.nan,
+                signal_tasks=",".join(t for t in group_tasks if signal_of.get((model, preset, t)) == "signal"),
                 complete=complete, missing="; ".join(missing), n_seeds=min(ns) if ns else 0,
                 requested_seeds=requested, n_tasks=len(ns),
                 average=interval.mean if interval else math.nan,
@@ -169,8 +184,13 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 peak_memory_mib=max_or_nan(conf["peak_memory_bytes"]) / 2**20,
                 cpu_estimate_mib=max_or_nan(conf["estimate_memory_bytes"]) / 2**20,
                 memory_estimated=estimate_only(conf["peak_memory_bytes"], conf["estimate_memory_bytes"]),
-                # the whole suite's training time: the seed-mean train time of each task, summed
+                # seed-independent part of the CPU estimate (parameters, gradients, optimizer state)
+                cpu_fixed_mib=max_or_nan(conf["memory_fixed_bytes"]) / 2**20,
+                # the whole suite's training time: the seed-mean train time of each task, summed; raw wall
+                # time, and normalised to a quiet reference machine (harness.reference_timing)
                 train_seconds=sum_or_nan(conf["train_seconds"]),
+                train_seconds_quiet=sum_or_nan(conf["train_seconds_quiet"]),
+                train_time_normalised=",".join(sorted(split_joined(conf["train_time_normalised"]))),
                 n_failed_runs=n_failed_runs(conf),
                 limited_by=",".join(sorted(split_joined(conf["limited_by"]))),
                 task_config_hashes=",".join(f"{r['task']}:{r['config_hash']}" for _, r in conf.iterrows()),
@@ -182,12 +202,18 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                 diverged_cells[(row_key, "average")] = sum(v for k, v in diverged_cells.items() if k[0] == row_key)
     task_columns = [c for t in tasks for c in (t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n")]
     columns = ["rank", "method", "config_hash", "adapter", "model", "preset", "regime", "complete", "missing", "n_seeds",
-               "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "adapter_params",
-               "peak_memory_mib", "cpu_estimate_mib", "memory_estimated", "train_seconds", "n_failed_runs", "limited_by",
+               "requested_seeds", "n_tasks", *task_columns, "average", "average_ci_low", "average_ci_high", "average_signal",
+               "average_signal_ci_low", "average_signal_ci_high", "signal_tasks", "adapter_params",
+               "peak_memory_mib", "cpu_estimate_mib", "cpu_fixed_mib", "memory_estimated", "train_seconds",
+               "train_seconds_quiet", "train_time_normalised", "n_failed_runs", "limited_by",
                "task_config_hashes", "tuned_lrs", "tuning_trials", "tuning_hours", "unit"]
     out = pd.DataFrame(rows, columns=columns)
+    statuses = {}
+    for task in tasks:  # over the table's (model, preset) groups: signal anywhere, else no signal, else unknown
+        found = set(signal.loc[signal["task"] == task, "status"])
+        statuses[task] = next((s for s in ("signal", "no signal") if s in found), "unknown")
     if out.empty:
-        out.attrs.update(units=units, tasks=tasks, diverged=diverged_cells)
+        out.attrs.update(units=units, tasks=tasks, diverged=diverged_cells, signal=statuses)
         return out
     higher = all(u["higher_is_better"] for u in units.values())
     # a row's own mean over the tasks it has only orders incomplete rows among themselves
@@ -199,7 +225,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False) -> pd.
                           na_position="last", kind="stable").drop(columns="_order").reset_index(drop=True)
     out["rank"] = [i + 1 if c else None for i, c in enumerate(out["complete"])]
     out["rank"] = out["rank"].astype("Int64")
-    out.attrs.update(units=units, tasks=tasks, average_family=average_family, diverged=diverged_cells)
+    out.attrs.update(units=units, tasks=tasks, average_family=average_family, diverged=diverged_cells, signal=statuses)
     return out
 
 

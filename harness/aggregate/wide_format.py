@@ -6,11 +6,15 @@ from typing import Any
 
 import pandas as pd
 
+from harness import stats
 from harness.aggregate.comparison import verdicts
 from harness.aggregate.formatting import format_cell, format_count
 from harness.aggregate.paper_format import paper_latex, paper_markdown, paper_rows, rankable, tie_ranks
+from harness.aggregate.signal import NO_SIGNAL, signal_sentence
 from harness.aggregate.wide import family_label, units_text
 
+FIXED_MEMORY_HEADER = "memory (MiB, CPU est. without activations)"
+TRAIN_TIME_HEADER = "train time (s, quiet reference machine)"
 VERDICT_MARKS = {"better": "▲", "worse": "▼", "tied": "≈", "n/a": ""}
 
 
@@ -38,6 +42,8 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
     for task in tasks:
         u = units[task]
         header = f"{task} {u['metric']} ({u['label']})"
+        if wide.attrs.get("signal", {}).get(task) == "no signal":
+            header += f" [{NO_SIGNAL}]"
         out[header] = [
             (format_cell(r[task], r[f"{task}_ci_low"], r[f"{task}_ci_high"], r[f"{task}_n"],
                          diverged=diverged.get((r["config_hash"], task), 0))
@@ -53,15 +59,26 @@ def wide_display(wide: pd.DataFrame, comparison: pd.DataFrame | None = None) -> 
         for _, r in wide.iterrows()]
     higher = all(u["higher_is_better"] for u in units.values()) if units else True
     bold |= {(i, avg_header) for i in _best_index(complete["average"], higher)}
+    statuses = wide.attrs.get("signal", {})
+    if "no signal" in statuses.values() and "signal" in statuses.values():
+        signal_header = f"average, tasks with signal ({family_label(family)}; {sum(v == 'signal' for v in statuses.values())} of {len(tasks)})"
+        out[signal_header] = [format_cell(r["average_signal"], r["average_signal_ci_low"], r["average_signal_ci_high"],
+                                          r["n_seeds"]) for _, r in wide.iterrows()]
+        bold |= {(i, signal_header) for i in _best_index(complete["average_signal"], higher)}
     out["adapter params"] = wide["adapter_params"].map(format_count)
     bold |= {(i, "adapter params") for i in _best_index(complete["adapter_params"], False)}
     # a measured peak and the CPU estimate in columns of their own, each only when some row has it
-    for column, header in (("peak_memory_mib", "peak memory (MiB)"), ("cpu_estimate_mib", "peak memory (MiB, CPU est.)")):
+    # CPU: the seed-independent part of the estimate (the saved activations depend on the seed's first batch);
+    # records without the estimate's breakdown (older ones) only have the whole estimate
+    cpu = ("cpu_fixed_mib", FIXED_MEMORY_HEADER) if wide["cpu_fixed_mib"].notna().any() else (
+        "cpu_estimate_mib", "peak memory (MiB, CPU est.)")
+    for column, header in (("peak_memory_mib", "peak memory (MiB)"), cpu):
         if wide[column].notna().any():
             out[header] = wide[column].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
             bold |= {(i, header) for i in _best_index(complete[column], False)}
-    out["train time (s)"] = wide["train_seconds"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
-    bold |= {(i, "train time (s)") for i in _best_index(complete["train_seconds"], False)}
+    # normalised to a quiet reference machine (the raw wall time stays in the records and the CSV)
+    out[TRAIN_TIME_HEADER] = wide["train_seconds_quiet"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}")
+    bold |= {(i, TRAIN_TIME_HEADER) for i in _best_index(complete["train_seconds_quiet"], False)}
     out["missing"] = wide["missing"].map(lambda v: v or "")
     if wide["limited_by"].astype(str).str.len().gt(0).any():
         out["limited by"] = wide["limited_by"]
@@ -85,12 +102,14 @@ def wide_latex(wide: pd.DataFrame, comparison: pd.DataFrame | None, caption: str
     return paper_latex(headers, rows, ranked, caption)
 
 
-def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None) -> str:
+def wide_caption(suite: str, wide: pd.DataFrame, baseline: str | None, p_adjust: str = stats.DEFAULT_P_ADJUST) -> str:
     units = wide.attrs.get("units", {})
-    text = (f"{suite}: mean over seeds with a 95% bootstrap CI over seeds and n (seeds). Units: {units_text(units)}."
+    text = (f"{suite}: mean over seeds with its {stats.INTERVAL_METHOD} and n (seeds). Units: {units_text(units)}."
             " Average: the mean of the task columns, for rows with every task; rows with every task and every"
-            " requested seed are ranked (#), the others follow with what they miss.")
+            " requested seed are ranked (#), the others follow with what they miss. "
+            + signal_sentence(wide.attrs.get("signal", {}))
+            + " Train time: normalised to a quiet reference machine (records' CPU time and speed probe); CPU memory:"
+            " the seed-independent part of the estimate (parameters, gradients, optimizer state).")
     if baseline:
-        text += (f" Against {baseline} (paired over shared seeds): ▲ better, ▼ worse, ≈ tied (the CI of the "
-                 "difference includes 0).")
+        text += f" Against {baseline} (paired over shared seeds): " + stats.verdict_rule(p_adjust)
     return text
