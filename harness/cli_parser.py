@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     _adapter_flags(params)
 
     report = sub.add_parser("report", help="ranked tables with confidence intervals (CSV, Markdown, LaTeX)")
-    report.add_argument("--results-dir", help="the result store to read (default: results/)")
+    report.add_argument("--results-dir", action="append", metavar="DIR",
+                        help="a result store to read, repeatable (default: your store runs/, env HARNESS_RESULTS_DIR)")
+    report.add_argument("--with-shipped", action="store_true",
+                        help="also read the shipped reference store results/ (every row names its source)")
     report.add_argument("--out", help="write <suite>.csv, <suite>-limited.csv, <suite>-vs-<baseline>.csv, "
                                       "<suite>.md, <suite>.tex and leaderboard.md here (atomically)")
     report.add_argument("--suite", help="only this suite")
@@ -87,7 +90,8 @@ def _reproduce_parser(sub: Any) -> None:
     rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
     rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")
     rep.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
-    rep.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    rep.add_argument("--results-dir", help="result store to write (default: runs/, env HARNESS_RESULTS_DIR; "
+                                           "the shipped results/ only when named)")
     rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
@@ -178,7 +182,8 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     grid.add_argument("--force", action="store_true", help="rerun runs that already have a record")
 
     out = run.add_argument_group("output")
-    out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    out.add_argument("--results-dir", help="result store to write (default: runs/, env HARNESS_RESULTS_DIR; "
+                                           "the shipped reference store results/ only when named)")
     out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
     out.add_argument("--no-progress", action="store_true",
                      help="no progress bars (training, evaluation, model loading); the per-run lines stay")

@@ -247,10 +247,36 @@ def test_the_store_is_chosen_from_configured_ones_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_RESULTS_DIRS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
     monkeypatch.delenv("HARNESS_RESULTS_DIR", raising=False)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    assert not at.exception and not at.text_input  # no free-text path
-    assert list(at.selectbox(key="results-dir").options) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert not at.exception and [t.key for t in at.text_input] == ["filter-query"]  # no free-text path
+    assert list(at.selectbox(key="results-dir").options) == [str(tmp_path / "a"), str(tmp_path / "b"), "all of them"]
     at.selectbox(key="results-dir").set_value(str(tmp_path / "b")).run()
     assert len(frame_with(at, "config hash")) == 1
+    at.selectbox(key="results-dir").set_value("all of them").run()  # both, each run naming its store
+    assert not at.exception
+    assert set(at.multiselect(key="filter-store").options) == {str(tmp_path / "a"), str(tmp_path / "b")}
+    at.multiselect(key="filter-store").set_value([str(tmp_path / "b")]).run()
+    assert len(frame_with(at, "config hash")) == 1
+
+
+def test_default_stores_are_yours_then_the_shipped_one(tmp_path, monkeypatch):
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from app.leaderboard import configured_stores
+
+    monkeypatch.chdir(tmp_path)
+    shipped = str(PROJECT_ROOT / "results")
+    assert configured_stores([], {}) == [shipped]  # a fresh clone: only the shipped reference store
+    (tmp_path / "runs").mkdir()
+    assert configured_stores([], {}) == [str(tmp_path / "runs"), shipped]
+    assert configured_stores(["--results-dir", "x"], {}) == ["x"]
+
+
+def test_a_pandas_query_filters_the_runs(tmp_path, monkeypatch):
+    write_store(tmp_path, [make_record(adapter="lora"), make_record(adapter="head", adapter_options={})])
+    at = render(tmp_path, monkeypatch)
+    at.text_input(key="filter-query").set_value("adapter == 'head'").run()
+    assert not at.exception and set(frame_with(at, "config hash")["method"]) == {"head"}
+    at.text_input(key="filter-query").set_value("no such column > 1").run()
+    assert not at.exception and at.sidebar.error  # said, not raised; everything shown
 
 
 def test_new_records_show_up_on_the_next_rerun(tmp_path, monkeypatch):

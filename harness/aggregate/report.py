@@ -19,6 +19,17 @@ def _csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False)
 
 
+def _with_source(table: pd.DataFrame, sources: dict[tuple[str, str], str], key: str) -> pd.DataFrame:
+    """A ``store`` column (the stores a row's records come from) when the frame had one (harness.stores)."""
+    if not sources or table.empty:
+        return table
+    out = table.copy()
+    suite = out["suite"].astype(str) if "suite" in out.columns else pd.Series("", index=out.index)
+    values = [sources.get((s, str(k)), "") for s, k in zip(suite, out[key])]
+    out.insert(min(3, len(out.columns)), "store", values)
+    return out
+
+
 def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
                  suites: Sequence[str] | None = None) -> dict[str, str]:
     """Every file of ``python -m harness report``, name -> text, built in memory (so that nothing is
@@ -26,7 +37,10 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
     full runs), ``<suite>-limited.csv``, ``<suite>-vs-<baseline>.csv``, ``<suite>.md``, ``<suite>.tex``;
     and ``leaderboard.md`` (every suite, GLUE first) and ``leaderboard.csv`` (one row per configuration
     and task, full and limited, with CIs and units)."""
+    from harness.stores import row_sources
+
     table = leaderboard(frame)
+    sources = row_sources(frame)
     names = ordered_suites(suites if suites is not None else table["suite"].unique())
     files: dict[str, str] = {}
     page = ["# Leaderboard", "",
@@ -49,7 +63,10 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
         if len(limited):
             md += [f"### {suite}: limited runs (never ranked with full runs)", "", wide_markdown(limited), ""]
         if "csv" in formats:
-            files[f"{suite}.csv"] = _csv_text(wide)
+            wide_csv = wide
+            if sources and not wide.empty:
+                wide_csv = _with_source(wide.assign(suite=suite), sources, "config_hash").drop(columns="suite")
+            files[f"{suite}.csv"] = _csv_text(wide_csv)
             files[f"{suite}-limited.csv"] = _csv_text(limited)
             files[f"{suite}-vs-{baseline}.csv"] = _csv_text(comparison)
         if "md" in formats:
@@ -67,5 +84,5 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
         long["score_display"] = long["score_mean"] * long["scale"]
         long["ci_low_display"] = long["score_ci_low"] * long["scale"]
         long["ci_high_display"] = long["score_ci_high"] * long["scale"]
-        files["leaderboard.csv"] = _csv_text(long)
+        files["leaderboard.csv"] = _csv_text(_with_source(long, sources, "row_key"))
     return files
