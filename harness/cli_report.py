@@ -110,4 +110,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from harness.cli_analyze import analyze_main
 
-    return int(analyze_main(list(args.args)))
+    argv = [args.run1, args.run2, "--max-rank", str(args.max_rank), "--space", args.space]
+    argv += (["--module", args.module] if args.module else []) + (["--component", args.component] if args.component else [])
+    argv += (["--per-module"] if args.per_module else []) + (["--json"] if args.json else [])
+    return int(analyze_main(argv))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli_config import _load_config_file
-from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds
+from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds, check_plausible
 from harness.errors import HarnessError
 
 
@@ -33,6 +33,10 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     age = process_age_seconds()
     if args.config:
         _load_config_file(args.config, parser, args)
+    if not args.suite:
+        raise HarnessError("run: --suite is required (on the command line or as \"suite\" in --config); "
+                           "`harness ls suites` lists them")
+    check_plausible(args)
     check_device(args.device)
     # validated before anything is planned; a config file gives strings, the command line ints
     auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
@@ -86,6 +90,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     executor, talk = prepare_grid(specs, store, options, executor, force=args.force, auto_workers=auto_workers)
     if args.dry_run:
         print(_plan_table(specs, counts, store, args.force))
+        print(resolved_settings(specs))
         print(talk.estimate_line)
         return 0
     # named by what each span does; the heavy imports happen where they are first needed: torch at the
@@ -257,6 +262,41 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def resolved_settings(specs: list[Any]) -> str:
+    """What the planned runs will use, resolved (adapter defaults < suite < preset < command line): each
+    adapter's options, and the training settings per task (``harness ls adapters --suite S --preset P``
+    shows the same options without planning a grid)."""
+    from harness.cli_info import format_options
+
+    if not specs:
+        return ""
+    first = specs[0]
+    lines = [f"resolved settings (suite {first.suite}, preset {first.preset}, model {first.model}):"]
+    seen: dict[str, list[str]] = {}
+    for spec in specs:
+        text = format_options(spec.adapter_options)
+        if text not in seen.setdefault(spec.adapter, []):
+            seen[spec.adapter].append(text)
+    for adapter, texts in seen.items():
+        for text in texts:
+            lines.append(f"  {adapter:<10} {text}")
+    training: dict[str, list[str]] = {}
+    keys = ("epochs", "lr", "head_lr", "batch_size", "grad_accum", "max_length", "max_train_samples",
+            "max_eval_samples", "max_steps", "limit")
+    for spec in specs:
+        train = dataclasses.asdict(spec.train) if dataclasses.is_dataclass(spec.train) else dict(spec.train)
+        text = " ".join(f"{k}={train.get(k)}" for k in keys if k in train and train.get(k) is not None)
+        label = f"{spec.task} {spec.adapter}"
+        if label not in training.setdefault(text, []):
+            training[text].append(label)
+    lines.append("  training (per task and adapter):")
+    for text, labels in training.items():
+        tasks = sorted({lab.split(" ")[0] for lab in labels})
+        adapters = sorted({lab.split(" ")[1] for lab in labels})
+        lines.append(f"    {','.join(tasks)} [{','.join(adapters) if len(adapters) < len(seen) else 'all'}]: {text}")
+    return "\n".join(lines)
 
 
 def plan_state(status: str | None, force: bool) -> str:
