@@ -23,10 +23,9 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     t_cmd = time.perf_counter()
     if args.no_progress:  # before transformers is imported: its loading bars read this once
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from harness.config import parse_key_values
     from harness.executors import ExecutorConfig
     from harness.grid import default_results_dir
-    from harness.plan import GridRequest, check_against_shapes, plan_grid, preflight
+    from harness.plan import check_against_shapes, plan_grid, preflight
     from harness.runner import ExecutionOptions, note_startup, process_age_seconds
     from harness.store import ResultStore
 
@@ -53,28 +52,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not args.preset:
         print(f"preset: {preset} ({'GPU found' if cuda else 'no GPU: the embedded CPU default'})", file=sys.stderr)
     data = resolve_data(args.data_dir, preset)
-    overrides = {}
-    for name in TRAIN_OVERRIDES:
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
-    if args.compile:
-        overrides["compile"] = True
-    request = GridRequest(
-        suite=args.suite,
-        adapters=args.adapters,
-        tasks=args.tasks,
-        seeds=_seeds(args.seeds) if args.seeds else None,
-        preset=preset,
-        model=args.model,
-        rank=_rank(args.rank),
-        alpha=_alpha(args.alpha),
-        targets=args.targets,
-        adapter_options=parse_key_values(args.opt),
-        train_overrides=overrides,
-        suite_options=parse_key_values(args.suite_opt),
-    )
+    request = grid_request(args, preset, cuda)
     t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)
     t_shapes = time.perf_counter()
@@ -100,6 +78,35 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                  shape_checks_with_transformers_import=t_preflight - t_shapes,
                  preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
     return launch_grid(specs, store, options, executor, talk, force=args.force)
+
+
+def grid_request(args: argparse.Namespace, preset: str, cuda: bool) -> Any:
+    """The parsed run flags as the plan's request (``run`` and the Python API, harness.api)."""
+    from harness.config import parse_key_values
+    from harness.plan import GridRequest
+
+    overrides = {}
+    for name in TRAIN_OVERRIDES:
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
+    if args.compile:
+        overrides["compile"] = True
+    return GridRequest(
+        suite=args.suite,
+        adapters=args.adapters,
+        tasks=args.tasks,
+        seeds=_seeds(args.seeds) if args.seeds else None,
+        preset=preset,
+        model=args.model,
+        rank=_rank(args.rank),
+        alpha=_alpha(args.alpha),
+        targets=args.targets,
+        adapter_options=parse_key_values(args.opt),
+        train_overrides=overrides,
+        suite_options=parse_key_values(args.suite_opt),
+    )
 
 
 def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, force: bool,

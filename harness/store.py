@@ -126,7 +126,9 @@ class ResultStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.rglob("*.json")):
-            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts[:-1])
+            # hidden folders, and a saved run's folder (<record>.adapter/, harness.saved_run) hold no record
+            hidden = any(part.startswith(".") or part.endswith(".adapter")
+                         for part in path.relative_to(self.root).parts[:-1])
             if not path.name.startswith(TEMP_PREFIX) and not hidden:
                 yield path
 
