@@ -208,6 +208,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     out.add_argument("--results-dir", help="result store to write (default: runs/, env HARNESS_RESULTS_DIR; "
                                            "the shipped reference store results/ only when named)")
     out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
+    out.add_argument("--report-to", metavar="TRACKERS",
+                     help="log each run's loss, lr and per-epoch scores: comma list of tensorboard, wandb, mlflow "
+                          "(or all, none; default none). Logs go under the results folder (harness.tracking)")
     out.add_argument("--no-progress", action="store_true",
                      help="no progress bars (training, evaluation, model loading); the per-run lines stay")
 

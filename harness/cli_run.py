@@ -36,6 +36,9 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise HarnessError("run: --suite is required (on the command line or as \"suite\" in --config); "
                            "`harness ls suites` lists them")
     check_plausible(args)
+    from harness.tracking import parse_report_to
+
+    report_to = parse_report_to(args.report_to)  # a tracker that is not installed: one line, before planning
     check_device(args.device)
     # validated before anything is planned; a config file gives strings, the command line ints
     auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
@@ -77,7 +80,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                  torch_import_and_device_check=t_plan - t_imports, planning=t_shapes - t_plan,
                  shape_checks_with_transformers_import=t_preflight - t_shapes,
                  preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
-    return launch_grid(specs, store, options, executor, talk, force=args.force)
+    return launch_grid(specs, store, options, executor, talk, force=args.force, report_to=report_to)
 
 
 def grid_request(args: argparse.Namespace, preset: str, cuda: bool) -> Any:
@@ -125,15 +128,24 @@ def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, f
 
 
 def launch_grid(specs: list[Any], store: Any, options: Any, executor: Any, talk: _GridTalk, *,
-                force: bool) -> int:
+                force: bool, report_to: tuple[str, ...] = ()) -> int:
     """Header, estimate, the runs (each reported as it finishes), the totals line; the exit code:
     1 when any run of this invocation is not done (failed, cancelled, lost) or its record unsaved."""
     from harness.executors import run_with_executor
 
     print(talk.header, flush=True)
     print(talk.estimate_line, flush=True)
+    on_result = talk.on_result
+    if report_to:  # each finished run's record to the trackers (harness.tracking)
+        from harness.tracking import log_record_file
+
+        def on_result(result: Any) -> None:
+            talk.on_result(result)
+            if not result.unsaved:
+                log_record_file(result.path, report_to, store.root, warn=lambda line: print(line, file=sys.stderr))
+
     outcome = run_with_executor(executor, specs, store, options, force=force,
-                                echo=lambda line: print(line, flush=True), on_result=talk.on_result)
+                                echo=lambda line: print(line, flush=True), on_result=on_result)
     print(outcome.totals_line())
     return outcome.exit_code
 

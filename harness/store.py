@@ -48,6 +48,10 @@ UNSAVED_DIR = ".unsaved"
 STALE_TEMP_SECONDS = 24 * 3600
 
 
+# folders at a store's root where run --report-to writes its trackers' logs (harness.tracking)
+TRACKER_DIRS = ("tensorboard", "wandb", "mlruns")
+
+
 class StoreWarning(UserWarning):
     pass
 
@@ -127,8 +131,9 @@ class ResultStore:
             return
         for path in sorted(self.root.rglob("*.json")):
             # hidden folders, and a saved run's folder (<record>.adapter/, harness.saved_run) hold no record
-            hidden = any(part.startswith(".") or part.endswith(".adapter")
-                         for part in path.relative_to(self.root).parts[:-1])
+            parts = path.relative_to(self.root).parts[:-1]
+            hidden = any(part.startswith(".") or part.endswith(".adapter") for part in parts) or (
+                bool(parts) and parts[0] in TRACKER_DIRS)  # run --report-to's logs (harness.tracking)
             if not path.name.startswith(TEMP_PREFIX) and not hidden:
                 yield path
 
