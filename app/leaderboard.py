@@ -34,6 +34,7 @@ from harness.stores import (  # noqa: E402
     add_source,
     is_shipped,
     record_sources,
+    row_sources,
     source_name,
 )
 
@@ -180,7 +181,7 @@ def main() -> None:
         ["Leaderboard", "Pareto", "Run detail", "Reported (papers)", "Export", "Reproduction"]
     )
     with tab_board:
-        views.render_leaderboard(table, baseline)
+        views.render_leaderboard(table, baseline, row_sources(frame))
     with tab_pareto:
         views.render_pareto(table, reference)
     with tab_detail:

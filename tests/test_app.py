@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -131,6 +132,8 @@ def test_leaderboard_opens_on_glue_with_cis_and_tie_marks(tmp_path, monkeypatch)
     vs = frame_with(at, "P(better)")
     assert set(vs["verdict"]) <= {"better", "worse", "tied", "n/a"}
     coco = frame_with(at, "coco rsum (sum of %)")  # COCO's recall sum as reported, not as a percent
+    assert coco.iloc[0]["coco rsum (sum of %)"] == pytest.approx(209.0)  # the sortable ranked table
+    coco = frame_with(at, "coco rsum (sum of %)", nth=1)  # the cells as the report prints them
     assert coco.iloc[0]["coco rsum (sum of %)"] == "209.00 (1 seed)"
 
 
@@ -353,3 +356,52 @@ def test_pareto_chart_labels_points_draws_ci_bars_and_reported_markers():
     assert set(front.loc[front["on_front"], "label"]) == {"head", "lora r8", "full"}
     cheap = charts.pareto_points(points, "train time")
     assert cheap["cost"].tolist() == [10.0, 30.0, 5.0]
+
+
+def test_the_ranked_table_is_numeric_with_key_and_costs_first(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    ranked = frame_with(at, "rank")
+    assert list(ranked.columns[:4]) == ["rank", "method", "average (points)", "vs lora"]
+    assert ranked.columns.get_loc("adapter params") < ranked.columns.get_loc("rte accuracy (%)")
+    assert ranked.columns.get_loc("train s") < ranked.columns.get_loc("rte accuracy (%)")
+    for column in ("average (points)", "adapter params", "train s", "rte accuracy (%)"):
+        assert pd.api.types.is_numeric_dtype(ranked[column]), column  # sorts as numbers
+    assert list(ranked["method"])[:3] == ["full", "lora r8", "head"]
+    assert ranked.loc[ranked["method"] == "full", "rte accuracy (%)"].item() == pytest.approx(72.0)
+    from app.views import wide_numeric
+    from harness.store import ResultStore
+
+    table = aggregate.leaderboard(aggregate.load_frame(ResultStore(tmp_path).load(warn=False).records))
+    wide = aggregate.wide_table(table, "glue")
+    _, cells = wide_numeric(wide, aggregate.compare_to_baseline(table, "glue", "lora"), "lora")
+    assert "better" in cells.values()  # full's RTE: coloured green
+
+
+def test_pareto_takes_any_two_axes(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    assert list(at.radio(key="pareto-y-axis").options)[0] == "score"
+    at.radio(key="pareto-y-axis").set_value("train time").run()
+    assert not at.exception and count(at, "vega_lite_chart") >= 1
+    at.radio(key="pareto-y-axis").set_value("adapter parameters").run()  # the same as x: said, not drawn
+    assert not at.exception and any("two different axes" in i.value for i in at.info)
+    at.toggle(key="pareto-label-all").set_value(True).run()
+    assert not at.exception
+
+
+def test_run_detail_filters_the_picker_and_overlays_curves(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    everything = len(at.selectbox(key="detail-run").options)
+    at.selectbox(key="detail-adapter").set_value("lora").run()
+    runs = list(at.selectbox(key="detail-run").options)
+    assert 0 < len(runs) < everything and all("lora" in r for r in runs)
+    before = count(at, "vega_lite_chart")
+    at.multiselect(key="detail-compare").set_value(runs[:2]).run()
+    assert not at.exception and count(at, "vega_lite_chart") >= before + 1
+
+
+def test_usage_statistics_are_off():
+    text = (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()
+    assert "gatherUsageStats = false" in text
