@@ -247,7 +247,10 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     suites = aggregate.ordered_suites(scored["suite"].unique())
     suite = st.selectbox("Suite", suites, key="pareto-suite")
     tasks = sorted(scored.loc[scored["suite"] == suite, "task"].astype(str).unique())
-    target = st.selectbox("Score", ["average", *tasks], key="pareto-target",
+    # a store of your own with some tasks only has no complete row to average: open on its first task
+    wide = aggregate.wide_table(table, suite)
+    has_average = bool(len(wide)) and bool(wide["complete"].any())
+    target = st.selectbox("Score", ["average", *tasks], key="pareto-target", index=0 if has_average or not tasks else 1,
                           format_func=lambda t: "suite average (complete rows)" if t == "average" else f"task {t}")
     axis = st.radio("x axis", list(charts.PARETO_AXES), horizontal=True, key="pareto-axis")
     y_axis = st.radio("y axis", ["score", *charts.PARETO_AXES], horizontal=True, key="pareto-y-axis")

@@ -405,3 +405,11 @@ def test_run_detail_filters_the_picker_and_overlays_curves(tmp_path, monkeypatch
 def test_usage_statistics_are_off():
     text = (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()
     assert "gatherUsageStats = false" in text
+
+
+def test_a_store_with_some_tasks_only_opens_the_pareto_on_a_task(tmp_path, monkeypatch):
+    # lora on RTE, head on SST-2: no row has every task, so no average to plot
+    write_store(tmp_path, [make_record(adapter="lora"), make_record(adapter="head", task="sst2", adapter_options={})])
+    at = render(tmp_path, monkeypatch)
+    assert at.selectbox(key="pareto-target").value == "rte"
+    assert count(at, "vega_lite_chart") >= 1 and not any("No configuration has a score" in i.value for i in at.info)
