@@ -176,6 +176,8 @@ def cmd_params(args: argparse.Namespace) -> int:
         for row in rows:
             opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
             print(f"{row['adapter']:<12} {row['trainable_params']:>18,}  {opts}")
+        print("(the adapters' default options; a run uses its suite's and preset's: "
+              f"`harness params --suite {args.suite or 'S'} --preset cpu|paper` counts those)")
     return 0
 
 
