@@ -20,7 +20,7 @@ PALETTE = "tableau20"
 CELL = 28  # px per heatmap cell: square cells, so a layer x layer matrix is a square
 
 
-def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
+def pareto_points(points: pd.DataFrame, axis: str, y_axis: str = "score") -> pd.DataFrame:
     """Rows with a score and the chosen cost, the Pareto front marked (in the metric's direction).
 
     ``points`` has: label, score, ci_low, ci_high, n, params, memory_mib (measured), estimate_mib (the
@@ -30,6 +30,15 @@ def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
     out = points[points["score"].notna() & points[cost].notna()].copy()
     # log axes cannot show 0 (head-only runs have no adapter parameters): plot them at 1
     out["cost"] = out[cost].clip(lower=1) if log else out[cost]
+    if y_axis != "score":  # two costs: the front minimises both
+        y_cost, _, y_log = PARETO_AXES[y_axis]
+        out = out[out[y_cost].notna()].copy()
+        out["y"] = out[y_cost].clip(lower=1) if y_log else out[y_cost]
+        out["_front_score"] = -out["y"]
+        out["on_front"] = aggregate.pareto_front(out, "cost", "_front_score")
+        out["seeds"] = out["n"].map(lambda n: "1 seed" if n == 1 else f"{int(n)} seeds")
+        return out.drop(columns="_front_score")
+    out["y"] = out["score"]
     higher = bool(out["higher_is_better"].all()) if "higher_is_better" in out and len(out) else True
     out["_front_score"] = out["score"] if higher else -out["score"]
     out["on_front"] = aggregate.pareto_front(out, cost, "_front_score")
@@ -37,14 +46,21 @@ def pareto_points(points: pd.DataFrame, axis: str) -> pd.DataFrame:
     return out.drop(columns="_front_score")
 
 
-def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.DataFrame | None = None) -> alt.LayerChart:
-    """Score against cost: a labelled point per configuration with its 95% CI as an error bar, the
-    front as a dashed step line, and the papers' reported numbers as hollow black diamonds."""
+def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.DataFrame | None = None,
+                 y_axis: str = "score", label_all: bool = False) -> alt.LayerChart:
+    """Score (or a second cost) against cost: a point per configuration with its 95% CI as an error bar,
+    the front as a dashed step line, and the papers' reported numbers as hollow black diamonds. Only the
+    front's points are labelled unless ``label_all`` (the legend and tooltips name every point): labels
+    of a crowded cloud overlap."""
     cost, title, log = PARETO_AXES[axis]
-    data = pareto_points(points, axis)
+    data = pareto_points(points, axis, y_axis)
     scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     x = alt.X("cost:Q", title=title, scale=scale)
-    y = alt.Y("score:Q", title=y_title, scale=alt.Scale(zero=False))
+    if y_axis != "score":
+        _, y_title, y_log = PARETO_AXES[y_axis]
+        y = alt.Y("y:Q", title=y_title, scale=alt.Scale(type="log") if y_log else alt.Scale(zero=False))
+    else:
+        y = alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False))
     # tableau10's ten hues are far apart; tableau20 (pairs of light and dark) only above ten configurations
     scheme = "tableau10" if data["label"].nunique() <= 10 else PALETTE
     color = alt.Color("label:N", title="configuration", scale=alt.Scale(scheme=scheme),
@@ -56,23 +72,36 @@ def pareto_chart(points: pd.DataFrame, axis: str, y_title: str, reported: pd.Dat
     base = alt.Chart(data)
     bars = base.transform_filter("isValid(datum.ci_low)").mark_rule(strokeWidth=2).encode(
         x=x, y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q", color=color)
+    labelled = data if label_all else data[data["on_front"]]
     dots = base.mark_point(filled=True).encode(
         x=x, y=y, color=color, shape=alt.Shape("on_front:N", title="Pareto front"),
         size=alt.condition("datum.on_front", alt.value(160), alt.value(70)), tooltip=tooltip)
-    labels = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(x=x, y=y, text="label:N", color=color)
+    labels = alt.Chart(labelled).mark_text(align="left", dx=8, dy=-8, fontSize=12, fontWeight="bold").encode(
+        x=x, y=y, text="label:N", color=color)
     front = alt.Chart(data[data["on_front"]].sort_values("cost")).mark_line(
         interpolate="step-after", color="black", strokeDash=[4, 3]).encode(x=x, y=y)
-    layers = [front, bars, dots, labels]
-    if reported is not None and len(reported) and axis == "adapter parameters":
+    layers = [front, bars, dots, labels] if y_axis == "score" else [front, dots, labels]
+    if reported is not None and len(reported) and axis == "adapter parameters" and y_axis == "score":
         ref = reported[reported["score"].notna() & reported["params"].notna()].copy()
         if len(ref):
             ref["cost"] = ref["params"].clip(lower=1)
             ref["label"] = ref["method"] + " (reported, " + ref["paper"] + ")"
+            ref["y"] = ref["score"]
             layers.append(alt.Chart(ref).mark_point(shape="diamond", filled=False, color="black", size=120).encode(
                 x=x, y=y, tooltip=["label:N", "model:N", alt.Tooltip("score:Q", format=".2f"), "source:N"]))
             layers.append(alt.Chart(ref).mark_text(align="left", dx=7, dy=8, fontSize=10, color="black").encode(
                 x=x, y=y, text="label:N"))
     return alt.layer(*layers).properties(height=420)
+
+
+def curves_chart(frame: pd.DataFrame, y: str, y_title: str) -> alt.Chart:
+    """Several runs' curves overlaid: one line per run (``run`` column) against the optimizer step."""
+    return alt.Chart(frame).mark_line(point=len(frame) < 200).encode(
+        x=alt.X("step:Q", title="optimizer step"), y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title="run", scale=alt.Scale(scheme=PALETTE), legend=alt.Legend(orient="bottom",
+                                                                                                  labelLimit=400)),
+        tooltip=["run:N", "step:Q", alt.Tooltip(f"{y}:Q", format=".4g")],
+    ).properties(height=320)
 
 
 def loss_chart(loss: pd.DataFrame) -> alt.Chart:

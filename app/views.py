@@ -107,7 +107,73 @@ def render_empty(results_dir: str) -> None:
     st.code(f"{RUN_COMMAND} --results-dir {results_dir}", language="bash")
 
 
-def render_leaderboard(table: pd.DataFrame, baseline: str, store_root: str | None = None) -> None:
+MARK_STYLES = {"better": "color: #1a7f37; font-weight: 600", "worse": "color: #cf222e; font-weight: 600"}
+MARK_TEXT = {"better": "▲", "worse": "▼", "tied": "≈"}
+
+
+def wide_numeric(wide: pd.DataFrame, comparison: pd.DataFrame | None, baseline: str
+                 ) -> tuple[pd.DataFrame, dict[tuple[int, str], str]]:
+    """The ranked wide table with numbers kept numeric (the app sorts them as numbers), the ranking key
+    and the costs first so they stay on screen, then the tasks; and the (row, column) cells whose
+    difference from the baseline is a verdict (better / worse), for colouring."""
+    units = wide.attrs.get("units", {})
+    tasks = wide.attrs.get("tasks", [])
+    marks = aggregate.verdicts(comparison) if comparison is not None and len(comparison) else {}
+    family = aggregate.family_label(wide.attrs.get("average_family"))
+    out = pd.DataFrame({"rank": wide["rank"].astype("Float64").astype("Int64"), "method": wide["method"]})
+    out[f"average ({family})"] = wide["average"].astype(float)
+    out[f"vs {baseline}"] = [MARK_TEXT.get(marks.get((str(h), "average"), ""), "") for h in wide["config_hash"]]
+    out["adapter params"] = wide["adapter_params"].astype(float)
+    if wide["peak_memory_mib"].notna().any():
+        out["peak memory MiB"] = wide["peak_memory_mib"].astype(float)
+    if wide["cpu_estimate_mib"].notna().any():
+        out["memory MiB (CPU est.)"] = wide["cpu_estimate_mib"].astype(float)
+    out["train s"] = wide["train_seconds"].astype(float)
+    cells: dict[tuple[int, str], str] = {}
+    for i, h in enumerate(wide["config_hash"]):
+        verdict = marks.get((str(h), "average"))
+        if verdict in MARK_STYLES:
+            cells[(i, f"average ({family})")] = verdict
+            cells[(i, f"vs {baseline}")] = verdict
+    for task in tasks:
+        header = f"{task} {units[task]['metric']} ({units[task]['label']})" if task in units else task
+        out[header] = wide[task].astype(float)
+        for i, h in enumerate(wide["config_hash"]):
+            verdict = marks.get((str(h), task))
+            if verdict in MARK_STYLES:
+                cells[(i, header)] = verdict
+    out["seeds"] = wide["n_seeds"]
+    out["missing"] = wide["missing"].map(lambda v: v or "")
+    if "store" in wide.columns:
+        out["store"] = wide["store"]
+    return out.reset_index(drop=True), cells
+
+
+def _styled(frame: pd.DataFrame, cells: dict[tuple[int, str], str]) -> Any:
+    """Verdict cells coloured (green better, red worse); the values stay numbers."""
+    def style(data: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=data.index, columns=data.columns)
+        for (i, column), verdict in cells.items():
+            css.iloc[i, data.columns.get_loc(column)] = MARK_STYLES[verdict]
+        return css
+
+    return frame.style.apply(style, axis=None)
+
+
+def _wide_config(frame: pd.DataFrame) -> dict[str, Any]:
+    config: dict[str, Any] = {"rank": st.column_config.NumberColumn("rank", format="%d", width="small"),
+                              "method": st.column_config.TextColumn("method", width="medium", pinned=True)}
+    for column in frame.columns:
+        if column in ("rank", "method", "seeds", "missing", "store") or column.startswith("vs "):
+            continue
+        fmt = "localized" if column == "adapter params" else ("%.0f" if "MiB" in column or column == "train s" else "%.2f")
+        key_column = column.startswith("average") or column in ("adapter params", "train s") or "MiB" in column
+        config[column] = st.column_config.NumberColumn(column, format=fmt, width=None if key_column else "small")
+    return config
+
+
+def render_leaderboard(table: pd.DataFrame, baseline: str,
+                       sources: dict[tuple[str, str], str] | None = None, store_root: str | None = None) -> None:
     """Per suite, GLUE first: the ranked wide table with CIs and the marks against the baseline, then
     the paired comparison, the limited runs and the per-task rows."""
     for suite in aggregate.ordered_suites(table["suite"].unique()):
@@ -117,8 +183,16 @@ def render_leaderboard(table: pd.DataFrame, baseline: str, store_root: str | Non
         limited = aggregate.wide_table(table, suite, limited=True)
         if len(wide):
             st.caption(plain(aggregate.wide_caption(suite, wide, baseline if len(comparison) else None)))
-            shown, _ = aggregate.wide_display(wide, comparison)
-            st.dataframe(shown, hide_index=True, width="stretch", key=f"wide-{suite}")
+            if sources and len({v for (s_, _), v in sources.items() if s_ == suite}) > 1:
+                wide = wide.assign(store=[sources.get((suite, str(h)), "") for h in wide["config_hash"]])
+            numeric, cells = wide_numeric(wide, comparison, baseline)
+            st.dataframe(_styled(numeric, cells), hide_index=True, width="stretch", column_config=_wide_config(numeric),
+                         key=f"ranked-{suite}")
+            st.caption(f"Sortable numbers; green / red: better / worse than {plain(baseline)} (paired interval "
+                       "excludes 0 and p < 0.05). Intervals and seeds per cell: below.")
+            with st.expander("Cells with 95% CI, seeds and marks (as in the report)"):
+                shown, _ = aggregate.wide_display(wide, comparison)
+                st.dataframe(shown, hide_index=True, width="stretch", key=f"wide-{suite}")
         else:
             st.info("Only limited runs in this suite (below).")
         if len(comparison):
@@ -182,9 +256,14 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     suites = aggregate.ordered_suites(scored["suite"].unique())
     suite = st.selectbox("Suite", suites, key="pareto-suite")
     tasks = sorted(scored.loc[scored["suite"] == suite, "task"].astype(str).unique())
-    target = st.selectbox("Score", ["average", *tasks], key="pareto-target",
+    # a store of your own with some tasks only has no complete row to average: open on its first task
+    wide = aggregate.wide_table(table, suite)
+    has_average = bool(len(wide)) and bool(wide["complete"].any())
+    target = st.selectbox("Score", ["average", *tasks], key="pareto-target", index=0 if has_average or not tasks else 1,
                           format_func=lambda t: "suite average (complete rows)" if t == "average" else f"task {t}")
     axis = st.radio("x axis", list(charts.PARETO_AXES), horizontal=True, key="pareto-axis")
+    y_axis = st.radio("y axis", ["score", *charts.PARETO_AXES], horizontal=True, key="pareto-y-axis")
+    label_all = st.toggle("Label every point (default: the front's)", value=False, key="pareto-label-all")
     limited = False
     in_suite = scored[scored["suite"] == suite]
     if in_suite["limited"].any():
@@ -201,8 +280,12 @@ def render_pareto(table: pd.DataFrame, reference: pd.DataFrame) -> None:
         scale = float(aggregate.first_valid(scored.loc[(scored["suite"] == suite) & (scored["task"] == target),
                                                           "scale"]) or 1.0)
         reported["score"] = reported["score"] * scale
-    st.altair_chart(charts.pareto_chart(points, axis, y_title, reported), width="stretch")
-    front = charts.pareto_points(points, axis)
+    if y_axis == axis:
+        st.info("Pick two different axes.")
+        return
+    st.altair_chart(charts.pareto_chart(points, axis, y_title, reported, y_axis=y_axis, label_all=label_all),
+                    width="stretch")
+    front = charts.pareto_points(points, axis, y_axis)
     st.caption(f"Error bars: {stats.INTERVAL_METHOD} (none for one seed). Train time: normalised to a quiet "
                "reference machine (CPU time and speed probe of each record); CPU memory: the seed-independent "
                "part of the estimate (parameters, gradients, optimizer state; activations left out). Head-only runs (no adapter "
@@ -218,12 +301,61 @@ def _json_section(record: RunRecord, name: str) -> None:
             st.json(value, expanded=False)
 
 
+def eval_curve_frame(record: RunRecord) -> pd.DataFrame:
+    """Per-epoch dev scores of a run: step, metric, value (display scale)."""
+    metrics = record.get("metrics") or {}
+    scale = float(metrics.get("display_scale") or 1.0) if isinstance(metrics, dict) else 1.0
+    rows = []
+    for row in (metrics.get("per_epoch") or []) if isinstance(metrics, dict) else []:
+        if not isinstance(row, dict):
+            continue
+        for key, value in row.items():
+            if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"step": row.get("step"), "metric": key, "value": value * scale})
+    return pd.DataFrame(rows, columns=["step", "metric", "value"])
+
+
+def _run_label(record: RunRecord) -> str:
+    key = record.get("key") or {}
+    return f"{key.get('task')} {key.get('adapter')} seed {key.get('seed')} ({key.get('config_hash')})"
+
+
+def render_curves(records: list[RunRecord]) -> None:
+    """Loss and per-epoch dev curves of several runs overlaid."""
+    losses, evals = [], []
+    for record in records:
+        label = _run_label(record)
+        loss = aggregate.loss_curve_frame(record)
+        if not loss.empty:
+            losses.append(loss.assign(run=label))
+        ev = eval_curve_frame(record)
+        if not ev.empty:
+            evals.append(ev.assign(run=label + " " + ev["metric"]))
+    if losses:
+        st.altair_chart(charts.curves_chart(pd.concat(losses), "loss", "training loss"), width="stretch")
+    if evals:
+        st.altair_chart(charts.curves_chart(pd.concat(evals), "value", "dev score per epoch"), width="stretch")
+    if not losses and not evals:
+        st.caption("no curves in these records")
+
+
 def render_run_detail(records: list[RunRecord]) -> None:
     if not records:
         st.info("No runs match the filters.")
         return
-    by_id = {str(r["run_id"]): r for r in records}
-    run_id = st.selectbox("Run", sorted(by_id), key="detail-run")
+    cols = st.columns(3)
+    narrowed = records
+    for col, field, label in zip(cols, ("suite", "task", "adapter"), ("Suite", "Task", "Adapter")):
+        values = sorted({str((r.get("key") or {}).get(field)) for r in narrowed})
+        picked = col.selectbox(label, ["all", *values], key=f"detail-{field}")
+        if picked != "all":
+            narrowed = [r for r in narrowed if str((r.get("key") or {}).get(field)) == picked]
+    by_id = {str(r["run_id"]): r for r in narrowed}
+    compare = st.multiselect(f"Overlay the curves of several runs ({len(by_id)} match)", sorted(by_id),
+                             default=[], key="detail-compare", placeholder="choose runs to compare")
+    if compare:
+        render_curves([by_id[i] for i in compare])
+    run_id = st.selectbox(f"Run ({len(by_id)} of {len(records)})", sorted(by_id), key="detail-run")
     record = by_id[run_id]
     flat = aggregate.flatten_record(record)
     cols = st.columns(4)

@@ -118,20 +118,10 @@ def _format_table(matrix: list[list[float]]) -> str:
 
 def analyze_main(argv: list[str]) -> int:
     """``harness analyze RUN1 RUN2``: SeRA's subspace similarity φ(i, j) between two runs' updates."""
-    parser = argparse.ArgumentParser(
-        prog="harness analyze",
-        description="subspace similarity phi(i, j) = ||U1[:, :i]^T U2[:, :j]||_F^2 / min(i, j) (SeRA eq. 4) "
-        "between two runs saved with --save-adapters",
-    )
-    parser.add_argument("run1", help="run record (.json) or its .adapter.safetensors")
-    parser.add_argument("run2", help="run record (.json) or its .adapter.safetensors")
-    parser.add_argument("--max-rank", type=int, default=8, help="largest i and j (default 8)")
-    parser.add_argument("--module", help="only modules whose name contains this text")
-    parser.add_argument("--component", help="only this component (lora, sera, lora2, global, mid, layer)")
-    parser.add_argument("--space", choices=["input", "output"], default="input",
-                        help="compare input-space (the papers' U of an in x out dW, default) or output-space directions")
-    parser.add_argument("--per-module", action="store_true", help="print every module's table, not only the mean")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    from harness.cli_parser import ANALYZE_DESCRIPTION, add_analyze_arguments
+
+    parser = argparse.ArgumentParser(prog="harness analyze", description=ANALYZE_DESCRIPTION)
+    add_analyze_arguments(parser)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse's own usage errors: one line and exit 2 like the CLI

@@ -19,7 +19,21 @@ from harness.untrusted import safe_print
 def cmd_ls(args: argparse.Namespace) -> int:
     from harness.registry import ADAPTERS, SUITES
 
-    if args.what == "adapters":
+    if args.what != "adapters" and (args.suite or args.preset or args.model):
+        raise HarnessError("--suite, --preset and --model apply to `ls adapters`")
+    if args.what == "adapters" and (args.suite or args.preset or args.model):
+        if not args.suite:
+            raise HarnessError("ls adapters: --preset/--model need --suite (the options depend on the suite)")
+        preset, model, resolved = resolved_adapter_options(args.suite, args.preset or "cpu", args.model)
+        print(f"options a run would use: suite {args.suite}, preset {preset}, model {model}")
+        for name, (options, train) in resolved.items():
+            print(f"{name:<12} {ADAPTERS.get(name).description}")
+            print(f"{'':<12} options: {format_options(options)}")
+            if train:
+                print(f"{'':<12} training: {format_options(train)} (the adapter's own, over the preset's)")
+    elif args.what == "adapters":
+        print("adapter defaults; suites and presets change some of them: `harness ls adapters --suite S "
+              "--preset P` shows what a run uses")
         for name in ADAPTERS.names():
             cls = ADAPTERS.get(name)
             safe_print(f"{name:<12} {cls.description}  [families: {', '.join(cls.families)}]")
@@ -42,6 +56,39 @@ def cmd_ls(args: argparse.Namespace) -> int:
             for line in _preset_budget_lines(preset.name):
                 safe_print(f"{'':<8} {line}")
     return 0
+
+
+def format_options(options: dict[str, Any]) -> str:
+    parts = []
+    for key, value in sorted(options.items()):
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value)) or "()"
+        parts.append(f"{key}={value}")
+    return " ".join(parts) or "(none)"
+
+
+def resolved_adapter_options(suite_name: str, preset: str, model: str | None,
+                             adapters: list[str] | None = None, request: Any = None
+                             ) -> tuple[str, str, dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
+    """Per adapter that applies to the suite: the options and the adapter's own training overrides a run
+    of this suite, preset and model would use (adapter defaults < suite < preset < command line), as
+    ``harness.plan`` resolves them."""
+    from harness.plan import GridRequest, adapter_options_for, build_adapter_config
+    from harness.registry import ADAPTERS, SUITES
+
+    suite = SUITES.get(suite_name)()
+    if preset not in suite.presets:
+        raise HarnessError(f"suite '{suite_name}' has no preset '{preset}'; its presets: {', '.join(suite.presets)}")
+    model = model or suite.default_model(preset)
+    request = request or GridRequest(suite=suite_name, adapters="all", preset=preset)
+    out = {}
+    for name in adapters or ADAPTERS.names():
+        cls = ADAPTERS.get(name)
+        if suite.family not in cls.families:
+            continue
+        options = build_adapter_config(name, adapter_options_for(cls, suite, preset, model, request)).to_dict()
+        out[name] = (options, dict(cls.train_overrides_for(preset, suite.name, model)))
+    return preset, model, out
 
 
 def _adapter_option_text(cls: Any) -> str:
@@ -94,7 +141,11 @@ def cmd_params(args: argparse.Namespace) -> int:
     from harness.plan import layer_options, scope_adapter_options
     from harness.registry import ADAPTERS
 
-    entry = get_model_entry(args.model)
+    if args.preset and not args.suite:
+        raise HarnessError("params --preset needs --suite (the options a run uses depend on the suite)")
+    if args.preset:
+        return _params_resolved(args)
+    entry = get_model_entry(args.model or "roberta-base")
     names = ADAPTERS.resolve_list(args.adapters)
     explicit = args.adapters != "all"
     extra = parse_key_values(args.opt)
@@ -126,6 +177,36 @@ def cmd_params(args: argparse.Namespace) -> int:
         for row in rows:
             opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
             safe_print(f"{row['adapter']:<12} {row['trainable_params']:>18,}  {opts}")
+        safe_print("(the adapters' default options; a run uses its suite's and preset's: "
+              f"`harness params --suite {args.suite or 'S'} --preset cpu|paper` counts those)")
+    return 0
+
+
+def _params_resolved(args: argparse.Namespace) -> int:
+    """``params --suite S --preset P``: planned exactly as ``run`` plans (harness.plan), counted on the
+    meta device by the same shape check, so the numbers are the runs' own."""
+    from harness.config import parse_key_values
+    from harness.plan import GridRequest, check_against_shapes, plan_grid
+
+    request = GridRequest(suite=args.suite, adapters=args.adapters, tasks=None, seeds=(0,), preset=args.preset,
+                          model=args.model, rank=_rank(args.rank), alpha=_alpha(args.alpha), targets=args.targets,
+                          adapter_options=parse_key_values(args.opt))
+    specs = plan_grid(request, cuda_available=False, data=None)
+    first = {}
+    for spec in specs:  # the adapter's parameters do not depend on the task (the head is counted apart)
+        first.setdefault(spec.adapter, spec)
+    counts = check_against_shapes(list(first.values()))
+    rows = [{"adapter": name, "trainable_params": counts.get((name, spec.config_hash)), "model": spec.model,
+             "preset": spec.preset, "options": spec.adapter_options} for name, spec in first.items()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    model = rows[0]["model"] if rows else "?"
+    print(f"{'adapter':<12} {'trainable params':>18}  options  (suite {args.suite}, preset {args.preset}, "
+          f"model {model}; as a run uses them; heads excluded)")
+    for row in rows:
+        n = row["trainable_params"]
+        print(f"{row['adapter']:<12} {(f'{n:,}' if n is not None else '?'):>18}  {format_options(row['options'])}")
     return 0
 
 

@@ -99,16 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list adapters, suites, models or presets")
     ls.add_argument("what", choices=["adapters", "suites", "models", "presets"])
+    ls.add_argument("--suite", help="ls adapters: the options a run of this suite would use (resolved)")
+    ls.add_argument("--preset", help="ls adapters --suite S: under this preset (default: cpu)")
+    ls.add_argument("--model", help="ls adapters --suite S: with this model (default: the preset's)")
 
     params = sub.add_parser("params", help="trainable parameters per adapter, counted on the meta device")
-    params.add_argument("--model", default="roberta-base")
+    params.add_argument("--model", help="catalogue name (default: the preset's model with --suite --preset, "
+                                          "else roberta-base)")
+    params.add_argument("--preset", help="with --suite: count the options a run of this preset uses "
+                                         "(the suite's and preset's adapter defaults, as `run` resolves them)")
     params.add_argument("--adapters", default="all")
     params.add_argument("--suite", default=None, help="count with this suite's head (default: by model family)")
     params.add_argument("--json", action="store_true")
     _adapter_flags(params)
 
     report = sub.add_parser("report", help="ranked tables with confidence intervals (CSV, Markdown, LaTeX)")
-    report.add_argument("--results-dir", help="the result store to read (default: results/)")
+    report.add_argument("--results-dir", action="append", metavar="DIR",
+                        help="a result store to read, repeatable (default: your store runs/, env HARNESS_RESULTS_DIR)")
+    report.add_argument("--with-shipped", action="store_true",
+                        help="also read the shipped reference store results/ (every row names its source)")
     report.add_argument("--out", help="write <suite>.csv, <suite>-limited.csv, <suite>-vs-<baseline>.csv, "
                                       "<suite>.md, <suite>.tex and leaderboard.md here (atomically); with tuning "
                                       "studies also tuning-<suite>-<task>-lr.png, -expected-max.png and "
@@ -122,9 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     _reproduce_parser(sub)
 
-    analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)")
-    analyze.add_argument("args", nargs=argparse.REMAINDER)
+    analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)",
+                             description=ANALYZE_DESCRIPTION)
+    add_analyze_arguments(analyze)
     return parser
+
+
+ANALYZE_DESCRIPTION = ("subspace similarity phi(i, j) = ||U1[:, :i]^T U2[:, :j]||_F^2 / min(i, j) (SeRA eq. 4) "
+                       "between two runs saved with --save-adapters")
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run1", help="run record (.json) or its .adapter.safetensors")
+    parser.add_argument("run2", help="run record (.json) or its .adapter.safetensors")
+    parser.add_argument("--max-rank", type=int, default=8, help="largest i and j (default 8)")
+    parser.add_argument("--module", help="only modules whose name contains this text")
+    parser.add_argument("--component", help="only this component (lora, sera, lora2, global, mid, layer)")
+    parser.add_argument("--space", choices=["input", "output"], default="input",
+                        help="compare input-space (the papers' U of an in x out dW, default) or output-space directions")
+    parser.add_argument("--per-module", action="store_true", help="print every module's table, not only the mean")
+    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _reproduce_parser(sub: Any) -> None:
@@ -137,7 +163,8 @@ def _reproduce_parser(sub: Any) -> None:
     rep.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per row")
     rep.add_argument("--preset", choices=["paper", "cpu"], help="paper (default) or cpu: the suite's embedded model")
     rep.add_argument("--data-dir", help="local data root laid out like ../shared/data (env HARNESS_DATA_DIR)")
-    rep.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    rep.add_argument("--results-dir", help="result store to write (default: runs/, env HARNESS_RESULTS_DIR; "
+                                           "the shipped results/ only when named)")
     rep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     rep.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     rep.add_argument("--max-steps", type=_positive_int("--max-steps"), help="smoke runs: stop each run after N steps")
@@ -187,7 +214,7 @@ class _SuiteHelp(str):
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     what = run.add_argument_group("what to run")
-    what.add_argument("--suite", required=True, help=_SuiteHelp("the suite to run"))
+    what.add_argument("--suite", help=_SuiteHelp("the suite to run (required, here or in --config)"))
     what.add_argument("--tasks", help="comma list, or 'all' (default: the preset's tasks whose data is present)")
     what.add_argument("--adapters", default="all", help="comma list or 'all' (default: all that apply to the suite)")
     what.add_argument("--seeds", type=str, help="comma list of seeds (default: the preset's)")
@@ -256,14 +283,39 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                       help="no in-run checkpoints: an interrupted run starts again from scratch")
 
     out = run.add_argument_group("output")
-    out.add_argument("--results-dir", help="result store (default: results/, env HARNESS_RESULTS_DIR)")
+    out.add_argument("--results-dir", help="result store to write (default: runs/, env HARNESS_RESULTS_DIR; "
+                                           "the shipped reference store results/ only when named)")
     out.add_argument("--save-adapters", action="store_true", help="keep each run's adapter tensors next to its record")
+    out.add_argument("--report-to", metavar="TRACKERS",
+                     help="log each run's loss, lr and per-epoch scores: comma list of tensorboard, wandb, mlflow "
+                          "(or all, none; default none). Logs go under the results folder (harness.tracking)")
     if run.prog.split()[-1] == "run":
         what.add_argument("--tuned", action="store_true",
                           help="run at the values `harness tune` chose per task and adapter (read from "
                                "<results-dir>/tuning/choices); the records say so and the rows are labelled tuned")
     out.add_argument("--no-progress", action="store_true",
                      help="no progress bars (training, evaluation, model loading); the per-run lines stay")
+
+
+# Values a learning rate may plausibly take: --lr 3e4 (for 3e-4) is refused before anything loads. The plan
+# checks the full ranges (harness.plan); this is the parser layer's minimal guard against typos.
+PLAUSIBLE = {"lr": (0.0, 1.0), "head_lr": (0.0, 1.0)}
+
+
+def check_plausible(args: argparse.Namespace) -> None:
+    for name, (low, high) in PLAUSIBLE.items():
+        text = getattr(args, name, None)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            continue  # not a number: the plan's own check names it
+        if math.isfinite(value) and not low < value <= high:
+            flag = "--" + name.replace("_", "-")
+            raise HarnessError(f"{flag} {text} is outside the valid range ({low:g}, {high:g}]"
+                               + (f"; did you mean {text.replace('e', 'e-', 1)}?" if "e" in str(text)
+                                  and "e-" not in str(text) and value > high else ""))
 
 
 def _workers_arg(text: str) -> int | str:

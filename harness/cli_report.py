@@ -21,21 +21,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     bad = [f for f in formats if f not in aggregate.REPORT_FORMATS]
     if bad or not formats:
         raise HarnessError(f"--format {args.format!r}: valid formats are {', '.join(aggregate.REPORT_FORMATS)}")
-    root = Path(args.results_dir) if args.results_dir else Path(os.environ.get("HARNESS_RESULTS_DIR") or "results")
-    if not root.is_dir():
-        raise HarnessError(f"--results-dir {root} does not exist (no tables written)")
-    loaded = ResultStore(root).load(warn=False)
-    for line in loaded.warnings:  # one line per bad file; never fatal
-        say(f"warning: {line}")
-    tuning = tuning_report(root, loaded.records, args)
-    if not loaded.records:
+    from harness.stores import add_source, read_dirs, record_sources, source_name
+
+    roots = read_dirs(args.results_dir, with_shipped=getattr(args, "with_shipped", False))
+    if getattr(args, "with_shipped", False) and not args.results_dir:
+        roots = [r for r in roots if r.is_dir()]  # no runs of your own yet: the shipped store alone
+    missing = [r for r in roots if not r.is_dir()]
+    if missing:
+        hint = "" if args.results_dir else (" (your runs go there; add --with-shipped or --results-dir results "
+                                            "for the shipped reference records)")
+        raise HarnessError(f"--results-dir {missing[0]} does not exist{hint} (no tables written)")
+    where = " + ".join(str(r) for r in roots)
+    records, loaded_by_source = [], []
+    for root in roots:
+        loaded = ResultStore(root).load(warn=False)
+        for line in loaded.warnings:  # one line per bad file; never fatal
+            say(f"warning: {line}")
+        records += loaded.records
+        loaded_by_source.append((source_name(root), loaded.records))
+        if len(roots) > 1:
+            say(f"{len(loaded.records)} records from {root} (store {source_name(root)})")
+    tuning = tuning_report(roots[0], records, args) if roots else {}
+    if not records:
         if tuning:  # a folder with tuning studies only (no `run --tuned` yet): their plots and tables
             written = write_files_atomically(Path(args.out), tuning)
-            print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}", file=sys.stderr)
+            say(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}")
             return 0
-        raise HarnessError(f"--results-dir {root} holds no run record (no tables written)")
-    frame = aggregate.load_frame(loaded.records)
-    for duplicate in frame.attrs.get("duplicates", []):
+        raise HarnessError(f"--results-dir {where} holds no run record (no tables written)")
+    root = where
+    frame = add_source(aggregate.load_frame(records), record_sources(loaded_by_source))
+    duplicates = frame.attrs.get("duplicates", [])
+    if len(roots) > 1 and duplicates:  # the same run in two stores (e.g. a rerun of a shipped one): one line
+        say(f"warning: {len(duplicates)} runs are recorded in more than one of {root}; each counted once "
+            "(the latest record, named in the store column)")
+        duplicates = []
+    for duplicate in duplicates:
         say(f"warning: {duplicate} in {root} for one config and seed (a copy or a backup); counted once")
     if args.suite:
         frame = frame[frame["suite"] == args.suite]
@@ -52,7 +72,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         try:  # matching records to paper-table rows plans the rows (the suites' presets need torch)
             from harness.reproduce import reproduction_files
 
-            files.update(reproduction_files(loaded.records))
+            files.update(reproduction_files(records))
         except ImportError as exc:
             print(f"warning: no reproduce-<table>.csv written: planning the paper tables' rows needs {exc.name} "
                   "(the leaderboard tables need only pandas and scipy)", file=sys.stderr)
@@ -157,4 +177,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from harness.cli_analyze import analyze_main
 
-    return int(analyze_main(list(args.args)))
+    argv = [args.run1, args.run2, "--max-rank", str(args.max_rank), "--space", args.space]
+    argv += (["--module", args.module] if args.module else []) + (["--component", args.component] if args.component else [])
+    argv += (["--per-module"] if args.per_module else []) + (["--json"] if args.json else [])
+    return int(analyze_main(argv))

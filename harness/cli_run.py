@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli_config import _load_config_file
-from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds
+from harness.cli_parser import TRAIN_OVERRIDES, _alpha, _int_flag, _rank, _seeds, check_plausible
 from harness.errors import HarnessError
 from harness.untrusted import safe_print
 
@@ -39,16 +39,22 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     t_cmd = time.perf_counter()
     if args.no_progress:  # before transformers is imported: its loading bars read this once
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from harness.config import parse_key_values
     from harness.executors import ExecutorConfig
     from harness.grid import default_results_dir
-    from harness.plan import GridRequest, check_against_shapes, plan_grid, preflight
+    from harness.plan import check_against_shapes, plan_grid, preflight
     from harness.runner import ExecutionOptions, process_age_seconds
     from harness.store import ResultStore
 
     age = process_age_seconds()
     if args.config:
         _load_config_file(args.config, parser, args)
+    if not args.suite:
+        raise HarnessError("run: --suite is required (on the command line or as \"suite\" in --config); "
+                           "`harness ls suites` lists them")
+    check_plausible(args)
+    from harness.tracking import parse_report_to
+
+    parse_report_to(getattr(args, "report_to", None))  # a tracker that is not installed: one line, before planning
     check_device(args.device)
     # validated before anything is planned; a config file gives strings, the command line ints
     auto_workers = str(args.workers).strip().lower() == "auto" if args.workers is not None else False
@@ -68,36 +74,13 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser, *,
     if not args.preset:
         print(f"preset: {preset} ({'GPU found' if cuda else 'no GPU: the embedded CPU default'})", file=sys.stderr)
     data = resolve_data(args.data_dir, preset)
-    overrides = {}
-    for name in TRAIN_OVERRIDES:
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
-    if args.compile:
-        overrides["compile"] = True
     results_root = Path(args.results_dir) if args.results_dir else default_results_dir()
     if getattr(args, "tuned", False):
         tuned_from = results_root
         for name in ("lr", "head_lr"):
-            if overrides.get(name) is not None:
+            if getattr(args, name, None) is not None:
                 raise HarnessError(f"--tuned takes the learning rates from the tuning choices; drop --{name.replace('_', '-')}")
-    request = GridRequest(
-        suite=args.suite,
-        adapters=args.adapters,
-        tasks=args.tasks,
-        seeds=_seeds(args.seeds) if args.seeds else None,
-        preset=preset,
-        model=args.model,
-        rank=_rank(args.rank),
-        alpha=_alpha(args.alpha),
-        targets=args.targets,
-        adapter_options=parse_key_values(args.opt),
-        train_overrides=overrides,
-        suite_options=parse_key_values(args.suite_opt),
-        tuned_from=tuned_from,
-        warm_start=getattr(args, "warm_start", None),
-    )
+    request = grid_request(args, preset, cuda, tuned_from=tuned_from)
     t_plan = time.perf_counter()
     specs = plan_grid(request, cuda_available=cuda, data=data)
     t_shapes = time.perf_counter()
@@ -171,12 +154,15 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import time
 
     from harness.runner import note_startup
+    from harness.tracking import parse_report_to
 
+    report_to = parse_report_to(getattr(args, "report_to", None))  # a tracker not installed: one line, first
     planned = plan_from_args(args, parser)
     executor, talk = prepare_grid(planned.specs, planned.store, planned.options, planned.executor,
                                   force=args.force, auto_workers=planned.auto_workers)
     if args.dry_run:
         safe_print(_plan_table(planned.specs, planned.counts, planned.store, args.force))
+        safe_print(resolved_settings(planned.specs))
         safe_print(talk.estimate_line)
         if executor.kind == "slurm":
             from harness.executor_slurm import SLURM_DIR, sbatch_preview
@@ -191,7 +177,39 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     timings = dict(planned.timings)
     t_preflight = timings.pop("t_preflight")
     note_startup(**timings, preflight_store_scan_and_estimate=time.perf_counter() - t_preflight)
-    return launch_grid(planned.specs, planned.store, planned.options, executor, talk, force=args.force)
+    return launch_grid(planned.specs, planned.store, planned.options, executor, talk, force=args.force,
+                       report_to=report_to)
+
+
+def grid_request(args: argparse.Namespace, preset: str, cuda: bool, *, tuned_from: Path | None = None) -> Any:
+    """The parsed run flags as the plan's request (``run``, ``tune`` and the Python API, harness.api)."""
+    from harness.config import parse_key_values
+    from harness.plan import GridRequest
+
+    overrides = {}
+    for name in TRAIN_OVERRIDES:
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    overrides["precision"] = _resolve_precision(args.precision, args.device, cuda)
+    if args.compile:
+        overrides["compile"] = True
+    return GridRequest(
+        suite=args.suite,
+        adapters=args.adapters,
+        tasks=args.tasks,
+        seeds=_seeds(args.seeds) if args.seeds else None,
+        preset=preset,
+        model=args.model,
+        rank=_rank(args.rank),
+        alpha=_alpha(args.alpha),
+        targets=args.targets,
+        adapter_options=parse_key_values(args.opt),
+        train_overrides=overrides,
+        suite_options=parse_key_values(args.suite_opt),
+        tuned_from=tuned_from,
+        warm_start=getattr(args, "warm_start", None),
+    )
 
 
 def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, force: bool,
@@ -216,15 +234,24 @@ def prepare_grid(specs: list[Any], store: Any, options: Any, executor: Any, *, f
 
 
 def launch_grid(specs: list[Any], store: Any, options: Any, executor: Any, talk: _GridTalk, *,
-                force: bool) -> int:
+                force: bool, report_to: tuple[str, ...] = ()) -> int:
     """Header, estimate, the runs (each reported as it finishes), the totals line; the exit code:
     1 when any run of this invocation is not done (failed, cancelled, lost) or its record unsaved."""
     from harness.executors import run_with_executor
 
     safe_print(talk.header, flush=True)
     safe_print(talk.estimate_line, flush=True)
+    on_result = talk.on_result
+    if report_to:  # each finished run's record to the trackers (harness.tracking)
+        from harness.tracking import log_record_file
+
+        def on_result(result: Any) -> None:
+            talk.on_result(result)
+            if not result.unsaved:
+                log_record_file(result.path, report_to, store.root, warn=lambda line: safe_print(line, file=sys.stderr))
+
     outcome = run_with_executor(executor, specs, store, options, force=force,
-                                echo=lambda line: safe_print(line, flush=True), on_result=talk.on_result)
+                                echo=lambda line: safe_print(line, flush=True), on_result=on_result)
     safe_print(outcome.totals_line())
     return outcome.exit_code
 
@@ -365,6 +392,41 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def resolved_settings(specs: list[Any]) -> str:
+    """What the planned runs will use, resolved (adapter defaults < suite < preset < command line): each
+    adapter's options, and the training settings per task (``harness ls adapters --suite S --preset P``
+    shows the same options without planning a grid)."""
+    from harness.cli_info import format_options
+
+    if not specs:
+        return ""
+    first = specs[0]
+    lines = [f"resolved settings (suite {first.suite}, preset {first.preset}, model {first.model}):"]
+    seen: dict[str, list[str]] = {}
+    for spec in specs:
+        text = format_options(spec.adapter_options)
+        if text not in seen.setdefault(spec.adapter, []):
+            seen[spec.adapter].append(text)
+    for adapter, texts in seen.items():
+        for text in texts:
+            lines.append(f"  {adapter:<10} {text}")
+    training: dict[str, list[str]] = {}
+    keys = ("epochs", "lr", "head_lr", "batch_size", "grad_accum", "max_length", "max_train_samples",
+            "max_eval_samples", "max_steps", "limit")
+    for spec in specs:
+        train = dataclasses.asdict(spec.train) if dataclasses.is_dataclass(spec.train) else dict(spec.train)
+        text = " ".join(f"{k}={train.get(k)}" for k in keys if k in train and train.get(k) is not None)
+        label = f"{spec.task} {spec.adapter}"
+        if label not in training.setdefault(text, []):
+            training[text].append(label)
+    lines.append("  training (per task and adapter):")
+    for text, labels in training.items():
+        tasks = sorted({lab.split(" ")[0] for lab in labels})
+        adapters = sorted({lab.split(" ")[1] for lab in labels})
+        lines.append(f"    {','.join(tasks)} [{','.join(adapters) if len(adapters) < len(seen) else 'all'}]: {text}")
+    return "\n".join(lines)
 
 
 def plan_state(status: str | None, force: bool) -> str:

@@ -38,6 +38,9 @@ def _save_adapter(run: TrainingRun) -> dict[str, Any]:
     if keep and run.record_path is not None:
         run.record_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(adapter_file, run.record_path.with_suffix(".adapter.safetensors"))
+        from harness.saved_run import save_run_folder, saved_folder
+
+        save_run_folder(run, saved_folder(run.record_path), state)  # loadable: peft's layout or load_saved_run
     return params
 
 

@@ -6,7 +6,6 @@ written, the sequential executor (``run_grid``) and the grid's totals (``GridOut
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -235,4 +234,7 @@ def record_lost(spec: RunSpec, why: str, outcome: GridOutcome, echo: Callable[[s
 
 
 def default_results_dir() -> Path:
-    return Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
+    """The user's store (``runs/`` or ``HARNESS_RESULTS_DIR``), never the shipped ``results/`` (harness.stores)."""
+    from harness.stores import user_results_dir
+
+    return user_results_dir()

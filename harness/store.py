@@ -52,6 +52,10 @@ UNSAVED_DIR = ".unsaved"
 STALE_TEMP_SECONDS = 24 * 3600
 
 
+# folders at a store's root where run --report-to writes its trackers' logs (harness.tracking)
+TRACKER_DIRS = ("tensorboard", "wandb", "mlruns")
+
+
 class StoreWarning(UserWarning):
     pass
 
@@ -130,11 +134,12 @@ class ResultStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.rglob("*.json")):
-            folders = path.relative_to(self.root).parts[:-1]
-            hidden = any(part.startswith(".") for part in folders)
+            # hidden folders, and a saved run's folder (<record>.adapter/, harness.saved_run) hold no record;
             # tuning/ holds a study's trials and choices (harness/tuning.py): never leaderboard records
-            tuning = bool(folders) and folders[0] == TUNING_DIR
-            if not path.name.startswith(TEMP_PREFIX) and not hidden and not tuning:
+            parts = path.relative_to(self.root).parts[:-1]
+            hidden = any(part.startswith(".") or part.endswith(".adapter") for part in parts) or (
+                bool(parts) and parts[0] in (*TRACKER_DIRS, TUNING_DIR))  # run --report-to's logs (harness.tracking)
+            if not path.name.startswith(TEMP_PREFIX) and not hidden:
                 yield path
 
     def clean_stale_temps(self, *, now: float | None = None) -> list[Path]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -106,7 +107,9 @@ def test_real_cpu_preset_run_renders_every_page(real_store, monkeypatch):
     assert board["memory MiB (CPU estimate)"].notna().all() and board["peak memory MiB (GPU measured)"].isna().all()
     assert (board["unit"] == "%").all()  # RTE accuracy, declared a fraction, shown in percent
     # only limited runs of one of GLUE's six tasks: no complete row, so no Pareto of the suite average
-    assert any("needs every task and seed" in i.value for i in at.info)
+    # no complete row (limited runs of one of six tasks): the Pareto tab opens on that task, not on an
+    # empty suite average (issue 34)
+    assert at.selectbox(key="pareto-target").value != "average"
     at.selectbox(key="pareto-target").set_value("rte").run()
     assert count(at, "vega_lite_chart") >= 2  # the Pareto plot of RTE and the loss curve
     lora_run = next(r for r in at.selectbox(key="detail-run").options if "/lora/" in r)
@@ -133,6 +136,8 @@ def test_leaderboard_opens_on_glue_with_cis_and_tie_marks(tmp_path, monkeypatch)
     # a tie says what the seeds could have detected
     assert {v.split(":")[0] for v in vs["verdict"]} <= {"better", "worse", "tied", "n/a"}
     coco = frame_with(at, "coco rsum (sum of %)")  # COCO's recall sum as reported, not as a percent
+    assert coco.iloc[0]["coco rsum (sum of %)"] == pytest.approx(209.0)  # the sortable ranked table
+    coco = frame_with(at, "coco rsum (sum of %)", nth=1)  # the cells as the report prints them
     assert coco.iloc[0]["coco rsum (sum of %)"] == "209.00 (1 seed)"
 
 
@@ -151,9 +156,9 @@ def test_factory_grid_tables_filters_and_analysis(tmp_path, monkeypatch):
     run_id = next(r for r in at.selectbox(key="detail-run").options if "/lora/" in r and r.endswith("seed1"))
     at.selectbox(key="detail-run").set_value(run_id).run()
     # loss, singular values, M_eff-k, KL heatmap, LoRA² rank heatmap; no Pareto of the average: lora has
-    # 3 seeds on rte, so a row needs 3 on stsb too, and none is complete (the tab says so)
-    assert count(at, "vega_lite_chart") == 5
-    assert any("needs every task and seed" in i.value for i in at.info)
+    # 3 seeds on rte, so a row needs 3 on stsb too, and none is complete: the Pareto tab plots a task instead
+    assert count(at, "vega_lite_chart") == 6
+    assert at.selectbox(key="pareto-target").value != "average"
     failed_id = next(r for r in at.selectbox(key="detail-run").options if r.endswith("seed3") and "/lora/" in r)
     at.selectbox(key="detail-run").set_value(failed_id).run()
     assert any("RuntimeError" in c.value for c in at.code)
@@ -249,10 +254,36 @@ def test_the_store_is_chosen_from_configured_ones_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_RESULTS_DIRS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
     monkeypatch.delenv("HARNESS_RESULTS_DIR", raising=False)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    assert not at.exception and not at.text_input  # no free-text path
-    assert list(at.selectbox(key="results-dir").options) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert not at.exception and [t.key for t in at.text_input] == ["filter-query"]  # no free-text path
+    assert list(at.selectbox(key="results-dir").options) == [str(tmp_path / "a"), str(tmp_path / "b"), "all of them"]
     at.selectbox(key="results-dir").set_value(str(tmp_path / "b")).run()
     assert len(frame_with(at, "config hash")) == 1
+    at.selectbox(key="results-dir").set_value("all of them").run()  # both, each run naming its store
+    assert not at.exception
+    assert set(at.multiselect(key="filter-store").options) == {str(tmp_path / "a"), str(tmp_path / "b")}
+    at.multiselect(key="filter-store").set_value([str(tmp_path / "b")]).run()
+    assert len(frame_with(at, "config hash")) == 1
+
+
+def test_default_stores_are_yours_then_the_shipped_one(tmp_path, monkeypatch):
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from app.leaderboard import configured_stores
+
+    monkeypatch.chdir(tmp_path)
+    shipped = str(PROJECT_ROOT / "results")
+    assert configured_stores([], {}) == [shipped]  # a fresh clone: only the shipped reference store
+    (tmp_path / "runs").mkdir()
+    assert configured_stores([], {}) == [str(tmp_path / "runs"), shipped]
+    assert configured_stores(["--results-dir", "x"], {}) == ["x"]
+
+
+def test_a_pandas_query_filters_the_runs(tmp_path, monkeypatch):
+    write_store(tmp_path, [make_record(adapter="lora"), make_record(adapter="head", adapter_options={})])
+    at = render(tmp_path, monkeypatch)
+    at.text_input(key="filter-query").set_value("adapter == 'head'").run()
+    assert not at.exception and set(frame_with(at, "config hash")["method"]) == {"head"}
+    at.text_input(key="filter-query").set_value("no such column > 1").run()
+    assert not at.exception and at.sidebar.error  # said, not raised; everything shown
 
 
 def test_new_records_show_up_on_the_next_rerun(tmp_path, monkeypatch):
@@ -364,3 +395,60 @@ def test_tuning_charts_use_a_log_rate_axis_and_mark_the_tuned_seeds():
     assert spec["layer"][-1]["mark"]["shape"] == "diamond"  # the tuned seed
     curve = charts.expected_max_chart(tv.expected_max_frame(trials), "expected max (%)").to_dict()
     assert [layer["mark"]["type"] for layer in curve["layer"]] == ["area", "line"]
+
+
+def test_the_ranked_table_is_numeric_with_key_and_costs_first(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    ranked = frame_with(at, "rank")
+    assert list(ranked.columns[:4]) == ["rank", "method", "average (points)", "vs lora"]
+    assert ranked.columns.get_loc("adapter params") < ranked.columns.get_loc("rte accuracy (%)")
+    assert ranked.columns.get_loc("train s") < ranked.columns.get_loc("rte accuracy (%)")
+    for column in ("average (points)", "adapter params", "train s", "rte accuracy (%)"):
+        assert pd.api.types.is_numeric_dtype(ranked[column]), column  # sorts as numbers
+    assert list(ranked["method"])[:3] == ["full", "lora r8", "head"]
+    assert ranked.loc[ranked["method"] == "full", "rte accuracy (%)"].item() == pytest.approx(72.0)
+    from app.views import wide_numeric
+    from harness.store import ResultStore
+
+    table = aggregate.leaderboard(aggregate.load_frame(ResultStore(tmp_path).load(warn=False).records))
+    wide = aggregate.wide_table(table, "glue")
+    _, cells = wide_numeric(wide, aggregate.compare_to_baseline(table, "glue", "lora"), "lora")
+    assert "better" in cells.values()  # full's RTE: coloured green
+
+
+def test_pareto_takes_any_two_axes(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    assert list(at.radio(key="pareto-y-axis").options)[0] == "score"
+    at.radio(key="pareto-y-axis").set_value("train time").run()
+    assert not at.exception and count(at, "vega_lite_chart") >= 1
+    at.radio(key="pareto-y-axis").set_value("adapter parameters").run()  # the same as x: said, not drawn
+    assert not at.exception and any("two different axes" in i.value for i in at.info)
+    at.toggle(key="pareto-label-all").set_value(True).run()
+    assert not at.exception
+
+
+def test_run_detail_filters_the_picker_and_overlays_curves(tmp_path, monkeypatch):
+    seeded_store(tmp_path)
+    at = render(tmp_path, monkeypatch)
+    everything = len(at.selectbox(key="detail-run").options)
+    at.selectbox(key="detail-adapter").set_value("lora").run()
+    runs = list(at.selectbox(key="detail-run").options)
+    assert 0 < len(runs) < everything and all("lora" in r for r in runs)
+    before = count(at, "vega_lite_chart")
+    at.multiselect(key="detail-compare").set_value(runs[:2]).run()
+    assert not at.exception and count(at, "vega_lite_chart") >= before + 1
+
+
+def test_usage_statistics_are_off():
+    text = (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()
+    assert "gatherUsageStats = false" in text
+
+
+def test_a_store_with_some_tasks_only_opens_the_pareto_on_a_task(tmp_path, monkeypatch):
+    # lora on RTE, head on SST-2: no row has every task, so no average to plot
+    write_store(tmp_path, [make_record(adapter="lora"), make_record(adapter="head", task="sst2", adapter_options={})])
+    at = render(tmp_path, monkeypatch)
+    assert at.selectbox(key="pareto-target").value == "rte"
+    assert count(at, "vega_lite_chart") >= 1 and not any("No configuration has a score" in i.value for i in at.info)

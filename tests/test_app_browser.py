@@ -117,7 +117,13 @@ def test_leaderboard_and_pareto_plot_in_headless_chromium(served_app, tmp_path):
             grid = tables.first.locator('[role="grid"]')
             grid.wait_for(state="attached", timeout=60_000)
             text = wait_for_text(grid, "lora r8")
-            assert "rte accuracy (%)" in text and "head" in text and "full" in text and "n=2" in text
+            assert "rte accuracy (%)" in text and "head" in text and "full" in text
+            # the ranking key and the costs come right after the method, before the task columns
+            # (the method column is pinned at the left edge, so the grid lists it first)
+            assert text.startswith("method")
+            order = [text.index(h) for h in ("rank", "average (points)", "adapter params", "train s",
+                                             "rte accuracy (%)")]
+            assert order == sorted(order), text[:400]
             # the Markdown adapter name is a row label of that table, as its characters
             assert EVIL.split("(")[0] in text
             page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
@@ -128,11 +134,34 @@ def test_leaderboard_and_pareto_plot_in_headless_chromium(served_app, tmp_path):
             chart.locator("canvas, svg").first.wait_for(state="visible", timeout=60_000)
             page.screenshot(path=str(tmp_path / "pareto.png"), full_page=True)
             page.get_by_role("tab", name="Run detail").click()
-            page.get_by_text("Run", exact=True).first.wait_for(timeout=30_000)
+            page.get_by_text("Overlay the curves of several runs").first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "detail.png"), full_page=True)
+
+            # a laptop-sized screen: 1600 x 1000, the ranking key and the costs are on screen
+            wide_page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            wide_page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
+            wide_page.get_by_text("Suite: glue").first.wait_for(timeout=60_000)
+            first = wide_page.locator('[data-testid="stDataFrame"]').first
+            first.wait_for(state="visible", timeout=60_000)
+            box = first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + min(box["width"], 700) <= 1600
+            wide_page.screenshot(path=str(tmp_path / "leaderboard-1600.png"))
+            wide_page.get_by_role("tab", name="Pareto").click()
+            wide_page.get_by_text("y axis").first.wait_for(timeout=30_000)
+            wide_page.locator('[data-testid="stVegaLiteChart"]:visible').first.locator("canvas, svg").first.wait_for(
+                state="visible", timeout=60_000)
+            wide_page.screenshot(path=str(tmp_path / "pareto-1600.png"))
         finally:
             browser.close()
     assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    assert (tmp_path / "leaderboard-1600.png").stat().st_size > 10_000
+    assert (tmp_path / "pareto-1600.png").stat().st_size > 10_000
+    shots = os.environ.get("HARNESS_SCREENSHOTS")  # keep them for a look: HARNESS_SCREENSHOTS=DIR
+    if shots:
+        import shutil
+
+        for name in ("leaderboard-1600.png", "pareto-1600.png", "detail.png"):
+            shutil.copy(tmp_path / name, Path(shots) / name)
     # nothing in a record made the browser fetch anything from the address it names
     assert not [u for u in requested if "127.0.0.1:9/" in u], requested

@@ -18,8 +18,8 @@ def test_fixture_adapters_are_in_no_shipped_list():
     for name in FIXTURE_ADAPTERS:
         assert name not in ADAPTERS.names() and name not in ADAPTERS.resolve_list("all")
     with fixture_adapters_registered():
-        assert ADAPTERS.get("rslora") is RsLoRA
-    assert "rslora" not in ADAPTERS.names()
+        assert ADAPTERS.get("test-rslora") is RsLoRA
+    assert "test-rslora" not in ADAPTERS.names()
 
 
 def test_rslora_scales_by_alpha_over_the_square_root_of_the_rank():

@@ -67,6 +67,17 @@ def suite_file_names(suites: Sequence[str], baseline: str) -> dict[str, dict[str
     return out
 
 
+def _with_source(table: pd.DataFrame, sources: dict[tuple[str, str], str], key: str) -> pd.DataFrame:
+    """A ``store`` column (the stores a row's records come from) when the frame had one (harness.stores)."""
+    if not sources or table.empty:
+        return table
+    out = table.copy()
+    suite = out["suite"].astype(str) if "suite" in out.columns else pd.Series("", index=out.index)
+    values = [sources.get((s, str(k)), "") for s, k in zip(suite, out[key])]
+    out.insert(min(3, len(out.columns)), "store", values)
+    return out
+
+
 def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequence[str] = REPORT_FORMATS,
                  suites: Sequence[str] | None = None,
                  display_names: Mapping[str, str] | None = None, p_adjust: str = stats.DEFAULT_P_ADJUST,
@@ -77,7 +88,10 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
     and ``leaderboard.md`` (every suite, GLUE first) and ``leaderboard.csv`` (one row per configuration
     and task, full and limited, with CIs and units). ``display_names``: adapter id -> the name the
     Markdown and LaTeX tables print (``Adapter.display_name``; ids without one are printed as they are)."""
+    from harness.stores import row_sources
+
     table = leaderboard(frame)
+    sources = row_sources(frame)
     names = ordered_suites(suites if suites is not None else table["suite"].unique())
     files: dict[str, str] = {}
     shown_baseline = (display_names or {}).get(baseline, baseline)
@@ -115,7 +129,10 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
                    markdown_paragraph(paper_caption(suite, limited, None, limited=True)), "",
                    paper_markdown(l_headers, l_rows), ""]
         if "csv" in formats:  # the wide-interval form, ranks tie-aware (one-seed rows unranked)
-            files[fname["csv"]] = _csv_text(_ranked_csv(wide))
+            wide_csv = _ranked_csv(wide)
+            if sources and not wide.empty:
+                wide_csv = _with_source(wide_csv.assign(suite=suite), sources, "config_hash").drop(columns="suite")
+            files[fname["csv"]] = _csv_text(wide_csv)
             files[fname["limited"]] = _csv_text(_ranked_csv(limited))
             files[fname["vs"]] = _csv_text(comparison)
         if "md" in formats:
@@ -137,5 +154,5 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
         long["score_display"] = long["score_mean"] * long["scale"]
         long["ci_low_display"] = long["score_ci_low"] * long["scale"]
         long["ci_high_display"] = long["score_ci_high"] * long["scale"]
-        files["leaderboard.csv"] = _csv_text(long)
+        files["leaderboard.csv"] = _csv_text(_with_source(long, sources, "row_key"))
     return files
