@@ -155,6 +155,12 @@ def make_executor(slurm: SlurmOptions, folder: Path, options: ExecutionOptions) 
     except ImportError:
         raise HarnessError("--executor slurm needs submitit: pip install 'peft-harness[grid]'") from None
     if slurm.cluster in (None, "slurm"):
+        import shutil
+
+        if shutil.which("sbatch") is None or shutil.which("srun") is None:
+            raise HarnessError("--executor slurm: no Slurm on this machine (sbatch/srun not on PATH); run it on the "
+                               "cluster's login node, try --dry-run for the job script, or set "
+                               "HARNESS_SLURM_CLUSTER=local to run the job array here")
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     else:
         executor = submitit.AutoExecutor(folder=folder, cluster=slurm.cluster)

@@ -108,6 +108,8 @@ class TrainConfig:
             raise HarnessError(f"scheduler must be linear, constant or cosine, got {self.scheduler!r}")
         if self.validation is not None:
             v = self.validation
+            if isinstance(v, float) and not math.isfinite(v):
+                raise HarnessError(f"validation must be a finite number, got {v!r}")
             count = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
                 float(v).is_integer() and v >= 1)
             fraction = isinstance(v, float) and math.isfinite(v) and 0.0 < v < 1.0

@@ -119,8 +119,10 @@ CASES = [
          "unknown suite option 'judge' for suite 'glue'"),
     Case("unknown-adapter-option", (*GLUE, "--adapters", "lora", "--opt", "splitt=2"), "unknown option 'splitt'"),
     Case("max-steps-zero", (*GLUE, "--adapters", "lora", "--max-steps", "0"), "max_steps must be a positive integer"),
-    Case("executor-unknown", (*GLUE, "--adapters", "lora", "--executor", "slurm"),
-         "--executor must be one of local, ray, got 'slurm'"),
+    Case("executor-unknown", (*GLUE, "--adapters", "lora", "--executor", "sge"),
+         "--executor must be one of local, ray, slurm, got 'sge'"),
+    Case("executor-slurm-without-slurm", (*GLUE, "--adapters", "lora", "--executor", "slurm"),
+         "--executor slurm: no Slurm on this machine"),
     Case("workers-zero", (*GLUE, "--adapters", "lora", "--workers", "0"), "--workers must be a positive integer"),
     Case("address-without-ray", (*GLUE, "--adapters", "lora", "--address", "auto"), "--address applies to --executor ray"),
     Case("workers-with-ray", (*GLUE, "--adapters", "lora", "--executor", "ray", "--workers", "2"),
@@ -350,7 +352,7 @@ def test_report_and_app_skip_corrupt_records_with_a_warning(tmp_path: Path, caps
     assert "bad-status.json: status 'weird'" in warnings[0]
     assert "foreign.json: missing 'schema_version'" in warnings[1]
     assert "torn.json: unreadable JSON" in warnings[2]
-    assert "lora" in captured.out  # the valid record is still on the leaderboard
+    assert "LoRA" in captured.out  # the valid record is still on the leaderboard (its display name)
 
     from app.leaderboard import load_store
 
