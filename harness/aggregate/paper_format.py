@@ -256,8 +256,11 @@ def paper_rows(wide: pd.DataFrame, comparison: pd.DataFrame | None = None, *, ta
                                  MARKS.get(marks.get((str(r["config_hash"]), "average"), ""), ""))
                             for _, r in wide.iterrows()], higher)
     headers.append("n")
+    diverged = wide.attrs.get("diverged", {})
     for row, (_, r) in zip(rows, wide.iterrows()):
-        row.append(Cell(text=str(int(r["n_seeds"]))))
+        gone = sum(v for (key, task), v in diverged.items() if key == r["config_hash"] and task != "average")
+        # a seed that diverged is a result: said in the n column, never shown as merely missing
+        row.append(Cell(text=f"{int(r['n_seeds'])} ({gone} diverged)" if gone else str(int(r["n_seeds"]))))
     if extra:
         for column, header in (("peak_memory_mib", "peak memory (MiB)"),
                                ("cpu_estimate_mib", "peak memory (MiB, CPU est.)")):
@@ -309,7 +312,7 @@ def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limit
     cells = ("mean over n seeds, subscript: the sample standard deviation, superscript: the mark"
              if latex else "mean ± sample standard deviation over n seeds")
     text = (f"{suite}{', limited runs' if limited else ''}: {cells} "
-            f"({stats.INTERVAL_METHOD}s in the CSV). Units: {unit_text}. {PROTOCOL_SENTENCE}")
+            f"({stats.INTERVAL_METHOD} in the CSV). Units: {unit_text}. {PROTOCOL_SENTENCE}")
     if len(units) > 1:
         text += f" Avg.: the mean of the task columns ({family_label(wide.attrs.get('average_family'))})."
     text += (" Ranked (#) by the average as printed, ties sharing a rank (=2): only rows with every task and "
