@@ -161,7 +161,8 @@ def test_a_hostile_record_escapes_no_output(name, tmp_path, capsys):
     assert names and all(SAFE_NAME.fullmatch(n) and not n.startswith(".") for n in names), names
     assert all(p.parent == out for p in out.rglob("*") if p.is_file())
     for path in out.iterdir():
-        {".csv": check_csv, ".md": check_markdown, ".tex": check_latex}[path.suffix](path)
+        {".csv": check_csv, ".md": check_markdown, ".tex": check_latex,
+         ".jsonl": lambda p: [json.loads(line) for line in p.read_text().splitlines() if line]}[path.suffix](path)
 
 
 def test_report_into_a_folder_whose_parent_holds_a_readme_changes_nothing_outside_it(tmp_path, capsys):
