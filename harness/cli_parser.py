@@ -313,7 +313,7 @@ def check_plausible(args: argparse.Namespace) -> None:
             continue  # not a number: the plan's own check names it
         if math.isfinite(value) and not low < value <= high:
             flag = "--" + name.replace("_", "-")
-            raise HarnessError(f"{flag} {text} is outside the valid range ({low:g}, {high:g}]"
+            raise HarnessError(f"{name} must be in ({low:g}, {high:g}], got {text} ({flag})"
                                + (f"; did you mean {text.replace('e', 'e-', 1)}?" if "e" in str(text)
                                   and "e-" not in str(text) and value > high else ""))
 

@@ -14,11 +14,10 @@ from harness.paper_tables import TABLES, get_table, validate_tables
 from harness.reproduce import (
     all_specs,
     check_reachable,
-    dry_run_rows,
-    format_dry_run,
     plan_table,
     select_rows,
 )
+from harness.reproduce_dry_run import dry_run_rows, format_dry_run
 from harness.spec import RunSpec
 from harness.untrusted import safe_print
 

@@ -8,8 +8,6 @@ hashes of its planned specs.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,15 +17,19 @@ from harness.paper_tables import (
     TABLES,
     PaperTable,
     TableRow,
-    as_printed,
     reported_rows,
-    rounds_to,
     row_key,
 )
 from harness.record import RunRecord
+from harness.reproduce_report import (  # noqa: F401  (re-exported)
+    TAU_RESAMPLES,
+    _csv,
+    _num,
+    rank_agreement,
+    reproduction_markdown,
+)
 from harness.spec import RunSpec
 from harness.status import Status
-from harness.untrusted import csv_rows
 
 PRESETS = ("paper", "cpu")
 REPORT_COLUMNS = (
@@ -37,7 +39,6 @@ REPORT_COLUMNS = (
 )
 AGREEMENT_COLUMNS = ("table", "preset", "model", "paper_model", "n_methods", "methods", "tasks", "kendall_tau",
                      "tau_ci_low", "tau_ci_high", "p_value", "interval")
-TAU_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -142,75 +143,6 @@ def check_reachable(planned: list[PlannedRow]) -> None:
                                    f"account cannot read ({type(exc).__name__}): {how}") from None
             except Exception:  # network trouble: the download itself reports it
                 pass
-
-
-def _done_runs(specs: tuple[RunSpec, ...], store: Any) -> int:
-    from harness.store import DONE_STATUSES
-
-    return sum(store.status(s.key) in DONE_STATUSES for s in specs)
-
-
-def dry_run_rows(table: PaperTable, preset: str = "paper", store: Any = None,
-                 planned_rows: list[PlannedRow] | None = None) -> list[dict[str, Any]]:
-    """One object per table row (reported-only rows too), with its planned runs and parameter counts;
-    ``done``: how many of its runs already have a record in ``store`` (None without a store).
-    ``planned_rows``: the table's ``plan_table`` when the caller has it already."""
-    if planned_rows is None:
-        planned_rows = plan_table(table, preset)
-    planned = {(id(p.row), p.paper_model): p for p in planned_rows}
-    out: list[dict[str, Any]] = []
-    for row in table.rows:
-        for paper_model in table.row_models(row):
-            p = planned.get((id(row), paper_model))
-            ours = count_row(p) if p is not None else None
-            entry: dict[str, Any] = {
-                "table": table.name, "row": row.label, "key": row_key(row), "adapter": row.adapter,
-                "model": p.model if p else paper_model, "paper_model": paper_model,
-                "suites": list(table.suites), "tasks": list(table.tasks),
-                "seeds": sorted({s.seed for s in p.specs}) if p else [],
-                "runs": len(p.specs) if p else 0, "options": dict(row.options),
-                "done": (_done_runs(p.specs, store) if p else 0) if store is not None else None,
-                "targets": row.targets or table.targets,
-                "trainable_params": ours, "reported_params": row.params,
-                "params_match": (rounds_to(ours, row.params) if ours is not None and row.params and preset == "paper"
-                                 else None),
-                "params_mismatch": row.params_mismatch or None,
-                "status": "planned" if p else "reported only",
-                "config_hashes": sorted({s.config_hash for s in p.specs}) if p else [],
-                "flagged": list(row.flagged), "note": row.note,
-            }
-            out.append(entry)
-    return out
-
-
-def format_dry_run(table: PaperTable, rows: list[dict[str, Any]], preset: str) -> str:
-    lines = [f"{table.name}: {table.paper}, {table.where}: {table.title}"]
-    if preset == "cpu":
-        models = sorted({r["model"] for r in rows if r["status"] == "planned"})
-        lines.append(f"PRESET CPU: the runs use {', '.join(models)} with the cpu budget, NOT the paper's model "
-                     f"({', '.join(table.models)}); the numbers are not comparable to the paper's")
-    lines.append(f"protocol: {table.protocol}")
-    for flag in table.flagged:
-        lines.append(f"  our choice (flagged): {flag}")
-    lines.append(f"{'row':<44} {'adapter':<10} {'model':<16} {'runs':>4} {'ours':>14} {'as printed':>10} "
-                 f"{'paper':>8}  status")
-    for r in rows:
-        ours, printed = r["trainable_params"], r["reported_params"]
-        shown = as_printed(ours, printed) if ours is not None and printed and preset == "paper" else ""
-        mark = {True: "=", False: "≠", None: ""}[r["params_match"]]
-        lines.append(f"{r['key'][:44]:<44} {(r['adapter'] or '-'):<10} {r['model']:<16} {r['runs']:>4} "
-                     f"{(f'{ours:,}' if ours is not None else '-'):>14} {shown:>10} {(printed or '-'):>8}{mark:>2} "
-                     f"{r['status']}")
-        for flag in r["flagged"]:
-            lines.append(f"    our choice (flagged): {flag}")
-        if r["params_mismatch"]:
-            lines.append(f"    count differs: {r['params_mismatch']}")
-    total = sum(r["runs"] for r in rows)
-    lines.append(f"{total} runs in {sum(r['status'] == 'planned' for r in rows)} rows "
-                 f"({sum(r['status'] != 'planned' for r in rows)} reported only); tasks {', '.join(table.tasks)}")
-    if rows and rows[0].get("done") is not None:
-        lines.append(f"{sum(r['done'] for r in rows)} of them already have a record (skipped by the run)")
-    return "\n".join(lines)
 
 
 def all_specs(planned: list[PlannedRow]) -> list[RunSpec]:
@@ -329,60 +261,6 @@ def reproduction_rows(table: PaperTable, records: list[RunRecord], preset: str,
     return out
 
 
-def rank_agreement(rows: list[dict[str, Any]], n_resamples: int = TAU_RESAMPLES) -> list[dict[str, Any]]:
-    """Per (table, preset, model): Kendall's tau between the paper's ordering of the rows and ours,
-    with a 95% percentile bootstrap interval over tasks and seeds. Each row is placed by its mean over the
-    tasks every compared row has (the paper's value and ours); tasks are dropped, those most rows miss
-    first, until at least three rows have all that remain. A bootstrap resample draws the tasks with
-    replacement and, within each (row, task), our seeds (one seed: nothing to draw)."""
-    import numpy as np
-    from scipy.stats import kendalltau
-
-    out = []
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        if r.get("reproduced_mean") is not None:
-            groups.setdefault((r["table"], r["preset"], r["model"], r["paper_model"]), []).append(r)
-    for (name, preset, model, paper_model), items in groups.items():
-        cells = {(r["row"], r["task"], r["metric"]): r for r in items}
-        methods = list(dict.fromkeys(r["row"] for r in items))
-        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in items))
-        while True:
-            complete = [m for m in methods if all((m, t, k) in cells for t, k in tasks)]
-            if len(complete) >= 3 or len(tasks) <= 1:
-                break
-            missing = {tk: sum((m, *tk) not in cells for m in methods) for tk in tasks}
-            tasks.remove(max(missing, key=missing.get))
-        base = {"table": name, "preset": preset, "model": model, "paper_model": paper_model,
-                "n_methods": len(complete), "methods": "; ".join(complete),
-                "tasks": ",".join(t if sum(x == t for x, _ in tasks) == 1 else f"{t}:{k}" for t, k in tasks)}
-        if len(complete) < 3:
-            out.append({**base, "kendall_tau": None, "tau_ci_low": None, "tau_ci_high": None, "p_value": None,
-                        "interval": "fewer than three rows with every task"})
-            continue
-        paper = np.array([[cells[(m, t, k)]["reported"] for t, k in tasks] for m in complete])
-        seeds = [[list((cells[(m, t, k)].get("_seeds") or {}).values())
-                  or [cells[(m, t, k)]["reproduced_mean"]] for t, k in tasks] for m in complete]
-        ours = np.array([[float(np.mean(v)) for v in row] for row in seeds])
-        tau, p_value = kendalltau(paper.mean(axis=1), ours.mean(axis=1))
-        rng = np.random.default_rng(0)
-        taus = []
-        for _ in range(n_resamples):
-            pick = rng.integers(0, len(tasks), size=len(tasks))
-            ours_b = np.array([[float(np.mean(rng.choice(seeds[i][j], size=len(seeds[i][j]))))
-                                for j in pick] for i in range(len(complete))])
-            value = kendalltau(paper[:, pick].mean(axis=1), ours_b.mean(axis=1))[0]
-            if not math.isnan(value):
-                taus.append(value)
-        low, high = (float(v) for v in np.quantile(taus, [0.025, 0.975])) if taus else (math.nan, math.nan)
-        one_seed = all(len(v) == 1 for row in seeds for v in row)
-        out.append({**base, "kendall_tau": round(float(tau), 4), "tau_ci_low": round(low, 4),
-                    "tau_ci_high": round(high, 4), "p_value": round(float(p_value), 4),
-                    "interval": "95% bootstrap over tasks" + (" (one seed per cell: seeds not resampled)"
-                                                              if one_seed else " and seeds")})
-    return out
-
-
 def _spec_hash(spec: dict[str, Any]) -> str:
     try:
         return RunSpec.from_dict(spec).config_hash
@@ -452,77 +330,6 @@ def reproduction_tables(records: list[RunRecord], plans: dict[str, Any] | None =
         if rows:
             out[table.name] = (rows, agreement)
     return out
-
-
-def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(csv_rows(rows))  # strings neutralised against spreadsheet formulas
-    return buffer.getvalue()
-
-
-def _num(value: Any, digits: int = 1, sign: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def reproduction_markdown(name: str, rows: list[dict[str, Any]], agreement: list[dict[str, Any]]) -> str:
-    """Per (preset, model): "paper | ours" per row and task, then each row's difference to the table's
-    LoRA row as "paper | ours [our interval]", then the rank agreement."""
-    lines = [f"# {name}: reported beside reproduced", "",
-             "Cells: paper | ours (mean over seeds, Student-t 95% interval when there are two seeds or more). "
-             "A cpu-preset block ran another model on a smaller budget: its absolute numbers are not the "
-             "paper's; the differences to the table's own LoRA row and the rank agreement are what carries "
-             "across models.", ""]
-    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        blocks.setdefault((r["preset"], r["model"], r["paper_model"]), []).append(r)
-    for (preset, model, paper_model), items in blocks.items():
-        tasks = list(dict.fromkeys((r["task"], r["metric"]) for r in items))  # a task may report several metrics
-        methods = list(dict.fromkeys(r["row"] for r in items))
-        cell = {(r["row"], (r["task"], r["metric"])): r for r in items}
-        lines += [f"## preset {preset}: ours {model}, paper {paper_model}", ""]
-        header = ["row", *(t if sum(x == t for x, _ in tasks) == 1 else f"{t} {k}" for t, k in tasks)]
-        values, deltas = [], []
-        for m in methods:
-            v_row, d_row = [m], [m]
-            for t in tasks:
-                r = cell.get((m, t))
-                if r is None:
-                    v_row.append("–")
-                    d_row.append("–")
-                    continue
-                ours = _num(r["reproduced_mean"])
-                if r.get("ci_low") is not None:
-                    ours += f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]"
-                v_row.append(f"{_num(r['reported'])} \\| {ours}")
-                if r.get("lora_row") and r["row"] == r["lora_row"]:
-                    d_row.append("(LoRA row)")
-                elif r.get("reported_vs_lora") is None:
-                    d_row.append("–")
-                else:
-                    d = _num(r.get("ours_vs_lora"), sign=True)
-                    if r.get("ours_vs_lora_ci_low") is not None:
-                        d += f" [{_num(r['ours_vs_lora_ci_low'], sign=True)}, {_num(r['ours_vs_lora_ci_high'], sign=True)}]"
-                    d_row.append(f"{r['reported_vs_lora']:+.1f} \\| {d}")
-            values.append(v_row)
-            deltas.append(d_row)
-        for title, body in (("paper | ours", values), ("difference to the LoRA row: paper | ours", deltas)):
-            lines += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-            lines.append("")
-        for a in agreement:
-            if a["preset"] == preset and a["model"] == model and a["paper_model"] == paper_model:
-                if a["kendall_tau"] is None:
-                    lines += [f"Rank agreement: not computed ({a['interval']}).", ""]
-                else:
-                    lines += [f"Rank agreement of the paper's ordering with ours over {a['n_methods']} rows and "
-                              f"tasks {a['tasks']}: Kendall's tau = {a['kendall_tau']:.2f} "
-                              f"[{a['tau_ci_low']:.2f}, {a['tau_ci_high']:.2f}] ({a['interval']}), p = "
-                              f"{a['p_value']:.3f}.", ""]
-    return "\n".join(lines)
 
 
 def reproduction_files(records: list[RunRecord]) -> dict[str, str]:

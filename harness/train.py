@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import checkpoint as ckpt
-from harness.adapter import Adapter
 from harness.attach import attach, build_adapter
 from harness.errors import HarnessError
 from harness.evaluation import (
@@ -44,52 +42,15 @@ from harness.measure import (
 )
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import RunContext, Suite
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
-    def fn(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if kind == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return max(0.0, 1.0 - progress)
-
-    return fn
-
-
-def silence_library_bars() -> None:
-    """--no-progress reaches the libraries' own bars too (transformers' weight loading, the hub)."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-
-def planned_steps(adapter: Adapter, batches_per_epoch: int, train: TrainConfig) -> int:
-    """Optimiser steps of the run: epochs x steps per epoch, capped by ``max_steps``; 0 for an adapter
-    that does not train (evaluation only: the pretrained model as it is)."""
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / train.grad_accum))
-    total_steps = math.ceil(train.epochs * steps_per_epoch)
-    if train.max_steps is not None:
-        total_steps = min(total_steps, train.max_steps)
-    return total_steps if adapter.trains else 0
+from harness.train_checkpoint import CheckpointingRun
+from harness.train_setup import (  # noqa: F401  (re-exported: harness.train is where callers look)
+    lr_lambda,
+    planned_steps,
+    restore_trainable_state,
+    seed_everything,
+    silence_library_bars,
+    trainable_state,
+)
 
 
 def epoch_hook_for(options: Any, spec: RunSpec) -> Callable[[int, float | None], bool] | None:
@@ -98,7 +59,7 @@ def epoch_hook_for(options: Any, spec: RunSpec) -> Callable[[int, float | None],
     return link.report if link is not None else None
 
 
-class TrainingRun:
+class TrainingRun(CheckpointingRun):
     """One run from its spec to the record's result sections: ``run()`` calls the phases in order."""
 
     def __init__(self, spec: RunSpec, suite: Suite, options: Any, device: Any, work_dir: Path,
@@ -187,37 +148,6 @@ class TrainingRun:
         if self.counts.trainable_total == 0 and adapter.trains:
             raise HarnessError(f"adapter '{spec.adapter}' left nothing trainable")
 
-    def warm_start(self) -> None:
-        """Start from the parent run's saved adapter (``RunSpec.warm_start``): its adapter tensors (never
-        its head: the tasks' heads differ) replace the freshly initialised ones."""
-        import json
-
-        from safetensors.torch import load_file
-
-        from harness.record import record_relpath
-
-        parent = self.spec.parent_key
-        if self.record_path is None:
-            raise HarnessError(f"warm start from {self.spec.parent_run_id} needs the result store (no record path)")
-        root = self.record_path.parent.parent.parent  # <root>/<suite>/<task>/<file>
-        record_file = root / record_relpath(parent)
-        tensors_file = record_file.with_suffix(".adapter.safetensors")
-        status = None
-        if record_file.is_file():
-            with contextlib.suppress(ValueError, OSError):
-                status = json.loads(record_file.read_text(encoding="utf-8")).get("status")
-        if status != "success" or not tensors_file.is_file():
-            raise HarnessError(f"warm start: the run {self.spec.parent_run_id} has no successful record with a saved "
-                               f"adapter ({record_file}: {status or 'missing'}); it runs first in the same grid")
-        state = load_file(str(tensors_file))
-        head_names = {n for n, p in self.model.named_parameters() if id(p) in self.head_ids}
-        own = self.adapter.adapter_state_dict(self.model, frozenset(self.head_ids))
-        usable = {k: v for k, v in state.items() if k in own and k not in head_names and own[k].shape == v.shape}
-        if not usable:
-            raise HarnessError(f"warm start: no tensor of {tensors_file.name} fits this run's adapter")
-        self.adapter.load_adapter_state_dict(self.model, usable)
-        self.sections["warm_start"] = {"from": self.spec.parent_run_id, "tensors": len(usable),
-                                       "skipped": sorted(set(state) - set(usable))}
 
     # ---- optimiser: parameter groups, the adapter's optimiser or AdamW, the schedule ---------------
     def build_optimizer(self) -> None:
@@ -353,61 +283,6 @@ class TrainingRun:
         if not self.stopped_early:
             self.save_checkpoint(batches=0)
 
-    # ---- checkpoints (harness/checkpoint.py) -------------------------------------------------------
-    def checkpointable(self) -> bool:
-        return self.checkpoint_file is not None and self.adapter.checkpointable() and self.optimizer is not None
-
-    def save_checkpoint(self, batches: int) -> None:
-        """Everything the rest of the run depends on, after optimiser step ``self.step`` with ``batches``
-        batches of epoch ``self.epoch`` consumed (0: at an epoch's end, its evaluation done)."""
-        if not self.checkpointable():
-            return
-        from harness.signals import deferred
-
-        self.loss_log.flush()
-        state = {
-            "format": ckpt.FORMAT, "run_id": self.spec.run_id, "config_hash": self.spec.config_hash,
-            "total_steps": self.total_steps, "step": self.step, "epoch": self.epoch, "batches": batches,
-            "samples": self.samples, "model": trainable_state(self.model),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "adapter": self.adapter.training_state(), "rng": ckpt.rng_states(),
-            "losses": list(self.loss_log.values), "per_epoch": self.per_epoch, "best": self.best,
-            "best_epoch": self.best_epoch, "val_per_epoch": self.val_per_epoch, "val_best": self.val_best,
-            "test_best": self.test_best, "test_best_epoch": self.test_best_epoch, "test_reads": self.test_reads,
-            "selected_state": self.selected_state, "merged_eval": self.merged_eval,
-            "eval_per_epoch": self.eval_per_epoch, "eval_seconds": self.eval_seconds,
-            "saved_for_backward": getattr(self.memory, "saved_for_backward", None),
-            "resumes": (self.resumed_from or {}).get("resumes", 0),
-        }
-        with deferred():  # a stop signal waits for the file (it is atomic anyway)
-            ckpt.save(state, self.checkpoint_file, self.checkpoint_keeper)
-        self.checkpoints_saved += 1
-
-    def _resume(self) -> None:
-        """Continue from this run's checkpoint, if it has one (before the loop's first epoch)."""
-        if not self.checkpointable():
-            return
-        state = ckpt.load(self.checkpoint_file, self.spec.run_id, self.spec.config_hash, self.checkpoint_keeper)
-        if state is None or state["total_steps"] != self.total_steps:
-            return
-        restore_trainable_state(self.model, state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.adapter.load_training_state(state["adapter"])
-        self.step, self.epoch, self.samples = state["step"], state["epoch"], state["samples"]
-        self._resume_batches = state["batches"]
-        self.loss_log.values = list(state["losses"])
-        for name in ("per_epoch", "best", "best_epoch", "val_per_epoch", "val_best", "test_best",
-                     "test_best_epoch", "test_reads", "selected_state", "merged_eval", "eval_per_epoch",
-                     "eval_seconds"):
-            setattr(self, name, state[name])
-        if state.get("saved_for_backward") is not None:
-            self.memory.saved_for_backward = state["saved_for_backward"]
-        ckpt.set_rng_states(state["rng"])
-        self._resume_rng = state["rng"] if state["batches"] else None
-        self.bar.update(self.step)
-        self.resumed_from = {"step": self.step, "epoch": self.epoch, "batches": state["batches"],
-                             "resumes": int(state.get("resumes", 0)) + 1}
 
     def _optimizer_step(self, micro: int, accumulated: Any) -> None:
         # Each micro-batch's loss was divided by grad_accum; the last accumulation of an epoch may hold
@@ -511,17 +386,3 @@ class TrainingRun:
         self.test_best, self.test_best_epoch = None, None  # one test score: no best-test-epoch variant
 
 
-def trainable_state(model: Any) -> dict[str, Any]:
-    """A host copy of what training changes (trainable parameters and buffers), to come back to the
-    validation-selected epoch without keeping the frozen base twice."""
-    names = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
-    return {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items() if n in names}
-
-
-def restore_trainable_state(model: Any, state: dict[str, Any]) -> None:
-    import torch
-
-    current = model.state_dict()
-    with torch.no_grad():
-        for name, saved in state.items():
-            current[name].copy_(saved)

@@ -14,23 +14,28 @@ study's pruner says so. The choice per study is written to ``<results>/tuning/ch
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import HarnessError
 from harness.search_space import Choice, LogUniform, split_params
 from harness.spec import RunSpec
+from harness.tuning_choice import read_choice, tuned_section, write_choice  # noqa: F401  (re-exported)
+from harness.tuning_paths import (  # noqa: F401  (re-exported)
+    TUNING_DIR,
+    choice_path,
+    default_storage,
+    public_url,
+    tuning_root,
+)
 
-TUNING_DIR = "tuning"  # under the results folder: studies.db, trials/, choices/
 SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("hyperband", "halving", "median", "none")
 # a RUNNING trial of another host is taken over only after this long without finishing
@@ -54,38 +59,10 @@ class TuneConfig:
             raise HarnessError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
 
 
-def tuning_root(results: Path) -> Path:
-    return Path(results) / TUNING_DIR
-
-
-def default_storage(results: Path) -> str:
-    return f"sqlite:///{(tuning_root(results) / 'studies.db').resolve()}"
-
-
-def public_url(url: str) -> str:
-    """A storage URL without credentials or query (what records, choices and logs may show)."""
-    parts = urlsplit(url)
-    if parts.scheme.startswith("sqlite"):  # a file path: no credentials to strip
-        return url.split("?", 1)[0]
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def study_name(base: RunSpec) -> str:
     """The study of a (suite, task, adapter, model, preset) at the base configuration (the preset's
     settings and the adapter's options at the tuning seed: another rank is another study)."""
     return f"{base.suite}/{base.task}/{base.adapter}/{base.model}/{base.preset}/{base.config_hash}"
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("._") or "_"
-
-
-def choice_path(results: Path, suite: str, task: str, adapter: str, model: str, preset: str) -> Path:
-    return (tuning_root(results) / "choices" / _slug(suite) / _slug(task) / _slug(adapter)
-            / f"{_slug(model)}--{_slug(preset)}.json")
 
 
 # ---- Optuna objects ------------------------------------------------------------------------------
@@ -337,66 +314,3 @@ def _tell(study: Any, number: int, record: Any) -> int:
     return 0 if status in ("diverged", "oom") else 1
 
 
-def write_choice(study: Any, base: RunSpec, space: Mapping[str, Any], cfg: TuneConfig, results: Path,
-                 storage: str) -> dict[str, Any] | None:
-    import optuna
-
-    TrialState = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    rows = [{"number": t.number, "state": t.state.name.lower(), "params": dict(t.params), "validation_score": t.value,
-             "test_score": t.user_attrs.get("test_score"), "status": t.user_attrs.get("status"),
-             "run_id": t.user_attrs.get("run_id"), "compute_seconds": t.user_attrs.get("compute_seconds"),
-             "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
-            for t in trials]
-    if not complete:  # every trial failed, diverged or was pruned: nothing to choose
-        return None
-    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
-    train_over, option_over = split_params(best.params)
-    choice = {
-        "kind": "tuning-choice", "version": 1,
-        "suite": base.suite, "task": base.task, "adapter": base.adapter, "model": base.model, "preset": base.preset,
-        "study": study.study_name, "storage": public_url(storage),
-        "base_config_hash": base.config_hash, "tuning_seed": base.seed,
-        "budget": cfg.trials, "sampler": cfg.sampler, "pruner": cfg.pruner,
-        "space": {k: d.describe() for k, d in space.items()},
-        "chosen": dict(best.params), "train": train_over, "adapter_options": option_over,
-        "validation_score": best.value, "chosen_trial": best.number,
-        "trials_run": len(rows),
-        "compute_seconds": sum(r["compute_seconds"] or 0.0 for r in rows),
-        "trials": rows,
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    path = choice_path(results, base.suite, base.task, base.adapter, base.model, base.preset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(choice, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-    return choice
-
-
-def read_choice(results: Path, suite: str, task: str, adapter: str, model: str, preset: str) -> dict[str, Any]:
-    path = choice_path(results, suite, task, adapter, model, preset)
-    if not path.is_file():
-        raise HarnessError(
-            f"no tuned choice for {suite}/{task}/{adapter} ({model}, preset {preset}): {path} is missing; "
-            f"run `python -m harness tune --suite {suite} --tasks {task} --adapters {adapter} --preset {preset}` first")
-    try:
-        choice = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path}: not a readable tuning choice ({exc})") from None
-    if not isinstance(choice, dict) or choice.get("kind") != "tuning-choice" or not isinstance(choice.get("chosen"), dict):
-        raise HarnessError(f"{path}: not a tuning choice (no 'kind': 'tuning-choice' with 'chosen' values)")
-    return choice
-
-
-def tuned_section(choice: Mapping[str, Any], path: Path, results: Path) -> dict[str, Any]:
-    """The record's ``tuning`` section of a run at tuned values (a leaderboard row, labelled tuned)."""
-    try:
-        rel = str(path.relative_to(results))
-    except ValueError:
-        rel = str(path)
-    return {"role": "tuned", "chosen": dict(choice["chosen"]), "budget": choice.get("budget"),
-            "trials_run": choice.get("trials_run"), "compute_seconds": choice.get("compute_seconds"),
-            "validation_score": choice.get("validation_score"), "sampler": choice.get("sampler"),
-            "choice": rel}

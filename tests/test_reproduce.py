@@ -16,11 +16,11 @@ from harness.errors import HarnessError
 from harness.paper_tables import TABLE_NAMES, TABLES, as_printed, get_table, rounds_to, validate_tables
 from harness.reproduce import (
     check_reachable,
-    dry_run_rows,
     plan_table,
     reproduction_files,
     reproduction_rows,
 )
+from harness.reproduce_dry_run import dry_run_rows
 
 ISSUE_TABLES = ("msplora-t1", "msplora-t2", "lora2-t1", "lora2-t4", "sera-t1", "sera-t2", "sera-t3", "sera-t4",
                 "sera-f2")
