@@ -43,8 +43,7 @@ def store_with_a_record(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("long", [LONG_NAME, DEEP], ids=["name-too-long", "path-too-long"])
 @pytest.mark.parametrize("where", ["run --results-dir", "run --data-dir", "run --config", "run --model",
-                                   "report --results-dir", "report --out", "report --baseline",
-                                   "reproduce --results-dir"])
+                                   "report --results-dir", "report --out", "reproduce --results-dir"])
 def test_every_path_option_refused_by_the_os_is_one_line(where: str, long: str, tmp_path: Path,
                                                           store_with_a_record: Path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -60,6 +59,16 @@ def test_every_path_option_refused_by_the_os_is_one_line(where: str, long: str, 
         argv = ["reproduce", "msplora-t1", "--preset", "cpu", "--dry-run", "--results-dir", path]
     line = _one_error(argv, capsys)
     assert "too long" in line or "does not exist" in line or "cannot" in line, line
+
+
+def test_an_over_long_baseline_name_becomes_a_short_safe_file_name(tmp_path: Path, store_with_a_record: Path):
+    """A --baseline is a name, not a path: an over-long one is written under a slug plus a hash
+    (harness.untrusted), inside --out."""
+    from harness.cli import main
+
+    out = tmp_path / "out"
+    assert main(["report", "--results-dir", str(store_with_a_record), "--out", str(out), "--baseline", LONG_NAME]) == 0
+    assert all(len(p.name) < 200 and p.parent == out for p in out.iterdir())
 
 
 def test_a_folder_that_cannot_be_written_is_one_line(store_with_a_record: Path, capsys):

@@ -45,7 +45,9 @@ class FaultyToy(Toy):
 
     def train_config(self, preset, task, model):
         epochs = 4 if task == "explode" else 1  # past the divergence check's warm-up (harness.loss_log)
-        return dataclasses.replace(super().train_config(preset, task, model), epochs=epochs, eval_each_epoch=False)
+        # no validation split: the faults fire at fixed steps of the full 32 points
+        return dataclasses.replace(super().train_config(preset, task, model), epochs=epochs, eval_each_epoch=False,
+                                   validation=None)
 
     def load_model(self, model_name, task, ctx):
         LOADS.append((task, ctx.seed))
