@@ -246,6 +246,8 @@ def paper_rows(wide: pd.DataFrame, comparison: pd.DataFrame | None = None, *, ta
         header = label if not sub_columns else f"{label} {u.get('metric', 'score')}"
         if extra:
             header = f"{label} {u.get('metric', 'score')} ({u.get('label', 'unit unknown')})"
+        if wide.attrs.get("signal", {}).get(task) == "no signal":  # harness/aggregate/signal.py
+            header = f"{header} [no signal at this budget]"
         add_column(header, [Cell(_finite(r[task]), spreads.get((str(r["config_hash"]), task)) if r[f"{task}_n"] > 1
                                  else None, MARKS.get(marks.get((str(r["config_hash"]), task), ""), ""))
                             for _, r in wide.iterrows()], higher)
@@ -317,6 +319,11 @@ def paper_caption(suite: str, wide: pd.DataFrame, baseline: str | None, *, limit
         text += f" Avg.: the mean of the task columns ({family_label(wide.attrs.get('average_family'))})."
     text += (" Ranked (#) by the average as printed, ties sharing a rank (=2): only rows with every task and "
              "every requested seed, and at least two seeds; the others follow, unranked, never bold.")
+    from harness.aggregate.signal import signal_sentence
+
+    no_signal = signal_sentence(wide.attrs.get("signal", {}))
+    if no_signal:
+        text += f" {no_signal}"
     if baseline:
         text += f" Against {baseline} (paired over shared seeds): {stats.verdict_rule(p_adjust)}"
     return text
