@@ -19,7 +19,9 @@ def test_run_records_and_resumes(shared_data, tmp_path, capsys):
     lora = next(r for r in records if r["key"]["adapter"] == "lora")
     assert lora["params"]["adapter_trainable"] == 73728
     assert lora["params"]["head"] > 0 and lora["params"]["adapter_file_bytes"] > 73728 * 4
-    assert lora["metrics"]["selection"] == "best-dev-epoch" and len(lora["metrics"]["per_epoch"]) == 2
+    # epochs selected on the validation split held out of train (issue 32); the dev split scored each epoch
+    assert lora["metrics"]["selection"] == "best-validation-epoch" and len(lora["metrics"]["per_epoch"]) == 2
+    assert len(lora["metrics"]["validation"]["per_epoch"]) == 2
     assert 0.0 <= lora["metrics"]["score"] <= 1.0
     assert lora["memory"]["estimate_breakdown"]["saved_for_backward"] > 0
     assert lora["timing"]["mean_step_seconds"] > 0 and lora["loss_curve"]
