@@ -104,7 +104,7 @@ def test_kill_dash_nine_mid_run_then_resume(tmp_path: Path):
     first_path, first = before[1]
     first_mtime = first_path.stat().st_mtime_ns
     # what a writer killed between its temporary file and the replace leaves behind
-    torn = first_path.parent / f".tmp-{grid.pid}@{os.uname().nodename}@killed.json"
+    torn = first_path.parent / f".tmp-{grid.pid}@{os.uname().nodename}@killed00.json"  # the pattern of harness.store.TEMP_NAME
     torn.write_text('{"schema_version": 1, "run_id": "toy-faults/slow/head/x/seed2", "sta')
     assert ResultStore(results).load(warn=False).skipped == []  # never read as a record
 
