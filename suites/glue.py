@@ -293,14 +293,20 @@ def _mrpc_canonical(msr: Path, dev_ids: Path, msr_rows: Iterable[tuple[int, list
         raise HarnessError(f"{msr} has no training examples once the dev ids are removed")
 
 
-def check_offline_splits(task: GlueTask, root: Path) -> None:
-    """offline_splits' checks, every row validated, with memory bounded whatever the files' sizes."""
+def task_paths(task: GlueTask, root: Path) -> tuple[Path, Path]:
+    """A task's folder and dev file under the GLUE root, or the one-line error that says what is missing."""
     folder = root / task.folder
     if not folder.is_dir():
         raise HarnessError(f"GLUE task folder {folder} is missing; {HOW_TO_GET_GLUE}")
     dev_path = folder / task.dev_file
     if not dev_path.is_file():
         raise HarnessError(f"{dev_path} is missing (the dev split of {task.name}); {HOW_TO_GET_GLUE}")
+    return folder, dev_path
+
+
+def check_offline_splits(task: GlueTask, root: Path) -> None:
+    """offline_splits' checks, every row validated, with memory bounded whatever the files' sizes."""
+    folder, dev_path = task_paths(task, root)
     dev = check_split(task, dev_path)
     msr, dev_ids = folder / "msr_paraphrase_train.txt", folder / "dev_ids.tsv"
     if task.name == "mrpc" and msr.is_file() and dev_ids.is_file():
@@ -322,12 +328,7 @@ def check_offline_splits(task: GlueTask, root: Path) -> None:
 
 
 def offline_splits(task: GlueTask, root: Path) -> tuple[list[Example], list[Example], dict[str, Any]]:
-    folder = root / task.folder
-    if not folder.is_dir():
-        raise HarnessError(f"GLUE task folder {folder} is missing; {HOW_TO_GET_GLUE}")
-    dev_path = folder / task.dev_file
-    if not dev_path.is_file():
-        raise HarnessError(f"{dev_path} is missing (the dev split of {task.name}); {HOW_TO_GET_GLUE}")
+    folder, dev_path = task_paths(task, root)
     dev = cached_split(task, dev_path)
     info: dict[str, Any] = {"source": str(folder)}
     train_path = folder / "train.tsv"
