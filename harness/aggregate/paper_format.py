@@ -246,8 +246,8 @@ def paper_rows(wide: pd.DataFrame, comparison: pd.DataFrame | None = None, *, ta
         header = label if not sub_columns else f"{label} {u.get('metric', 'score')}"
         if extra:
             header = f"{label} {u.get('metric', 'score')} ({u.get('label', 'unit unknown')})"
-        if wide.attrs.get("signal", {}).get(task) == "no signal":  # harness/aggregate/signal.py
-            header = f"{header} [no signal at this budget]"
+        if extra and wide.attrs.get("signal", {}).get(task) == "no signal":  # harness/aggregate/signal.py
+            header = f"{header} [no signal at this budget]"  # LaTeX: the caption names them (page width)
         add_column(header, [Cell(_finite(r[task]), spreads.get((str(r["config_hash"]), task)) if r[f"{task}_n"] > 1
                                  else None, MARKS.get(marks.get((str(r["config_hash"]), task), ""), ""))
                             for _, r in wide.iterrows()], higher)
