@@ -8,14 +8,7 @@ import contextlib
 
 from harness import checkpoint as ckpt
 from harness.errors import HarnessError
-from harness.train_setup import (  # noqa: F401  (re-exported: harness.train is where callers look)
-    lr_lambda,
-    planned_steps,
-    restore_trainable_state,
-    seed_everything,
-    silence_library_bars,
-    trainable_state,
-)
+from harness.train_setup import restore_trainable_state, trainable_state
 
 
 class CheckpointingRun:
