@@ -22,9 +22,11 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -223,6 +225,9 @@ def run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addre
         raise HarnessError("--executor ray needs Ray: pip install 'peft-harness[grid]'") from None
 
     started_here = not ray.is_initialized()
+    # ray.init replaces the SIGTERM/SIGINT handlers and ray.shutdown leaves its own in place: they are
+    # put back when this grid ends, so the process (a notebook, a later grid) keeps its own behaviour
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     if started_here:
         if address is None:
             # a local instance for this grid: no more CPUs than the runs can use (Ray starts a worker
@@ -267,3 +272,13 @@ def run_ray(pending: list[RunSpec], root: Path, options: ExecutionOptions, addre
     finally:
         if started_here:
             ray.shutdown()
+            _restore_handlers(handlers)
+
+
+def _restore_handlers(handlers: dict) -> None:
+    """Put back the signal handlers found before ray.init (only the main thread may set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in handlers.items():
+        if handler is not None:  # None: set from C, cannot be restored from Python
+            signal.signal(sig, handler)

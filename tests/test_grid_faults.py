@@ -367,3 +367,22 @@ def test_ray_tasks_ask_for_a_gpu_only_when_runs_use_cuda():
     assert ray_resources(ExecutionOptions(device="auto"), cluster_gpus=8)["num_gpus"] == 1
     assert ray_resources(ExecutionOptions(device="auto", threads=4), cluster_gpus=0) == {"num_gpus": 0, "num_cpus": 4.0}
     assert ray_resources(ExecutionOptions(device="cpu"), cluster_gpus=8)["num_gpus"] == 0
+
+
+def test_a_local_ray_instance_leaves_the_process_signal_handlers_as_it_found_them(tmp_path: Path, monkeypatch):
+    # ray.init installs its own SIGTERM handler and ray.shutdown leaves it there; a notebook or a later
+    # grid in the same process would then exit on SIGTERM without the harness's cleanup
+    pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'peft-harness[grid]')")
+    from harness.executor_ray import run_ray
+    from harness.grid import GridOutcome
+    from harness.runner import ExecutionOptions
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    marker = lambda signum, frame: None  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, marker)
+    try:
+        run_ray([], tmp_path, ExecutionOptions(progress=False), None, (), GridOutcome(), lambda line: None,
+                lambda result: None)
+        assert signal.getsignal(signal.SIGTERM) is marker
+    finally:
+        signal.signal(signal.SIGTERM, previous)
