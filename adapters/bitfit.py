@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, AdapterConfig, ApplyContext
 from harness.errors import HarnessError
-from harness.measure import module_param_ids
+from harness.parameters import module_param_ids
 from harness.registry import register_adapter
 from harness.targets import block_stacks
 

@@ -4,7 +4,7 @@ A (r x max d_in) and B (max d_out x r) are drawn once (Kaiming-uniform from ``pr
 every adapted module as buffers; each module trains only the vectors d (r, init ``d_initial``) and b
 (d_out, init 0, so the adapted model equals the pretrained one at init). Parameters per module:
 d_out + r. The projections are frozen but take memory (SeRA's paper reports it): they are buffers, so
-harness.measure's memory estimate counts them, and ``summary`` records their size
+harness.pipeline.measure's memory estimate counts them, and ``summary`` records their size
 (``frozen_adapter_buffers`` elements and bytes). They are saved once with the adapter (peft's
 ``save_projection`` default), so a checkpoint does not depend on the generator.
 
@@ -96,7 +96,7 @@ class VeRA(PeftAdapter[VeraOptions]):
         return {name: buf for name, buf in model.named_buffers(remove_duplicate=True) if id(buf) in shared}
 
     def summary(self, model: nn.Module) -> dict[str, Any]:
-        from harness.measure import tensor_bytes
+        from harness.parameters import tensor_bytes
 
         proj = self.projections(model)
         return {

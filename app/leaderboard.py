@@ -1,6 +1,6 @@
 """The PEFT leaderboard: ``streamlit run app/leaderboard.py [-- --results-dir DIR]``.
 
-Reads the result store through harness.record / harness.store / harness.aggregate only: it never
+Reads the result store through harness.records.record / harness.records.store / harness.aggregate only: it never
 imports torch or the runner and never writes. The results folder comes from the command line
 (``--results-dir``, repeatable) or the environment (``HARNESS_RESULTS_DIR``; ``HARNESS_RESULTS_DIRS``, a
 list separated by ``os.pathsep``), else your own store ``runs/`` (when it exists) and the shipped
@@ -26,9 +26,9 @@ import streamlit as st  # noqa: E402
 
 from app import views  # noqa: E402
 from harness import aggregate  # noqa: E402
-from harness.record import RunRecord  # noqa: E402
-from harness.store import ResultStore  # noqa: E402
-from harness.stores import (  # noqa: E402
+from harness.records.record import RunRecord  # noqa: E402
+from harness.records.store import ResultStore  # noqa: E402
+from harness.records.stores import (  # noqa: E402
     SHIPPED_RESULTS_DIR,
     USER_RESULTS_DIR,
     add_source,

@@ -1,7 +1,7 @@
 """The Reproduction tab: each paper table's reported numbers beside ours, the differences to the
 table's own LoRA row (paper and ours) and the rank agreement (Kendall's tau).
 
-It computes them from the store's records when the tab renders: harness.reproduce.reproduction_tables
+It computes them from the store's records when the tab renders: harness.papers.reproduce.reproduction_tables
 matches records to table rows by the config hashes of the rows' planned specs, which ``python -m harness
 report --out DIR`` writes to ``DIR/reproduce-plans.jsonl`` (planning needs the suites and torch; the plans
 change only with the code, the records are read fresh). Without that file it shows the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.paper_tables import TABLES
+from harness.papers.tables import TABLES
 from harness.untrusted import strip_controls, terminal_text
 
 
@@ -29,7 +29,7 @@ MAX_BYTES = 20 * 2**20
 
 
 def load_reproduction(folder: str | Path, warnings: list[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Table name -> its reproduce CSV, in the order of harness.paper_tables; tables without a file are
+    """Table name -> its reproduce CSV, in the order of harness.papers.tables; tables without a file are
     left out. A file that cannot be read as one (corrupt, binary, foreign columns, too large) is left out
     too, with one line in ``warnings``: the tab shows the others."""
     out: dict[str, pd.DataFrame] = {}
@@ -86,7 +86,7 @@ def from_records(records: list, folder: str | Path) -> tuple[dict[str, pd.DataFr
     ``folder/reproduce-plans.jsonl``; None without that file."""
     import json
 
-    from harness.reproduce import AGREEMENT_COLUMNS, PLANS_FILE, REPORT_COLUMNS, reproduction_tables
+    from harness.papers.reproduce import AGREEMENT_COLUMNS, PLANS_FILE, REPORT_COLUMNS, reproduction_tables
 
     path = Path(folder) / PLANS_FILE
     if not path.is_file():

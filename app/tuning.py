@@ -15,7 +15,7 @@ from app import charts
 from app.views import plain
 from harness import aggregate
 from harness.aggregate import tuning_views
-from harness.record import RunRecord
+from harness.records.record import RunRecord
 
 TUNE_COMMAND = "python -m harness tune --suite glue --tasks rte --adapters lora,full --trials 20"
 

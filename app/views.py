@@ -15,8 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from app import charts
-from harness import aggregate, stats
-from harness.record import RunRecord
+from harness import aggregate
+from harness.aggregate import stats
+from harness.records.record import RunRecord
 from harness.untrusted import csv_text, safe_filename
 
 RUN_COMMAND = "python -m harness run --suite glue --preset cpu"

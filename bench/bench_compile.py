@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def setup(data_dir: Path, seed: int = 0):
-    from harness.attach import attach, build_adapter
+    from harness.pipeline.attach import attach, build_adapter
+    from harness.pipeline.train import seed_everything
     from harness.suite import DataSource, RunContext
-    from harness.train import seed_everything
     from suites.glue import CPU_TRAIN, Glue
 
     suite = Glue()

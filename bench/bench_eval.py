@@ -35,9 +35,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from harness.attach import attach, build_adapter
-    from harness.evaluation import adapter_merges, merged_for_eval
-    from harness.plan import GridRequest, adapter_options_for
+    from harness.pipeline.attach import attach, build_adapter
+    from harness.pipeline.evaluation import adapter_merges, merged_for_eval
+    from harness.pipeline.plan import GridRequest, adapter_options_for
     from harness.registry import ADAPTERS, SUITES
     from harness.suite import DataSource, RunContext
 

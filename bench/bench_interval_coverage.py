@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import stats  # noqa: E402
+from harness.aggregate import stats  # noqa: E402
 
 TASK_SCALES = np.array([0.5, 1.0, 1.0, 2.0, 3.0, 4.0])  # six tasks of unequal seed noise (points)
 

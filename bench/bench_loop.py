@@ -56,7 +56,7 @@ def _spec(steps: int, seed: int):
 
 
 def harness_loop(spec, data_dir: Path, device: str) -> tuple[float, int]:
-    from harness.runner import ExecutionOptions, execute_run
+    from harness.pipeline.runner import ExecutionOptions, execute_run
     from harness.suite import DataSource
 
     record = execute_run(spec, ExecutionOptions(device=device, data=DataSource(data_dir), progress=False))
@@ -67,10 +67,10 @@ def harness_loop(spec, data_dir: Path, device: str) -> tuple[float, int]:
 
 def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, int]:
     """(seconds, steps, padded tokens, linear weights in the encoder): the same work, nothing else."""
-    from harness.attach import attach, build_adapter
-    from harness.runner import resolve_device
+    from harness.pipeline.attach import attach, build_adapter
+    from harness.pipeline.runner import resolve_device
+    from harness.pipeline.train import lr_lambda, seed_everything
     from harness.suite import DataSource, RunContext
-    from harness.train import lr_lambda, seed_everything
     from suites.glue import Glue, collate, length_grouped_batches
 
     device = resolve_device(device_name)

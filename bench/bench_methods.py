@@ -27,8 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.attach import attach, build_adapter  # noqa: E402
-from harness.measure import SavedTensorMeter, module_param_ids, optimizer_state_bytes, tensor_bytes  # noqa: E402
+from harness.parameters import module_param_ids, tensor_bytes  # noqa: E402
+from harness.pipeline.attach import attach, build_adapter  # noqa: E402
+from harness.pipeline.measure import SavedTensorMeter, optimizer_state_bytes
 
 TARGETS = {"msplora": 1.15, "sera": 1.10, "lora2": 1.25}
 HEAD = ("classifier",)

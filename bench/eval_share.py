@@ -78,11 +78,11 @@ def report(rows: list[Row], preset: str, label: str = "") -> None:
 def run_grid(tasks: list[str], adapter: str, seed: int, data_dir: Path, out: Path) -> None:
     """The cpu preset's runs of ``tasks`` with both test_each_epoch settings, interleaved per task, into
     ``out/each`` and ``out/once``."""
-    from harness.plan import GridRequest, adapter_options_for
+    from harness.pipeline.plan import GridRequest, adapter_options_for
+    from harness.pipeline.runner import ExecutionOptions, execute_run
+    from harness.records.store import ResultStore
     from harness.registry import ADAPTERS, SUITES
-    from harness.runner import ExecutionOptions, execute_run
     from harness.spec import RunSpec
-    from harness.store import ResultStore
     from harness.suite import DataSource
 
     suite = SUITES.get("glue")()
@@ -114,12 +114,12 @@ def project(tasks: list[str], adapter_name: str, steps: int, repeats: int, data_
 
     import torch
 
-    from harness.attach import attach, build_adapter
-    from harness.evaluation import evaluate, merged_for_eval
-    from harness.plan import GridRequest, adapter_options_for
+    from harness.pipeline.attach import attach, build_adapter
+    from harness.pipeline.evaluation import evaluate, merged_for_eval
+    from harness.pipeline.plan import GridRequest, adapter_options_for
+    from harness.pipeline.train import planned_steps, seed_everything
     from harness.registry import ADAPTERS, SUITES
     from harness.suite import DataSource, RunContext
-    from harness.train import planned_steps, seed_everything
 
     suite = SUITES.get("glue")()
     model_name = suite.default_model("cpu")

@@ -43,7 +43,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "adapters/_toolkit/bottleneck.py": ("tests/test_fidelity_wrap.py", "tests/test_adapter_bottleneck.py"),
     "adapters/_toolkit/peft_tuner.py": ("tests/test_adapter_dora.py", "tests/test_adapter_pissa.py",
                                         "tests/test_adapter_adalora.py", "tests/test_adapter_vera.py"),
-    "harness/analysis.py": ("tests/test_fidelity_analysis.py", "tests/test_analysis.py"),
+    "harness/pipeline/analysis.py": ("tests/test_fidelity_analysis.py", "tests/test_analysis.py"),
 }
 
 
@@ -160,19 +160,19 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("peft_tuner: delta components lose their final rank", "analysis", "adapters/_toolkit/peft_tuner.py",
              "final_rank=ranks.get(name),", "final_rank=None,"),
     # ---- the analyses ------------------------------------------------------------------------------
-    Mutation("analysis: towers of a dual encoder grouped together", "grouping", "harness/analysis.py",
+    Mutation("analysis: towers of a dual encoder grouped together", "grouping", "harness/pipeline/analysis.py",
              "groups[(tower_of(c), c.kind, c.component)]", 'groups[("", c.kind, c.component)]'),
-    Mutation("analysis: M_eff-k sums the smallest k", "analysis", "harness/analysis.py",
+    Mutation("analysis: M_eff-k sums the smallest k", "analysis", "harness/pipeline/analysis.py",
              "sorted(singular_values, reverse=True)[:k]", "sorted(singular_values)[:k]"),
-    Mutation("analysis: KL direction reversed", "analysis", "harness/analysis.py",
+    Mutation("analysis: KL direction reversed", "analysis", "harness/pipeline/analysis.py",
              "kl_divergence(spectra[i], spectra[j]) for j in layers", "kl_divergence(spectra[j], spectra[i]) for j in layers"),
-    Mutation("analysis: KL summand |p - q| instead of p·log(p/q)", "analysis", "harness/analysis.py",
+    Mutation("analysis: KL summand |p - q| instead of p·log(p/q)", "analysis", "harness/pipeline/analysis.py",
              "a * math.log(a / b)", "abs(a - b)"),
-    Mutation("analysis: φ divided by max(i, j)", "analysis", "harness/analysis.py",
+    Mutation("analysis: φ divided by max(i, j)", "analysis", "harness/pipeline/analysis.py",
              "/ min(i + 1, j + 1)", "/ max(i + 1, j + 1)"),
-    Mutation("analysis: φ on the output-space directions", "analysis", "harness/analysis.py",
+    Mutation("analysis: φ on the output-space directions", "analysis", "harness/pipeline/analysis.py",
              'return (vh.T if space == "input" else u).cpu()', 'return (u if space == "input" else vh.T).cpu()'),
-    Mutation("analysis: module total keeps the last level only", "analysis", "harness/analysis.py",
+    Mutation("analysis: module total keeps the last level only", "analysis", "harness/pipeline/analysis.py",
              "delta = delta + p.delta", "delta = p.delta"),
 )
 

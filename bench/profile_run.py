@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N top functions")
     args = parser.parse_args()
 
-    from harness.runner import process_age_seconds
+    from harness.pipeline.runner import process_age_seconds
 
     t_start = time.perf_counter()
     age_at_start = process_age_seconds() or 0.0
@@ -49,7 +49,7 @@ def main() -> None:
             argv += ["--max-steps", str(args.max_steps)]
         if args.threads:
             argv += ["--threads", str(args.threads)]
-        from harness.cli import main as cli_main
+        from harness.cli.main import main as cli_main
 
         profiler = cProfile.Profile() if args.cprofile else None
         if profiler:
@@ -70,7 +70,7 @@ def main() -> None:
 
 
 def report(record: dict, wall: float) -> str:
-    from harness.progress import busy_fraction
+    from harness.grid.progress import busy_fraction
 
     timing = record["timing"]
     startup = timing.get("startup", {})

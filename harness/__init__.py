@@ -1,7 +1,7 @@
 """PEFT benchmark harness: registry, runner, measurements, result store.
 
 Importing this package is cheap and never imports torch: the leaderboard app imports
-``harness.record``, ``harness.store`` and ``harness.aggregate`` only.
+``harness.records.record``, ``harness.records.store`` and ``harness.aggregate`` only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def __getattr__(name: str):  # the Python API, imported on first use (torch only
 
         return run_grid_api
     if name == "load_saved_run":
-        from harness.saved_run import load_saved_run
+        from harness.pipeline.saved_run import load_saved_run
 
         return load_saved_run
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

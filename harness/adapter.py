@@ -182,7 +182,7 @@ class Adapter(Generic[ConfigT]):
     def on_step_end(self, model: nn.Module, step: int) -> None:
         """After ``optimizer.step()`` and before ``zero_grad()``: gradients are still there (AdaLoRA)."""
 
-    # ---- in-run checkpoints (harness/checkpoint.py) -----------------------------------------------
+    # ---- in-run checkpoints (harness/pipeline/checkpoint.py) -----------------------------------------------
     def training_state(self) -> dict[str, Any]:
         """State the adapter keeps outside the model's tensors and changes while training (a sampler's
         generator, an allocator's statistics), for a checkpoint; {} when there is none."""
@@ -222,7 +222,7 @@ class Adapter(Generic[ConfigT]):
         """The adapter's own tensors, each shared tensor once (first name wins). Default: every
         trainable parameter that is not a head parameter, plus buffers the adapter registered as
         ``persistent_adapter_buffers``."""
-        from harness.measure import unique_named_parameters
+        from harness.parameters import unique_named_parameters
 
         out: dict[str, torch.Tensor] = {}
         for pname, param in unique_named_parameters(model):
@@ -232,7 +232,7 @@ class Adapter(Generic[ConfigT]):
 
     def load_adapter_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         """Inverse of ``adapter_state_dict``; shared tensors are loaded once and stay shared."""
-        from harness.measure import unique_named_parameters
+        from harness.parameters import unique_named_parameters
 
         params = dict(unique_named_parameters(model))
         missing = [k for k in state if k not in params]

@@ -48,13 +48,13 @@ def run_grid_api(suite: str, *, quiet: bool = True, **kwargs: Any) -> Any:
     import pandas as pd
 
     from harness import aggregate
-    from harness.cli import main
-    from harness.cli_parser import build_parser
-    from harness.cli_run import _cuda_available, grid_request, resolve_data
-    from harness.grid import default_results_dir
-    from harness.plan import plan_grid
-    from harness.store import ResultStore
-    from harness.stores import add_source, record_sources, source_name
+    from harness.cli.main import main
+    from harness.cli.parser import build_parser
+    from harness.cli.run import _cuda_available, grid_request, resolve_data
+    from harness.grid.run_grid import default_results_dir
+    from harness.pipeline.plan import plan_grid
+    from harness.records.store import ResultStore
+    from harness.records.stores import add_source, record_sources, source_name
 
     kwargs.setdefault("no_progress", quiet)
     argv = _argv(suite, kwargs)
@@ -73,7 +73,7 @@ def run_grid_api(suite: str, *, quiet: bool = True, **kwargs: Any) -> Any:
     specs = plan_grid(grid_request(args, preset, cuda), cuda_available=cuda, data=resolve_data(args.data_dir, preset))
     store = ResultStore(args.results_dir or default_results_dir())
     if args.dry_run:
-        from harness.cli_run import plan_state
+        from harness.cli.run import plan_state
 
         return pd.DataFrame([{"suite": s.suite, "task": s.task, "adapter": s.adapter, "seed": s.seed,
                               "config_hash": s.config_hash, "options": dict(s.adapter_options),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import TypeVar
 
@@ -30,3 +31,14 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Rand
         batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+# compiled runs pad their batches to a bounded set of widths (harness/pipeline/evaluation.py, issue 38)
+COMPILE_PAD_MULTIPLE = 32
+
+
+def compile_pad_multiple() -> int:
+    """The padded sequence length of a compiled run's batches is rounded up to a multiple of this
+    (env HARNESS_COMPILE_PAD_MULTIPLE, default 32): with max_length 128 at most four widths, so the
+    compiled graphs are a bounded set instead of one per batch length. Eager runs pad nothing extra."""
+    return max(1, int(os.environ.get("HARNESS_COMPILE_PAD_MULTIPLE", COMPILE_PAD_MULTIPLE)))

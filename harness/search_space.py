@@ -2,7 +2,7 @@
 options (``Adapter.search_space``), with its paper's value as the prior (the study's first trial).
 
 A key names a training setting (``lr``, ``head_lr``: harness.spec.TrainConfig) or an option of the
-adapter's config. Plain data, no Optuna: ``harness.tuning`` turns a dimension into Optuna's own
+adapter's config. Plain data, no Optuna: ``harness.tuning.study`` turns a dimension into Optuna's own
 distribution.
 """
 

@@ -199,7 +199,7 @@ class RunSpec:
 
     @property
     def key(self) -> dict[str, Any]:
-        """The record's ``key`` section: what the store files a run under (harness.record KEY_FIELDS)."""
+        """The record's ``key`` section: what the store files a run under (harness.records.record KEY_FIELDS)."""
         return {"suite": self.suite, "task": self.task, "adapter": self.adapter, "config_hash": self.config_hash,
                 "seed": self.seed}
 

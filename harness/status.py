@@ -12,7 +12,7 @@ class Status(str, Enum):
     SUCCESS = "success"
     FAILED = "failed"  # an error in the harness, the suite or the adapter: rerun by the next invocation
     # the loss became NaN or infinite, exploded far above its start, or the primary metric came out
-    # undefined (harness.loss_log): a result about the method, done
+    # undefined (harness.pipeline.loss_log): a result about the method, done
     DIVERGED = "diverged"
     OOM = "oom"  # out of device memory: a result about the method at this budget, done
     CANCELLED = "cancelled"  # Ctrl-C, SIGTERM or SIGHUP: rerun by the next invocation

@@ -69,7 +69,7 @@ class RunContext:
     record_path: Path | None = None  # where the record will be written (None: no store); suites may keep
     # files of their own beside it (same stem, a suffix of their own, never *.json)
     progress: bool = True  # False (--no-progress): a suite's own bars stay silent too
-    # side channel (harness/predictions.py): a suite's evaluate may put here the per-example predictions
+    # side channel (harness/records/predictions.py): a suite's evaluate may put here the per-example predictions
     # of the split it scored ({"predictions": [...], "labels": [...]}; the context is frozen, this dict is
     # not); the runner keeps the best epoch's and writes them beside the record (<record stem>.preds.npz)
     predictions: dict[str, Any] = field(default_factory=dict)

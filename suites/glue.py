@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import datafiles
-from harness.batching import length_grouped_batches, subsample
+from harness.batching import compile_pad_multiple, length_grouped_batches, subsample
 from harness.errors import HarnessError
-from harness.evaluation import compile_pad_multiple
 from harness.metrics import BUILTIN_METRICS
 from harness.models import find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
@@ -625,7 +624,7 @@ class Glue(Suite):
             for i, v in zip(idx, values.tolist()):
                 predictions[i] = v
         preds = [predictions[i] for i in range(len(enc.labels))]
-        ctx.predictions.update(predictions=preds, labels=list(enc.labels))  # the side channel (harness/predictions.py)
+        ctx.predictions.update(predictions=preds, labels=list(enc.labels))  # the side channel (harness/records/predictions.py)
         return glue_metrics(loaded.info["task"], preds, list(enc.labels))
 
 

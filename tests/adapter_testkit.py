@@ -13,9 +13,10 @@ from torch import nn
 
 from adapters._toolkit.peft_tuner import tuner_layers
 from harness.adapter import Adapter, LowRankConfig
-from harness.attach import adapter_sites, attach
 from harness.config import build
-from harness.measure import count_parameters, module_param_ids
+from harness.parameters import module_param_ids
+from harness.pipeline.attach import adapter_sites, attach
+from harness.pipeline.measure import count_parameters
 from harness.registry import ADAPTERS
 from tests.tiny_models import (
     HIDDEN,
@@ -37,7 +38,7 @@ HEAD = ("classifier",)
 
 def apply_adapter(adapter: Adapter, model: nn.Module, total_steps: int = 100, head: tuple[str, ...] = HEAD,
                   family: str = "encoder", seed: int = 0) -> tuple[nn.Module, tuple, frozenset[int]]:
-    """What the runner does (harness.attach): sites, check, apply. Returns (model, sites, head ids)."""
+    """What the runner does (harness.pipeline.attach): sites, check, apply. Returns (model, sites, head ids)."""
     head_ids = module_param_ids(model, head)
     sites = adapter_sites(adapter, model, head)
     model = attach(adapter, model, family=family, head_modules=head, total_steps=total_steps, seed=seed)
@@ -100,7 +101,7 @@ def train_steps(adapter: Adapter, model: nn.Module, steps: int, lr: float = 5e-2
 
 def meta_roberta_count(adapter: Adapter, config_file: str = "roberta-base.json") -> int:
     """Adapter parameters on a catalogue architecture built on the meta device (as ``harness params``)."""
-    from harness.attach import count_on_skeleton
+    from harness.pipeline.attach import count_on_skeleton
 
     return count_on_skeleton(adapter, meta_roberta(config_file), (), "encoder")
 

@@ -1,5 +1,5 @@
-"""Run records shaped like the runner's (harness/runner.py), for tests of the data layer and the app; they
-conform to the record schema (harness/record.py, checked by tests/test_record_schema.py)."""
+"""Run records shaped like the runner's (harness/pipeline/runner.py), for tests of the data layer and the app; they
+conform to the record schema (harness/records/record.py, checked by tests/test_record_schema.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from harness.record import SCHEMA_VERSION, RunRecord
-from harness.store import ResultStore
+from harness.records.record import SCHEMA_VERSION, RunRecord
+from harness.records.store import ResultStore
 
 
 def make_record(
@@ -81,7 +81,7 @@ def make_record(
 
 
 def sample_analysis() -> dict[str, Any]:
-    """The layout of harness/analysis.py plus two matrices (inter-layer KL, LoRA² ranks)."""
+    """The layout of harness/pipeline/analysis.py plus two matrices (inter-layer KL, LoRA² ranks)."""
     components = [
         {"module": f"encoder.layer.{layer}.attention.self.{kind}", "kind": kind, "layer": layer,
          "component": "lora", "singular_values": [0.5 / (i + 1) for i in range(8)],

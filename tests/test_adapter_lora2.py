@@ -183,7 +183,7 @@ def test_a_real_run_records_final_ranks_and_analyses(tmp_path):
     """Through the harness's own loop: GLUE SST-2 on the offline MiniLM, a few steps."""
     import json
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     code = main([
         "run", "--suite", "glue", "--tasks", "sst2", "--adapters", "lora2", "--preset", "cpu",

@@ -13,7 +13,8 @@ from adapters.lily import LilyOptions
 from adapters.vera import VeRA, VeraOptions
 from harness.config import build, field_types
 from harness.errors import HarnessError
-from harness.measure import MemoryMeter, unique_named_buffers
+from harness.parameters import unique_named_buffers
+from harness.pipeline.measure import MemoryMeter
 from harness.targets import resolve_targets
 from tests.adapter_testkit import (
     HIDDEN,

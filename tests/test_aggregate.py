@@ -245,8 +245,8 @@ def test_store_roundtrip_with_a_foreign_file(tmp_path):
 def test_aggregate_does_not_import_torch_or_streamlit():
     import subprocess
 
-    code = ("import sys, harness.aggregate, harness.store, harness.record; "
-            "bad = [m for m in ('torch', 'streamlit', 'harness.runner') if m in sys.modules]; "
+    code = ("import sys, harness.aggregate, harness.records.store, harness.records.record; "
+            "bad = [m for m in ('torch', 'streamlit', 'harness.pipeline.runner') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])

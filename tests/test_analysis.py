@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from harness import analysis
 from harness.adapter import DeltaComponent
+from harness.pipeline import analysis
 from tests.adapter_testkit import adapter_params, apply_adapter, randomise
 from tests.tiny_models import tiny_bert
 
@@ -109,7 +109,7 @@ def write_run(tmp_path, name, adapter_name, options, seed):
     shaped by the real GLUE skeleton of the offline MiniLM)."""
     from safetensors.torch import save_file
 
-    from harness.attach import attach, build_adapter
+    from harness.pipeline.attach import attach, build_adapter
     from harness.registry import SUITES
 
     suite = SUITES.get("glue")()
@@ -126,7 +126,7 @@ def write_run(tmp_path, name, adapter_name, options, seed):
 
 
 def test_analyze_command_prints_phi_between_two_runs(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     first = write_run(tmp_path, "first", "sera", {"rank": 4}, seed=1)
     other = write_run(tmp_path, "other", "sera", {"rank": 4}, seed=2)
@@ -142,7 +142,7 @@ def test_analyze_command_prints_phi_between_two_runs(tmp_path, capsys):
 
 
 def test_analyze_command_errors_are_one_line(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     first = write_run(tmp_path, "first", "msplora", {"rank": 4}, seed=1)
     first.with_suffix(".adapter.safetensors").rename(tmp_path / "moved.safetensors")

@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from harness import aggregate
-from harness.cli import main as harness_main
+from harness.cli.main import main as harness_main
 from tests.record_factory import grid_records, make_record, write_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def test_app_does_not_import_torch_or_the_runner(tmp_path):
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({str(APP)!r}, default_timeout=60).run()\n"
         "assert not at.exception, at.exception\n"
-        "bad = [m for m in ('torch', 'harness.runner', 'transformers') if m in sys.modules]\n"
+        "bad = [m for m in ('torch', 'harness.pipeline.runner', 'transformers') if m in sys.modules]\n"
         "sys.exit(f'imported {bad}' if bad else 0)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
@@ -409,7 +409,7 @@ def test_the_ranked_table_is_numeric_with_key_and_costs_first(tmp_path, monkeypa
     assert list(ranked["method"])[:3] == ["full", "lora r8", "head"]
     assert ranked.loc[ranked["method"] == "full", "rte accuracy (%)"].item() == pytest.approx(72.0)
     from app.views import wide_numeric
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     table = aggregate.leaderboard(aggregate.load_frame(ResultStore(tmp_path).load(warn=False).records))
     wide = aggregate.wide_table(table, "glue")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from tests.record_factory import make_record
 
 JUDGE_ENV = ("HARNESS_JUDGE_BASE_URL", "HARNESS_JUDGE_MODEL", "HARNESS_JUDGE_API_KEY", "OPENAI_API_KEY",
@@ -269,7 +269,7 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch):
     does not turn it into exit code 2)."""
     import transformers
 
-    from harness import runner
+    from harness.pipeline import runner
     from harness.registry import SUITES
 
     def forbidden(*args, **kwargs):
@@ -321,7 +321,7 @@ def forbidden(*a, **k):
 transformers.PreTrainedModel.from_pretrained = classmethod(forbidden)
 for name in SUITES.names():
     SUITES.get(name).load_model = forbidden
-from harness.cli import main
+from harness.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -339,7 +339,7 @@ def test_bad_input_through_a_real_process(case_id: str, tmp_path: Path, shared_d
 
 
 def test_report_and_app_skip_corrupt_records_with_a_warning(tmp_path: Path, capsys):
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     ResultStore(tmp_path).write(make_record(seed=1))
     (tmp_path / "glue" / "rte" / "torn.json").write_text('{"schema_version": 1, "run_id": "glue/rte/lo')
@@ -378,8 +378,8 @@ def _float_fields(cls: type) -> list[str]:
 
 
 def test_every_float_option_of_every_adapter_rejects_non_finite_values():
-    from harness.attach import build_adapter
     from harness.errors import HarnessError
+    from harness.pipeline.attach import build_adapter
     from harness.registry import ADAPTERS
 
     tried = 0
@@ -466,8 +466,8 @@ def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, share
     text, an --opt object becomes KEY=VALUE items, null leaves a key unset, the command line wins."""
     import argparse
 
-    from harness.cli_config import _load_config_file
-    from harness.cli_parser import build_parser
+    from harness.cli.config_file import _load_config_file
+    from harness.cli.parser import build_parser
 
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"dry_run": True, "force": False, "adapters": ["lora", "dora"], "seeds": [1, 2],
@@ -490,7 +490,7 @@ def test_config_file_values_reach_the_run_with_their_types(tmp_path: Path, share
 def test_device_cuda_is_checked_against_the_devices_there_are(monkeypatch, capsys):
     import torch
 
-    from harness.cli_run import check_device
+    from harness.cli.run import check_device
     from harness.errors import HarnessError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.grid import run_and_record
+from harness.grid.run_grid import run_and_record
+from harness.pipeline.runner import ExecutionOptions, RunCancelled
+from harness.records.store import DONE_STATUSES, ResultStore
 from harness.registry import SUITES
-from harness.runner import ExecutionOptions, RunCancelled
-from harness.store import DONE_STATUSES, ResultStore
 from tests.test_zero_shot import SUITE, FakeDualSuite, spec
 
 

@@ -1,4 +1,4 @@
-"""In-run checkpoints (harness/checkpoint.py): a run interrupted at a random step resumes from its last
+"""In-run checkpoints (harness/pipeline/checkpoint.py): a run interrupted at a random step resumes from its last
 checkpoint and ends with the record of an uninterrupted run (scores and losses bit-identical on the CPU);
 the checkpoint is gone once the record is written; a cancelled record keeps it.
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import checkpoint as ckpt
-from harness.grid import run_grid
-from harness.plan import GridRequest, plan_grid
-from harness.runner import ExecutionOptions, RunCancelled
-from harness.store import ResultStore
+from harness.grid.run_grid import run_grid
+from harness.pipeline import checkpoint as ckpt
+from harness.pipeline.plan import GridRequest, plan_grid
+from harness.pipeline.runner import ExecutionOptions, RunCancelled
+from harness.records.store import ResultStore
 
 COMPARED = ("metrics", "loss_curve", "params", "adapter_info", "analysis", "data_info", "status")
 

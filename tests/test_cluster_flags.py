@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli_parser import build_parser
-from harness.cli_run import checkpoint_options, slurm_options
+from harness.cli.parser import build_parser
+from harness.cli.run import checkpoint_options, slurm_options
 from harness.errors import HarnessError
-from harness.executors import ExecutorConfig
+from harness.grid.executors import ExecutorConfig
 
 
 def _args(*flags: str):

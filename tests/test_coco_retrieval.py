@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.runner import ExecutionOptions, execute_run
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import DataSource
 from suites.coco_retrieval import (
@@ -127,7 +127,7 @@ def test_multihead_attention_split_keeps_clip_outputs_and_exposes_q_v_in_both_to
 
 
 def test_paper_clip_meta_model_puts_sites_in_both_towers():
-    from harness.attach import build_adapter, count_on_skeleton
+    from harness.pipeline.attach import build_adapter, count_on_skeleton
     from suites.coco_retrieval import CocoRetrieval
 
     skeleton, head = CocoRetrieval().meta_model("clip-vit-b32", "coco")

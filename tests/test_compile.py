@@ -65,9 +65,9 @@ def test_the_cpu_preset_hash_is_unchanged_by_compile_default():
 def test_an_inductor_compiled_run_agrees_with_eager(monkeypatch: pytest.MonkeyPatch):
     """The real compiler (inductor, C++ on the CPU): the toy suite's run, compiled and eager, computes
     the same losses and scores to float tolerance, and the record counts the compiled graphs."""
-    from harness import load_cache
-    from harness.plan import GridRequest, plan_grid
-    from harness.runner import ExecutionOptions, execute_run
+    from harness.pipeline import load as load_cache
+    from harness.pipeline.plan import GridRequest, plan_grid
+    from harness.pipeline.runner import ExecutionOptions, execute_run
 
     monkeypatch.delenv("HARNESS_COMPILE_BACKEND", raising=False)
     options = ExecutionOptions(device="cpu", progress=False, cache=False)

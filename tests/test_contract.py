@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from harness.adapter import Adapter, LowRankConfig
-from harness.attach import attach
-from harness.measure import count_parameters, module_param_ids
+from harness.parameters import module_param_ids
+from harness.pipeline.attach import attach
+from harness.pipeline.measure import count_parameters
 from harness.registry import ADAPTERS, SUITES
 from harness.suite import Suite
 from tests.tiny_models import tiny_bert_classifier
@@ -195,7 +196,7 @@ def test_merge_unmerge_and_delta_components_are_exact(name):
 @pytest.mark.parametrize("name", _encoder_adapter_names())
 def test_meta_device_count_equals_the_real_count(name):
     """``harness params`` counts on a meta-device skeleton: it must give what the real model trains."""
-    from harness.attach import count_on_skeleton
+    from harness.pipeline.attach import count_on_skeleton
 
     def fresh() -> Adapter:
         cls = ADAPTERS.get(name)
@@ -235,9 +236,9 @@ def _preset_cases() -> list[tuple[str, str, str, str]]:
 
 @pytest.mark.parametrize("adapter,suite,preset,model", _preset_cases())
 def test_every_preset_option_set_builds(adapter, suite, preset, model):
-    from harness.attach import build_adapter
     from harness.models import find_model_entry
-    from harness.plan import GridRequest, adapter_options_for
+    from harness.pipeline.attach import build_adapter
+    from harness.pipeline.plan import GridRequest, adapter_options_for
 
     assert find_model_entry(model) is not None, f"{adapter}'s {preset} table names an unknown model {model}"
     cls = ADAPTERS.get(adapter)

@@ -154,8 +154,8 @@ def test_a_changed_file_is_read_again(tmp_path: Path, shared_data: Path):
 
 
 def test_a_malformed_file_fails_the_cli_before_any_model_loads(tmp_path: Path, shared_data: Path, monkeypatch, capsys):
-    from harness import runner
-    from harness.cli import main
+    from harness.cli.main import main
+    from harness.pipeline import runner
 
     def forbidden(*a, **k):
         raise AssertionError("a model was loaded")

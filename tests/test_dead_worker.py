@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.store import ResultStore
+from harness.records.store import ResultStore
 from tests.test_grid_faults import LAUNCH, ROOT, SUITE
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.loss_log import (
+from harness.pipeline.loss_log import (
     DIVERGENCE_FACTOR,
     DIVERGENCE_WINDOW,
     EXPLODED,
@@ -21,7 +21,7 @@ from harness.loss_log import (
     LossLog,
     explosion,
 )
-from harness.store import ResultStore
+from harness.records.store import ResultStore
 
 PLUGIN = "tests.toy_faults"
 
@@ -80,7 +80,7 @@ def test_the_factor_is_declared_and_can_be_changed():
 
 
 def _plan(tasks: str):
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="toy-faults", adapters="head", tasks=tasks, seeds=(1,), preset="cpu"),
                      cuda_available=False)
@@ -88,8 +88,8 @@ def _plan(tasks: str):
 
 def test_exploded_and_undefined_runs_are_recorded_diverged_kept_and_counted(fake, tmp_path: Path):
     from harness import aggregate
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     specs = _plan("explode,undefined,nan,ok")
     store = ResultStore(tmp_path)
@@ -120,7 +120,7 @@ def test_exploded_and_undefined_runs_are_recorded_diverged_kept_and_counted(fake
 
 @pytest.mark.parametrize("score", [None, math.nan, math.inf, "0.5"])
 def test_an_undefined_primary_metric_is_divergence(score):
-    from harness.runner import undefined_metric
+    from harness.pipeline.runner import undefined_metric
 
     with pytest.raises(DivergedError) as caught:
         undefined_metric({"metrics": {"primary": "pearson", "score": score, "selection": "best-dev-epoch"}})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.cli_parser import build_parser
+from harness.cli.main import main
+from harness.cli.parser import build_parser
 from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The Slurm executor (harness/executor_slurm.py), tested through submitit's local executor: the same job
+"""The Slurm executor (harness/grid/executor_slurm.py), tested through submitit's local executor: the same job
 array, each job a local process. One job is preempted mid-run (submitit's USR2: its checkpoint() is
 called and the job requeued), another is killed mid-run (SIGKILL: the driver resubmits it); both resume
 from their in-run checkpoints and end with the records of an uninterrupted run. The sbatch script of a
@@ -18,11 +18,11 @@ import pytest
 
 pytest.importorskip("submitit", reason="the Slurm executor needs submitit (pip install 'peft-harness[grid]')")
 
-from harness import checkpoint as ckpt  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.executor_slurm import SlurmOptions, parse_extra, sbatch_preview, timeout_minutes  # noqa: E402
-from harness.runner import ExecutionOptions  # noqa: E402
-from harness.store import ResultStore  # noqa: E402
+from harness.grid.executor_slurm import SlurmOptions, parse_extra, sbatch_preview, timeout_minutes  # noqa: E402
+from harness.pipeline import checkpoint as ckpt  # noqa: E402
+from harness.pipeline.runner import ExecutionOptions  # noqa: E402
+from harness.records.store import ResultStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "tests.toy_faults"
@@ -58,9 +58,9 @@ def _newest_marker(markers: Path, seed: int) -> Path | None:
 
 
 def test_preempted_and_killed_jobs_resume_from_their_checkpoints(fake, tmp_path: Path, monkeypatch):
-    from harness.executor_slurm import run_slurm
-    from harness.grid import GridOutcome, run_grid
-    from harness.plan import GridRequest, plan_grid
+    from harness.grid.executor_slurm import run_slurm
+    from harness.grid.run_grid import GridOutcome, run_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     markers = tmp_path / "markers"
     markers.mkdir()

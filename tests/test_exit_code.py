@@ -1,6 +1,6 @@
 """`harness run` exits 1 when any run of the grid did not end done (failed, cancelled, lost) and says so in
 its last line; diverged and oom are results about the method (done statuses) and exit 0, as does a grid
-whose runs all succeeded or were already done. In-process through ``harness.cli.main``."""
+whose runs all succeeded or were already done. In-process through ``harness.cli.main.main``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.grid import GridOutcome
+from harness.cli.main import main
+from harness.grid.run_grid import GridOutcome
 
 SUITE = "toy-faults"  # tests/toy_faults.py: the toy suite with a fault per task (boom fails, nan diverges)
 

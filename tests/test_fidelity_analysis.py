@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from harness.adapter import DeltaComponent
-from harness.analysis import analyze_components, subspace_similarity
-from harness.attach import adapter_sites, attach
 from harness.config import build
+from harness.pipeline.analysis import analyze_components, subspace_similarity
+from harness.pipeline.attach import adapter_sites, attach
 from harness.registry import ADAPTERS
 
 

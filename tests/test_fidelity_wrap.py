@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness.config import build
-from harness.measure import module_param_ids
+from harness.parameters import module_param_ids
 from harness.registry import ADAPTERS
 from tests.adapter_testkit import HEAD
 from tests.tiny_models import tiny_bert, token_batch
@@ -34,7 +34,7 @@ def make(name: str, **options):
 
 def apply_any(adapter, model):
     """``apply`` as the runner does it, for low-rank and bottleneck adapters alike."""
-    from harness.attach import attach
+    from harness.pipeline.attach import attach
 
     return attach(adapter, model, family="encoder", head_modules=HEAD, total_steps=10)
 

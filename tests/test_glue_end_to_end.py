@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from harness.cli import main
-from harness.store import ResultStore
+from harness.cli.main import main
+from harness.records.store import ResultStore
 
 
 def test_run_records_and_resumes(shared_data, tmp_path, capsys):
@@ -28,8 +28,8 @@ def test_run_records_and_resumes(shared_data, tmp_path, capsys):
     assert lora["analysis"]["components"] and lora["environment"]["packages"]["torch"]
     head = next(r for r in records if r["key"]["adapter"] == "head")
     assert head["params"]["adapter_trainable"] == 0
-    # the per-example predictions of the reported epoch, beside each record (harness/predictions.py)
-    from harness.predictions import load_predictions
+    # the per-example predictions of the reported epoch, beside each record (harness/records/predictions.py)
+    from harness.records.predictions import load_predictions
 
     path = next(p for p in ResultStore(tmp_path).iter_paths() if p.name.startswith("lora-"))
     preds = load_predictions(path)

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from harness import aggregate, record_schema
-from harness.cli import main
-from harness.store import ResultStore
+from harness import aggregate
+from harness.cli.main import main
+from harness.records import schema as record_schema
+from harness.records.store import ResultStore
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("HARNESS_UPDATE_GOLDEN") == "1"

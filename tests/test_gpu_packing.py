@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import executors
 from harness.errors import HarnessError
-from harness.executor_ray import ray_resources
-from harness.executors import ExecutorConfig, WorkerPlan, auto_worker_count, packing_check, worker_plan
-from harness.runner import ExecutionOptions
+from harness.grid import executors
+from harness.grid.executor_ray import ray_resources
+from harness.grid.executors import ExecutorConfig, WorkerPlan, auto_worker_count, packing_check, worker_plan
+from harness.pipeline.runner import ExecutionOptions
 
 GiB = 2**30
 
@@ -52,11 +52,11 @@ def test_memory_check_against_free_memory_and_the_largest_record(tmp_path: Path,
         return {"key": {"suite": suite, "task": "t", "adapter": "lora", "config_hash": f"h{reserved}", "seed": 1},
                 "spec": {"model": model}, "memory": {"cuda_max_reserved_bytes": reserved}}
 
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     specs = plan_grid(GridRequest(suite="toy", adapters="head", tasks="sign", seeds=(1,), preset="cpu"),
                       cuda_available=False)
-    from harness import store as store_module
+    from harness.records import store as store_module
 
     records = [record("toy", "toy-mlp", 3 * GiB), record("toy", "toy-mlp", 5 * GiB), record("glue", "x", 60 * GiB)]
     monkeypatch.setattr(store_module.ResultStore, "records", lambda self, warn=True: records)

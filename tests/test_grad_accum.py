@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from harness.adapter import Adapter
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from harness.registry import ADAPTERS, SUITES
-from harness.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
 from suites.toy import MODEL, Toy, points
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.record_check import load_record
-from harness.store import ResultStore
+from harness.records.check import load_record
+from harness.records.store import ResultStore
 
 PLUGIN = "tests.toy_faults"
 SUITE = "toy-faults"
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCH = f"import sys, {PLUGIN}; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+LAUNCH = f"import sys, {PLUGIN}; from harness.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_kill_dash_nine_mid_run_then_resume(tmp_path: Path):
     first_path, first = before[1]
     first_mtime = first_path.stat().st_mtime_ns
     # what a writer killed between its temporary file and the replace leaves behind
-    torn = first_path.parent / f".tmp-{grid.pid}@{os.uname().nodename}@killed00.json"  # the pattern of harness.store.TEMP_NAME
+    torn = first_path.parent / f".tmp-{grid.pid}@{os.uname().nodename}@killed00.json"  # the pattern of harness.records.store.TEMP_NAME
     torn.write_text('{"schema_version": 1, "run_id": "toy-faults/slow/head/x/seed2", "sta')
     assert ResultStore(results).load(warn=False).skipped == []  # never read as a record
 
@@ -132,7 +132,7 @@ def test_kill_dash_nine_mid_run_then_resume(tmp_path: Path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
     store, writer = ResultStore(sys.argv[1]), sys.argv[2]
     for round_ in range(40):
         for seed in range(10):
@@ -161,8 +161,8 @@ def test_two_processes_writing_the_same_records_never_tear_them(tmp_path: Path):
 def test_sequential_and_parallel_grids_on_one_store_at_once(fake, tmp_path: Path, monkeypatch):
     """A parallel grid (--workers 2, in a subprocess) and a sequential grid (in this process) over the
     same runs and the same store, started so that they overlap."""
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     results, markers = tmp_path / "results", tmp_path / "markers"
     markers.mkdir()
@@ -201,16 +201,16 @@ def test_sequential_and_parallel_grids_on_one_store_at_once(fake, tmp_path: Path
 
 
 def _plan(tasks: str, seeds: tuple[int, ...] = (1,), adapters: str = "head"):
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite=SUITE, adapters=adapters, tasks=tasks, seeds=seeds, preset="cpu"),
                      cuda_available=False)
 
 
 def test_statuses_of_runs_that_go_wrong_and_resume(fake, tmp_path: Path):
-    from harness.cli_run import _plan_table
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.cli.run import _plan_table
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     specs = _plan("nan,inf,oom,boom,ok")
     store = ResultStore(tmp_path)
@@ -238,8 +238,8 @@ def test_statuses_of_runs_that_go_wrong_and_resume(fake, tmp_path: Path):
 
 
 def test_cancelled_records_are_rerun(fake, tmp_path: Path):
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     specs = _plan("ok")
     store = ResultStore(tmp_path)
@@ -254,7 +254,7 @@ def test_cancelled_records_are_rerun(fake, tmp_path: Path):
 
 
 def test_stale_temporary_files_are_judged_by_their_writer(tmp_path: Path):
-    from harness.store import STALE_TEMP_SECONDS, temp_is_stale
+    from harness.records.store import STALE_TEMP_SECONDS, temp_is_stale
 
     host = os.uname().nodename
     now = time.time()
@@ -271,9 +271,9 @@ def test_stale_temporary_files_are_judged_by_their_writer(tmp_path: Path):
 
 
 def test_cached_loads_give_the_same_records_as_fresh_loads(fake, tmp_path: Path):
-    from harness import load_cache
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline import load as load_cache
+    from harness.pipeline.runner import ExecutionOptions
 
     specs = _plan("ok,nan", seeds=(1, 2), adapters="head,full")  # 8 runs, 4 distinct loads
     results = {}
@@ -329,10 +329,10 @@ def test_ray_executor_runs_a_small_grid_end_to_end(tmp_path: Path):
 def test_pool_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
     import queue
 
-    from harness import executors
     from harness.errors import HarnessError
-    from harness.executors import WorkerPlan, _init_pool_worker, worker_plan
-    from harness.runner import ExecutionOptions
+    from harness.grid import executors
+    from harness.grid.executors import WorkerPlan, _init_pool_worker, worker_plan
+    from harness.pipeline.runner import ExecutionOptions
 
     monkeypatch.setattr(executors, "_cuda_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -360,8 +360,8 @@ def test_pool_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
 
 
 def test_ray_tasks_ask_for_a_gpu_only_when_runs_use_cuda():
-    from harness.executor_ray import ray_resources
-    from harness.runner import ExecutionOptions
+    from harness.grid.executor_ray import ray_resources
+    from harness.pipeline.runner import ExecutionOptions
 
     assert ray_resources(ExecutionOptions(device="cuda"), cluster_gpus=0) == {"num_gpus": 1, "num_cpus": 1.0}
     assert ray_resources(ExecutionOptions(device="auto"), cluster_gpus=8)["num_gpus"] == 1
@@ -373,9 +373,9 @@ def test_a_local_ray_instance_leaves_the_process_signal_handlers_as_it_found_the
     # ray.init installs its own SIGTERM handler and ray.shutdown leaves it there; a notebook or a later
     # grid in the same process would then exit on SIGTERM without the harness's cleanup
     pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'peft-harness[grid]')")
-    from harness.executor_ray import run_ray
-    from harness.grid import GridOutcome
-    from harness.runner import ExecutionOptions
+    from harness.grid.executor_ray import run_ray
+    from harness.grid.run_grid import GridOutcome
+    from harness.pipeline.runner import ExecutionOptions
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     marker = lambda signum, frame: None  # noqa: E731

@@ -175,7 +175,7 @@ def test_paper_preset_targets_all_linear_on_llama3_and_q_v_on_llama2(suite):
     """MSPLoRA's protocol adapts q,v of LLaMA2-7B; SeRA's adapts all linear layers of LLaMA3-8B. The
     adapters' suite entries pin q,v, so their ``suite/llama3-8b`` entries must win for that model."""
     from harness.adapter import LowRankConfig
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
     from harness.registry import ADAPTERS
 
     targets: dict[str, dict[str, tuple[str, ...]]] = {}

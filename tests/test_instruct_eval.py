@@ -135,7 +135,7 @@ def test_preflight_refuses_humaneval_by_name_without_the_opt_in():
 
 
 def test_cpu_preset_evaluates_with_a_recorded_default_limit():
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
     from suites.instructeval.suite import CPU_EVAL_LIMIT, InstructEval
 
     suite = InstructEval()
@@ -187,8 +187,8 @@ def tiny_llama_dir(tmp_path_factory):
 
 
 def test_end_to_end_on_a_tiny_llama(tiny_llama_dir, tmp_path):
-    from harness.attach import build_adapter
-    from harness.runner import ExecutionOptions, execute_run
+    from harness.pipeline.attach import build_adapter
+    from harness.pipeline.runner import ExecutionOptions, execute_run
     from harness.spec import RunSpec, TrainConfig
     from harness.suite import DataSource
 

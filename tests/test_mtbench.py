@@ -230,7 +230,7 @@ def test_the_resolved_judge_enters_the_suite_options_and_the_config_hash():
 
 
 def test_the_planner_records_the_judge_from_the_environment(monkeypatch):
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     def plan(url: str):
         monkeypatch.setenv("HARNESS_JUDGE_BASE_URL", url)
@@ -385,11 +385,11 @@ def test_a_run_whose_judging_failed_is_failed_rerun_and_only_rejudged(tmp_path, 
     """Through the runner and a store: half the judge's replies are HTTP 500 -> the run is `failed` (not a
     success with a null score), its answers sit beside the record under a model_id naming the run; the
     next invocation reruns it, reads the answers back and asks the judge only for the failed judgments."""
-    from harness.attach import build_adapter
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.attach import build_adapter
+    from harness.pipeline.runner import ExecutionOptions
+    from harness.records.store import ResultStore
     from harness.spec import RunSpec
-    from harness.store import ResultStore
 
     folder = tmp_path / "tiny-smollm"
     tiny_lm.save_pretrained(folder)

@@ -1,4 +1,4 @@
-"""Every configuration a paper table runs (harness.paper_tables: one per distinct adapter and options)
+"""Every configuration a paper table runs (harness.papers.tables: one per distinct adapter and options)
 trains: built, attached to a small BERT, and stepped through a whole short schedule with the training
 hooks the runner calls (``extra_loss``, ``on_step_end``), so that a row whose options break at training
 time fails here and not hours into ``reproduce`` (msplora-t1's AdaLoRA row, init_rank == rank, did:
@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from harness.paper_tables import TABLES
+from harness.papers.tables import TABLES
 from tests.adapter_testkit import adapter_params, apply_adapter, make, train_steps
 from tests.tiny_models import tiny_bert
 
@@ -44,7 +44,7 @@ def test_every_paper_row_configuration_trains_a_whole_schedule(name: str, option
     torch.manual_seed(0)
     adapter = make(name, **({"targets": ["query", "value"]} if "targets" in _fields(name) else {}), **options)
     model, _, head_ids = apply_adapter(adapter, tiny_bert(4, HIDDEN, 2 * HIDDEN, heads=4), total_steps=STEPS)
-    if adapter.trains_head:  # as the runner does (harness.train): the task head trains beside the adapter
+    if adapter.trains_head:  # as the runner does (harness.pipeline.train): the task head trains beside the adapter
         for p in model.parameters():
             if id(p) in head_ids:
                 p.requires_grad_(True)

@@ -12,7 +12,7 @@ import pytest
 
 from harness import aggregate
 from harness.aggregate.paper_format import method_name, paper_rows, tie_ranks
-from harness.store import ResultStore
+from harness.records.store import ResultStore
 from tests.record_factory import make_record
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_sub_metric_columns_where_the_records_have_them():
 
 
 def shipped_report() -> dict[str, str]:
-    from harness.cli_report import display_names
+    from harness.cli.report import display_names
 
     loaded = ResultStore(PROJECT_ROOT / "results").load(warn=False)
     return aggregate.build_report(aggregate.load_frame(loaded.records), display_names=display_names())

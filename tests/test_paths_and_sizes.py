@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
-from harness.store import STALE_TEMP_SECONDS, ResultStore
+from harness.records.store import STALE_TEMP_SECONDS, ResultStore
 
 TOY = ("run", "--suite", "toy", "--adapters", "head", "--device", "cpu", "--no-progress", "--dry-run")
 LONG_NAME = "n" * 300  # one component over NAME_MAX (255)
@@ -64,7 +64,7 @@ def test_every_path_option_refused_by_the_os_is_one_line(where: str, long: str, 
 def test_an_over_long_baseline_name_becomes_a_short_safe_file_name(tmp_path: Path, store_with_a_record: Path):
     """A --baseline is a name, not a path: an over-long one is written under a slug plus a hash
     (harness.untrusted), inside --out."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     out = tmp_path / "out"
     assert main(["report", "--results-dir", str(store_with_a_record), "--out", str(out), "--baseline", LONG_NAME]) == 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from harness.registry import ADAPTERS, SUITES
-from harness.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
 from tests.test_zero_shot import FakeDualSuite
 

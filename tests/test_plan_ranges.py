@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
 from harness.spec import PLAUSIBLE_RANGES, TrainConfig, train_override_flags
 
@@ -19,7 +19,7 @@ HUGE = "99999999999999999999999"
 
 @pytest.fixture
 def no_runs(monkeypatch):
-    from harness import runner
+    from harness.pipeline import runner
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a run started before the bad value was reported")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import progress
+from harness.grid import progress
 from tests.test_speed_paths import toy  # noqa: F401  (the toy suite fixture)
 
 
@@ -87,8 +87,8 @@ def test_timings_of_a_shared_machine_are_scaled_to_the_quietest_records_cpu_use(
 
 
 def test_cpu_workers_count_as_runs_at_once():
-    from harness.executors import ExecutorConfig, layout_line, worker_plan
-    from harness.runner import ExecutionOptions
+    from harness.grid.executors import ExecutorConfig, layout_line, worker_plan
+    from harness.pipeline.runner import ExecutionOptions
 
     options = ExecutionOptions(device="cpu", progress=False)
     two = layout_line(ExecutorConfig(kind="local", workers=2), options)
@@ -153,7 +153,7 @@ def _run(*extra: str, results: Path) -> list[str]:
 
 def test_the_grid_talks_and_no_progress_silences_the_bars(toy, tmp_path: Path,  # noqa: F811
                                                          capsys: pytest.CaptureFixture):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(_run("--dry-run", results=tmp_path / "a")) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Ray without a shared disk (harness/executor_ray.py, ``--no-shared-disk``): a two-worker-node Ray
+"""Ray without a shared disk (harness/grid/executor_ray.py, ``--no-shared-disk``): a two-worker-node Ray
 cluster on this machine (``ray.cluster_utils.Cluster``: a head node with no CPUs, where the driver is,
 and two worker nodes of one CPU each). The tasks are given no results path and run in scratch folders of
 their own; they return records and files and the driver writes them, so every file under the results
@@ -20,10 +20,10 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'peft-harness[grid]')")
 psutil = pytest.importorskip("psutil", reason="finding which node runs a task needs psutil")
 
-from harness import checkpoint as ckpt  # noqa: E402
-from harness import executor_ray  # noqa: E402
-from harness.runner import ExecutionOptions  # noqa: E402
-from harness.store import ResultStore  # noqa: E402
+from harness.grid import executor_ray  # noqa: E402
+from harness.pipeline import checkpoint as ckpt  # noqa: E402
+from harness.pipeline.runner import ExecutionOptions  # noqa: E402
+from harness.records.store import ResultStore  # noqa: E402
 from harness.suite import DataSource  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +50,8 @@ def _runs_on(pid: int, node) -> bool:
 def test_two_node_cluster_without_a_shared_disk_and_a_node_killed(fake, tmp_path: Path, monkeypatch):
     from ray.cluster_utils import Cluster
 
-    from harness.grid import GridOutcome, run_grid
-    from harness.plan import GridRequest, plan_grid
+    from harness.grid.run_grid import GridOutcome, run_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     specs = plan_grid(GridRequest(suite="toy-faults", adapters="head", tasks="slow", seeds=(1, 2, 3), preset="cpu"),
                       cuda_available=False)

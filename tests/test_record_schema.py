@@ -1,4 +1,4 @@
-"""The record contract: the JSON Schema generated from harness/record.py's types is the one shipped in
+"""The record contract: the JSON Schema generated from harness/records/record.py's types is the one shipped in
 docs/, every shipped record under results/ conforms to it, and it refuses what the layout forbids."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from harness import record, record_schema
-from harness.record_check import SECTION_FIELDS
-from harness.store import ResultStore
+from harness.records import record
+from harness.records import schema as record_schema
+from harness.records.check import SECTION_FIELDS
+from harness.records.store import ResultStore
 from tests.record_factory import grid_records, make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def problems(validator: Draft202012Validator, data: Any) -> list[str]:
 def test_the_exported_schema_is_what_the_types_generate_now():
     assert record_schema.SCHEMA_PATH == ROOT / "docs" / "record.schema.json"
     assert record_schema.SCHEMA_PATH.read_text(encoding="utf-8") == record_schema.schema_text(), (
-        "docs/record.schema.json is out of date: python -m harness.record_schema (then review the diff)")
+        "docs/record.schema.json is out of date: python -m harness.records.schema (then review the diff)")
     assert record_schema.main(["--check"]) == 0
 
 
@@ -100,7 +101,7 @@ def test_the_fields_record_check_cleans_are_declared_by_the_types():
         section_type = next((a for a in typing.get_args(section_type) if typing.is_typeddict(a)), section_type)
         declared = schema["$defs"][section_type.__name__]["properties"]
         for name, kind in fields.items():
-            assert name in declared, f"record_check cleans {section}.{name}; harness/record.py does not declare it"
+            assert name in declared, f"record_check cleans {section}.{name}; harness/records/record.py does not declare it"
             types = declared[name].get("type")
             types = {types} if isinstance(types, str) else set(types or ())
             assert types - {"null"} <= _KIND_TYPES[kind], (section, name, types, kind)

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from harness import aggregate
-from harness import cli_report as cli  # write_files_atomically (was in harness.cli)
 from harness import metrics as metric_units
-from harness.cli import main
+from harness.cli import report as cli  # write_files_atomically
+from harness.cli.main import main
 from harness.spec import RunSpec
 from tests.record_factory import make_record, write_store
 
@@ -102,7 +102,7 @@ def test_a_copied_record_or_a_backup_folder_changes_neither_n_nor_the_ci(tmp_pat
 
 
 def aggregate_records(store: Path) -> list[dict]:
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     return ResultStore(store).records(warn=False)
 
@@ -268,7 +268,7 @@ def test_every_builtin_suite_declares_its_primary_metrics_with_a_unit():
 
 def test_glue_refuses_limit_at_plan_time():
     from harness.errors import HarnessError
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     with pytest.raises(HarnessError, match="does not use --limit"):
         plan_grid(GridRequest(suite="glue", tasks="rte", adapters="lora", train_overrides={"limit": 5}),
@@ -279,8 +279,8 @@ def test_glue_refuses_limit_at_plan_time():
 
 
 def test_new_records_carry_preset_defaults_caps_and_units_outside_the_hash():
-    from harness.plan import GridRequest, plan_grid
-    from harness.run_record import base_record, metric_annotations
+    from harness.pipeline.plan import GridRequest, plan_grid
+    from harness.pipeline.run_record import base_record, metric_annotations
 
     spec = plan_grid(GridRequest(suite="glue", tasks="rte", adapters="full", seeds=(1,),
                                  train_overrides={"max_steps": 2, "lr": 3e-4}), cuda_available=False)[0]
@@ -311,7 +311,7 @@ def test_a_smoke_run_added_to_the_shipped_store_moves_no_full_cell(tmp_path):
     import copy
     import shutil
 
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     store = tmp_path / "store"
     shutil.copytree(PROJECT_ROOT / "results" / "glue", store / "glue")
@@ -344,7 +344,7 @@ def test_report_reads_the_store_without_torch(tmp_path):
             "        if name.split('.')[0] in ('torch', 'transformers'):\n"
             "            raise ModuleNotFoundError(f'blocked: {name}', name=name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from harness.cli import main\n"
+            "from harness.cli.main import main\n"
             f"assert main(['report', '--results-dir', {str(tmp_path / 'store')!r}, '--out', {str(tmp_path / 'out')!r}]) == 0\n"
             "assert 'torch' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
@@ -357,7 +357,7 @@ def test_a_capped_spec_is_limited_even_when_its_caps_section_says_otherwise(tmp_
     # a record copied from a full run (caps.below_preset == []) with a capped spec: the spec decides
     import copy
 
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     full = next(p for p in sorted((PROJECT_ROOT / "results" / "glue" / "rte").glob("*.json"))
                 if json.loads(p.read_text()).get("caps", {}).get("below_preset") == [])

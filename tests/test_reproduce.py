@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
-from harness.paper_tables import TABLE_NAMES, TABLES, as_printed, get_table, rounds_to, validate_tables
-from harness.reproduce import (
+from harness.papers.dry_run import dry_run_rows
+from harness.papers.reproduce import (
     check_reachable,
     plan_table,
     reproduction_files,
     reproduction_rows,
 )
-from harness.reproduce_dry_run import dry_run_rows
+from harness.papers.tables import TABLE_NAMES, TABLES, as_printed, get_table, rounds_to, validate_tables
 
 ISSUE_TABLES = ("msplora-t1", "msplora-t2", "lora2-t1", "lora2-t4", "sera-t1", "sera-t2", "sera-t3", "sera-t4",
                 "sera-f2")
@@ -152,8 +152,8 @@ def test_report_puts_reproduced_beside_reported(tmp_path):
 
 
 def test_app_reproduction_does_not_import_torch():
-    code = ("import sys; import app.reproduction, harness.paper_tables; "
-            "assert 'torch' not in sys.modules and 'harness.runner' not in sys.modules")
+    code = ("import sys; import app.reproduction, harness.papers.tables; "
+            "assert 'torch' not in sys.modules and 'harness.pipeline.runner' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -212,7 +212,7 @@ def test_app_shows_the_reproduction_tab(tmp_path, monkeypatch):
 
 
 def test_bad_table_entries_fail_with_one_line():
-    from harness.paper_tables import PaperTable, TableRow
+    from harness.papers.tables import PaperTable, TableRow
 
     with pytest.raises(HarnessError, match="unknown target role 'q-and-v'"):
         TableRow("LoRA", "lora", targets="q-and-v")
@@ -234,7 +234,7 @@ def test_bad_table_entries_fail_with_one_line():
 def test_the_paper_tables_roles_are_the_target_roles():
     """paper_table_types keeps the role names as strings (torch-free for the app): they must be
     harness.targets' roles, in its order."""
-    from harness.paper_table_types import ROLES
+    from harness.papers.table_types import ROLES
     from harness.targets import TARGET_ROLES
 
     assert ROLES == tuple(TARGET_ROLES)
@@ -265,7 +265,7 @@ def test_each_row_is_compared_with_the_tables_own_lora_row_paper_and_ours():
 
 
 def test_rank_agreement_is_kendalls_tau_with_a_bootstrap_interval():
-    from harness.reproduce import rank_agreement
+    from harness.papers.reproduce import rank_agreement
 
     def row(name, reported, ours, task="rte"):
         return {"table": "t", "preset": "cpu", "model": "m", "paper_model": "p", "row": name, "task": task,

@@ -1,7 +1,7 @@
 """`harness reproduce TABLE` runs its rows through the same grid as `harness run`: the same header,
 estimate and ``[i/N] ... | ETA`` line per finished run, the same totals line and the same exit code (1
 when a run of this invocation is not done). On a table of the toy suite with a fault per task
-(tests/toy_faults.py), in-process through ``harness.cli.main``."""
+(tests/toy_faults.py), in-process through ``harness.cli.main.main``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli_reproduce
-from harness.cli import main
-from harness.paper_table_types import PaperTable, TableRow
+from harness.cli import reproduce as cli_reproduce
+from harness.cli.main import main
+from harness.papers.table_types import PaperTable, TableRow
 
 
 def _table(tasks: tuple[str, ...]) -> PaperTable:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.cli_parser import build_parser
+from harness.cli.main import main
+from harness.cli.parser import build_parser
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # every subcommand the parser has (a new one is tested without touching this file)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.attach import count_on_skeleton
-from harness.runner import ExecutionOptions, execute_run
+from harness.pipeline.attach import count_on_skeleton
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import DataSource, RunContext
 from suites.rscd import (
@@ -142,7 +142,7 @@ def test_qkv_split_keeps_the_vit_output_and_exposes_q_and_v():
 
 
 def test_paper_vit_large_lora_count_on_the_meta_device():
-    from harness.attach import build_adapter
+    from harness.pipeline.attach import build_adapter
 
     suite = Rscd()
     skeleton, head = suite.meta_model("vit-large-in21k", "full")

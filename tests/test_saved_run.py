@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,7 +28,7 @@ def test_a_saved_glue_run_reloads_with_peft_and_with_the_harness(tmp_path, monke
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from harness import load_saved_run
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--suite", "glue", "--tasks", "rte", "--adapters", "lora,bitfit", "--preset", "cpu",

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness import signals
-from harness.store import ResultStore
+from harness.records.store import ResultStore
 from tests.test_grid_faults import LAUNCH, ROOT, SUITE
 
 STEP_SECONDS = "1.0"  # each fake run is 8 steps: a signal 0.5 s in is certainly mid-run
@@ -205,7 +205,8 @@ def test_a_signal_during_a_record_write_waits_until_it_is_written():
 
 WATCH = """
 import sys, threading, time
-from harness import executors, signals
+from harness.grid import executors
+from harness import signals
 executors._DRIVER["pid"] = -1  # a driver that is gone
 threading.Thread(target=executors._leave_without_driver, daemon=True).start()
 if sys.argv[1] == "running":

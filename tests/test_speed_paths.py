@@ -28,7 +28,7 @@ from tests.tiny_models import tiny_bert, token_batch
 @pytest.fixture(scope="module")
 def toy():
     """The runs below train the toy suite (suites/toy.py); afterwards the load cache forgets its models."""
-    from harness import load_cache
+    from harness.pipeline import load as load_cache
 
     yield
     load_cache.MODEL_CACHE.clear()
@@ -36,7 +36,7 @@ def toy():
 
 
 def _specs(adapters: str = "head,full", seeds: tuple[int, ...] = (1, 2), **train: object) -> list[RunSpec]:
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="toy", adapters=adapters, seeds=seeds, preset="cpu",
                                  train_overrides=dict(train)), cuda_available=False)
@@ -52,14 +52,14 @@ def _comparable(record: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def _merging_adapters() -> list[str]:
-    from harness.evaluation import adapter_merges
+    from harness.pipeline.evaluation import adapter_merges
 
     return [name for name in ADAPTERS.names() if adapter_merges(ADAPTERS.get(name)())
             and "encoder" in ADAPTERS.get(name).families]
 
 
 def _applied(name: str):
-    from harness.attach import attach
+    from harness.pipeline.attach import attach
 
     adapter = ADAPTERS.get(name)()
     model = tiny_bert(layers=4)
@@ -76,7 +76,7 @@ def test_every_merging_adapter_is_tested():
 
 @pytest.mark.parametrize("name", _merging_adapters())
 def test_merged_evaluation_gives_the_unmerged_predictions(name: str):
-    from harness.evaluation import merged_for_eval
+    from harness.pipeline.evaluation import merged_for_eval
 
     adapter, model = _applied(name)
     ids = token_batch(batch=16, length=9)
@@ -96,7 +96,7 @@ def test_merged_evaluation_gives_the_unmerged_predictions(name: str):
 
 
 def test_an_adapter_without_merge_hooks_is_evaluated_as_it_is():
-    from harness.evaluation import adapter_merges, merged_for_eval
+    from harness.pipeline.evaluation import adapter_merges, merged_for_eval
 
     adapter = ADAPTERS.get("full")()
     assert not adapter_merges(adapter)
@@ -105,7 +105,7 @@ def test_an_adapter_without_merge_hooks_is_evaluated_as_it_is():
 
 
 def test_a_quantised_or_large_base_is_evaluated_unmerged(monkeypatch):
-    from harness.evaluation import merged_for_eval
+    from harness.pipeline.evaluation import merged_for_eval
 
     adapter, model = _applied("lora")
     with merged_for_eval(adapter, model) as merged:
@@ -124,7 +124,7 @@ def test_a_quantised_or_large_base_is_evaluated_unmerged(monkeypatch):
 
 
 def test_run_records_merged_evaluation_and_its_timing(toy):
-    from harness.runner import ExecutionOptions, execute_run
+    from harness.pipeline.runner import ExecutionOptions, execute_run
 
     record = execute_run(_specs("head", (1,))[0], ExecutionOptions(device="cpu", progress=False, cache=False))
     assert record["status"] == "success", record.get("error")
@@ -146,9 +146,9 @@ def test_run_records_merged_evaluation_and_its_timing(toy):
 # ---------------------------------------------------------------------------------------------------
 
 def test_two_workers_write_the_records_of_a_sequential_run(toy, tmp_path: Path):
-    from harness.executors import ExecutorConfig, run_with_executor
-    from harness.runner import ExecutionOptions
-    from harness.store import ResultStore
+    from harness.grid.executors import ExecutorConfig, run_with_executor
+    from harness.pipeline.runner import ExecutionOptions
+    from harness.records.store import ResultStore
 
     specs = _specs()
     stores = {}
@@ -163,8 +163,8 @@ def test_two_workers_write_the_records_of_a_sequential_run(toy, tmp_path: Path):
 
 
 def test_workers_auto_rule(monkeypatch: pytest.MonkeyPatch):
-    from harness import executors
-    from harness.runner import ExecutionOptions
+    from harness.grid import executors
+    from harness.pipeline.runner import ExecutionOptions
 
     cpu = ExecutionOptions(device="cpu")
     monkeypatch.setattr(executors, "_cores", lambda: 2)
@@ -178,7 +178,7 @@ def test_workers_auto_rule(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_workers_auto_on_the_command_line(toy, tmp_path: Path, capsys: pytest.CaptureFixture):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["run", "--suite", "toy", "--tasks", "sign", "--adapters", "head", "--seeds", "1", "--device", "cpu",
                  "--workers", "auto", "--results-dir", str(tmp_path), "--dry-run"]) == 0
@@ -211,7 +211,7 @@ def test_precision_is_validated():
 
 
 def test_precision_and_compile_are_recorded(toy, monkeypatch: pytest.MonkeyPatch):
-    from harness.runner import ExecutionOptions, execute_run
+    from harness.pipeline.runner import ExecutionOptions, execute_run
 
     monkeypatch.setenv("HARNESS_COMPILE_BACKEND", "eager")  # the compile path without a C++ toolchain
     options = ExecutionOptions(device="cpu", progress=False, cache=False)
@@ -234,8 +234,8 @@ def test_precision_and_compile_are_recorded(toy, monkeypatch: pytest.MonkeyPatch
 
 
 def test_precision_auto_resolves_to_fp32_without_a_gpu():
-    from harness.cli_run import _resolve_precision
-    from harness.evaluation import resolve_precision
+    from harness.cli.run import _resolve_precision
+    from harness.pipeline.evaluation import resolve_precision
 
     assert _resolve_precision("auto", "auto", cuda=False) == "fp32"
     assert _resolve_precision("bf16", "cpu", cuda=False) == "bf16"
@@ -249,7 +249,7 @@ def test_precision_auto_resolves_to_fp32_without_a_gpu():
 # ---------------------------------------------------------------------------------------------------
 
 def test_loss_log_on_a_device_reads_in_blocks_and_names_the_first_bad_step(monkeypatch: pytest.MonkeyPatch):
-    from harness import loss_log
+    from harness.pipeline import loss_log
 
     monkeypatch.setattr(loss_log, "LOSS_SYNC_STEPS", 4)
     log = loss_log.LossLog(on_device=True)
@@ -266,7 +266,7 @@ def test_loss_log_on_a_device_reads_in_blocks_and_names_the_first_bad_step(monke
 
 
 def test_cpu_step_timer_and_cuda_memory_are_separate():
-    from harness.measure import CudaStepMemory, StepTimer
+    from harness.pipeline.measure import CudaStepMemory, StepTimer
 
     timer = StepTimer(torch.device("cpu"))
     for _ in range(3):
@@ -297,7 +297,7 @@ def test_gpu_check_fails_clearly_without_cuda():
 # ---------------------------------------------------------------------------------------------------
 
 def _glue(adapters: list[str], opts: dict[str, str]) -> dict[str, dict]:
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     specs = plan_grid(GridRequest(suite="glue", adapters=adapters, tasks="rte", seeds=(1,), preset="cpu",
                                   adapter_options=opts), cuda_available=False)
@@ -336,7 +336,7 @@ def test_opt_errors_name_the_option(adapters: list[str], opts: dict[str, str], m
 # ---------------------------------------------------------------------------------------------------
 
 def _run_parser():
-    from harness.cli_parser import build_parser
+    from harness.cli.parser import build_parser
 
     parser = build_parser()
     return parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
@@ -358,7 +358,7 @@ def test_every_run_flag_has_help_and_the_help_is_grouped():
 
 
 def test_ls_adapters_and_presets_show_options_and_budgets(capsys: pytest.CaptureFixture):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["ls", "adapters"]) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import progress, speed_probe
+from harness import speed_probe
+from harness.grid import progress
 from tests.test_progress import _record, _spec
 from tests.test_speed_paths import toy  # noqa: F401  (the toy suite fixture)
 
@@ -79,8 +80,8 @@ def test_probed_references_win_over_unprobed_ones_and_only_like_is_compared_with
 
 def test_cpu_records_carry_the_probe_and_the_dry_run_uses_it(toy, tmp_path: Path,  # noqa: F811
                                                              capsys: pytest.CaptureFixture):
-    from harness.cli import main
-    from harness.environment import cpu_model
+    from harness.cli.main import main
+    from harness.pipeline.environment import cpu_model
 
     args = ["run", "--suite", "toy", "--adapters", "head", "--seeds", "1", "--device", "cpu",
             "--results-dir", str(tmp_path), "--no-progress"]
@@ -105,7 +106,7 @@ def test_the_cpu_model_is_read_from_cpuinfo_and_missing_files_fall_back(tmp_path
                                                                       monkeypatch: pytest.MonkeyPatch):
     import platform
 
-    from harness.environment import cpu_model
+    from harness.pipeline.environment import cpu_model
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n")

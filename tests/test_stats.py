@@ -1,4 +1,4 @@
-"""harness/stats.py against examples worked by hand (numbers in the comments)."""
+"""harness/aggregate/stats.py against examples worked by hand (numbers in the comments)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.aggregate import stats
 
 
 def test_one_seed_has_a_mean_and_no_interval():

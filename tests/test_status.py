@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness import aggregate, record, spec, store
+from harness import aggregate, spec
+from harness.records import record, store
 from harness.status import ALL_STATUSES, DONE_STATUSES, UNSUCCESSFUL_STATUSES, Status
 
 
@@ -21,8 +22,8 @@ def test_every_module_reads_the_one_vocabulary():
 
 
 def test_a_specs_key_is_its_records_key():
-    from harness.record import KEY_FIELDS
-    from harness.run_record import base_record
+    from harness.pipeline.run_record import base_record
+    from harness.records.record import KEY_FIELDS
     from harness.spec import RunSpec
 
     spec = RunSpec(suite="glue", task="rte", adapter="lora", model="minilm-l6", preset="cpu", seed=7)
@@ -30,8 +31,8 @@ def test_a_specs_key_is_its_records_key():
 
 
 def test_train_settings_declare_their_flag_and_loop_role():
-    from harness.cli_parser import TRAIN_OVERRIDES, build_parser
-    from harness.load_cache import LOOP_ONLY_FIELDS
+    from harness.cli.parser import TRAIN_OVERRIDES, build_parser
+    from harness.pipeline.load import LOOP_ONLY_FIELDS
     from harness.spec import loop_only_fields, train_override_flags
 
     flags = train_override_flags()

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from harness.cli import main
-from harness.record import RecordError
-from harness.record_check import validate_record
+from harness.cli.main import main
+from harness.records.check import validate_record
+from harness.records.record import RecordError
+from harness.records.store import ResultStore
 from harness.spec import RunSpec, TrainConfig
-from harness.store import ResultStore
 
 
 def _record(seed=1, status="success"):

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from harness import aggregate
-from harness.cli import main
-from harness.record_check import MAX_DEPTH, check_record
-from harness.store import UNSAVED_DIR, ResultStore, StoreWarning
+from harness.cli.main import main
+from harness.records.check import MAX_DEPTH, check_record
+from harness.records.store import UNSAVED_DIR, ResultStore, StoreWarning
 from tests.record_factory import make_record
 
 
@@ -126,7 +126,7 @@ def test_special_files_are_skipped_without_blocking(tmp_path: Path):
 
 
 def test_a_file_larger_than_a_record_is_skipped_unread(tmp_path: Path, monkeypatch):
-    from harness import record_check
+    from harness.records import check as record_check
 
     store = _good_store(tmp_path)
     good = next(store.iter_paths()).stat().st_size
@@ -287,7 +287,7 @@ def fake_suite(tmp_path_factory, monkeypatch):
 
 
 def _plan_one(task: str = "ok", seed: int = 1):
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     return plan_grid(GridRequest(suite="toy-faults", adapters="head", tasks=task, seeds=(seed,), preset="cpu"),
                      cuda_available=False)[0]
@@ -418,7 +418,7 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
     import tempfile
     import types
 
-    from harness import store as store_module
+    from harness.records import store as store_module
 
     def store_tempdir(path: Path) -> None:  # the temporary folder as the store sees it (not the runs)
         monkeypatch.setattr(store_module, "tempfile", types.SimpleNamespace(mkstemp=tempfile.mkstemp,
@@ -429,8 +429,8 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
     (results / UNSAVED_DIR).write_text("a file where the side folder would go")
     store_tempdir(tmp_path / "tmp")
     _disk_full_for(monkeypatch, {1, 2})
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     specs = [_plan_one(seed=1), _plan_one(seed=2)]
     lines: list[str] = []
@@ -449,9 +449,9 @@ def test_when_unsaved_cannot_be_written_either_the_temp_folder_then_stderr(fake_
 
 
 def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_suite, tmp_path: Path, monkeypatch):
-    from harness import runner
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline import runner
+    from harness.pipeline.runner import ExecutionOptions
 
     real = runner.execute_run
 
@@ -471,8 +471,8 @@ def test_a_record_json_cannot_hold_is_kept_as_text_and_the_grid_goes_on(fake_sui
 
 
 def test_a_parallel_driver_counts_unsaved_results():
-    from harness.executors import _reporter
-    from harness.grid import GridOutcome, RunResult
+    from harness.grid.executors import _reporter
+    from harness.grid.run_grid import GridOutcome, RunResult
 
     outcome, lines = GridOutcome(planned=2), []
     report = _reporter(outcome, lines.append, None)  # what the pool and Ray drivers call per finished run
@@ -528,8 +528,8 @@ def test_records_and_report_tables_are_created_with_the_umask(umask, mode, tmp_p
 def test_a_full_temporary_folder_fails_the_run_not_the_grid(fake_suite, tmp_path: Path, monkeypatch):
     import tempfile
 
-    from harness.grid import run_grid
-    from harness.runner import ExecutionOptions
+    from harness.grid.run_grid import run_grid
+    from harness.pipeline.runner import ExecutionOptions
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

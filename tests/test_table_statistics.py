@@ -8,8 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from harness import aggregate, stats
-from harness.cli import main
+from harness import aggregate
+from harness.aggregate import stats
+from harness.cli.main import main
 from tests.record_factory import make_record, write_store
 
 SEEDS = (42, 64, 128)
@@ -157,8 +158,8 @@ def test_time_and_memory_columns_do_not_depend_on_the_machine_or_the_seed():
 def test_records_with_predictions_are_compared_over_seeds_and_items(tmp_path):
     import numpy as np
 
-    from harness.predictions import write_predictions
-    from harness.record import record_relpath
+    from harness.records.predictions import write_predictions
+    from harness.records.record import record_relpath
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)

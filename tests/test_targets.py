@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.attach import build_adapter
 from harness.errors import HarnessError
 from harness.models import model_entries
-from harness.plan import GridRequest, adapter_options_for, check_against_shapes, plan_grid
+from harness.pipeline.attach import build_adapter
+from harness.pipeline.plan import GridRequest, adapter_options_for, check_against_shapes, plan_grid
 from harness.registry import ADAPTERS, SUITES
 from harness.targets import ARCHITECTURE_ROLES, model_architecture, resolve_targets
 from suites.toy import MODEL as TOY_MODEL
@@ -168,8 +168,8 @@ _TABLE_HASHES: dict[str, set[str]] = {}
 def _paper_table_hashes(preset: str) -> set[str]:
     """Config hashes of every run ``reproduce TABLE --preset PRESET`` plans, over all tables."""
     if preset not in _TABLE_HASHES:
-        from harness.paper_tables import TABLES
-        from harness.reproduce import all_specs, plan_table
+        from harness.papers.reproduce import all_specs, plan_table
+        from harness.papers.tables import TABLES
 
         _TABLE_HASHES[preset] = {s.config_hash for t in TABLES for s in all_specs(plan_table(t, preset))}
     return _TABLE_HASHES[preset]

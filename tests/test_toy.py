@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.plan import GridRequest, check_against_shapes, plan_grid
-from harness.runner import ExecutionOptions, execute_run
+from harness.pipeline.plan import GridRequest, check_against_shapes, plan_grid
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from suites.toy import MODEL
 
 
@@ -18,7 +18,7 @@ def _specs(adapters: str = "full", **suite_options: object):
 
 
 def test_ls_suites_marks_the_toy_suite_as_an_example(capsys: pytest.CaptureFixture):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["ls", "suites"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}

@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
-from harness.tracking import parse_report_to, series
+from harness.grid.tracking import parse_report_to, series
 
 
 def test_an_unknown_or_missing_tracker_is_one_error_line(monkeypatch, capsys, tmp_path):
@@ -34,7 +34,7 @@ def test_each_tracker_logs_loss_lr_and_epoch_scores_offline(tracker, tmp_path, m
     assert main(["run", "--suite", "toy", "--adapters", "head", "--seeds", "1", "--no-progress",
                  "--report-to", tracker]) == 0
     store = tmp_path / "runs"
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     loaded = ResultStore(store).load(warn=False)
     assert len(loaded.records) == 2 and not loaded.skipped  # the trackers' files are not records

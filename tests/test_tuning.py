@@ -1,4 +1,4 @@
-"""Per-method tuning on held-out data (harness/tuning.py, harness/validation.py, `harness tune`):
+"""Per-method tuning on held-out data (harness/tuning/study.py, harness/validation.py, `harness tune`):
 the validation split, reads of the test split, the search, resume, shared studies, tuned rows."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from adapters.head import HeadOnly
-from harness.cli import main
+from harness.cli.main import main
+from harness.records.store import ResultStore
 from harness.registry import ADAPTERS
 from harness.search_space import DEFAULT_SPACE, LogUniform, check_space
-from harness.store import ResultStore
 from harness.validation import carve, carve_indices
 
 ROOT = Path(__file__).resolve().parents[1]

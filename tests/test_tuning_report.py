@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.record import dumps
-from harness.tuning_plots import safe_name
+from harness.cli.main import main
+from harness.records.record import dumps
+from harness.tuning.plots import safe_name
 from tests.record_factory import make_record, write_store
 from tests.test_tuning_views import choice, trial, tuned, write_choice
 
@@ -109,7 +109,7 @@ def test_report_with_tuning_reads_no_torch(tmp_path):
             "        if name.split('.')[0] in ('torch', 'transformers', 'optuna'):\n"
             "            raise ModuleNotFoundError(f'blocked: {name}', name=name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from harness.cli import main\n"
+            "from harness.cli.main import main\n"
             f"assert main(['report', '--results-dir', {str(tmp_path / 'store')!r}, '--out', {str(tmp_path / 'out')!r}]) == 0\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -147,6 +147,6 @@ def test_a_study_with_no_scored_trial_yet_gets_a_sensitivity_plot_that_says_so(t
 
 
 def test_a_method_has_one_colour_in_both_plots():
-    from harness.tuning_plots import _colors
+    from harness.tuning.plots import _colors
 
     assert _colors(["head", "full", "full", "head", "full"]) == _colors(["full", "head"])

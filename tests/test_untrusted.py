@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import untrusted
-from harness.cli import main
+from harness.cli.main import main
 from tests.record_factory import make_record
 
 # one payload per class of attack; every string field of the hostile records carries it
@@ -193,7 +193,7 @@ def test_two_suites_never_share_a_file_and_a_suite_cannot_replace_another_suites
 
 
 def test_write_files_atomically_refuses_a_name_that_leaves_the_folder(tmp_path):
-    from harness.cli_report import write_files_atomically
+    from harness.cli.report import write_files_atomically
 
     for name in ("../x.csv", "/tmp/x.csv", "a/b.csv", ".hidden", ""):
         with pytest.raises(untrusted.UnsafePathError):
@@ -225,7 +225,7 @@ def test_the_helpers_one_by_one():
 
 def test_the_reproduction_tab_survives_a_corrupt_or_foreign_csv(tmp_path):
     from app.reproduction import load_reproduction
-    from harness.paper_tables import TABLES
+    from harness.papers.tables import TABLES
 
     good, corrupt, foreign, hostile = TABLES[0].name, TABLES[1].name, TABLES[2].name, TABLES[3].name
     header = ("table,preset,row,adapter,model,paper_model,task,metric,reported,scale,reproduced_mean,ci_low,ci_high,"
@@ -245,7 +245,7 @@ def test_the_reproduction_tab_survives_a_corrupt_or_foreign_csv(tmp_path):
 
 
 def test_error_and_progress_lines_carry_no_escape_sequence(tmp_path, capsys):
-    from harness.progress import err
+    from harness.grid.progress import err
 
     hostile = tmp_path / "store\x1b]0;pwned\x07\x1b[2J"
     assert main(["report", "--results-dir", str(hostile)]) == 2  # does not exist: one error line

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import HarnessError
 from harness.redact import endpoint_parts, has_secret, public_url, redact
 
@@ -103,7 +103,7 @@ def test_a_query_url_is_joined_before_the_query(endpoint):
 
 
 def _plan(monkeypatch, suite_options: dict, env: dict):
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     for var in JUDGE_ENV:  # set, then removed: monkeypatch removes what the plan sets there again
         monkeypatch.setenv(var, "")
@@ -153,7 +153,7 @@ def test_a_config_file_suite_opt_is_stripped_too(tmp_path: Path, monkeypatch, ca
 
 
 def test_an_option_url_with_a_secret_that_no_suite_strips_is_refused(monkeypatch):
-    from harness.plan import refuse_secrets
+    from harness.pipeline.plan import refuse_secrets
 
     with pytest.raises(HarnessError) as caught:
         refuse_secrets("--opt", {"init_from": "https://alice:hunter2@weights.example/x?token=sk-live-123"})
@@ -166,8 +166,8 @@ def test_a_failed_runs_record_holds_no_secret(monkeypatch, tmp_path: Path):
     its public form."""
     import importlib
 
-    from harness import runner
-    from harness.plan import GridRequest, plan_grid
+    from harness.pipeline import runner
+    from harness.pipeline.plan import GridRequest, plan_grid
 
     toy = importlib.import_module("tests.toy_faults")
     try:
@@ -177,7 +177,7 @@ def test_a_failed_runs_record_holds_no_secret(monkeypatch, tmp_path: Path):
         def boom(self):
             raise ConnectionError(f"cannot reach {SECRET_URL}")
 
-        monkeypatch.setattr("harness.train.TrainingRun.run", boom)
+        monkeypatch.setattr("harness.pipeline.train.TrainingRun.run", boom)
         record = runner.execute_run(spec, runner.ExecutionOptions(device="cpu", progress=False))
     finally:
         toy.unregister()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.stores import SHIPPED_RESULTS_DIR
+from harness.cli.main import main
+from harness.records.stores import SHIPPED_RESULTS_DIR
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

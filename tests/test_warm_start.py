@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.grid import dependency_order, dependency_waves, run_grid
-from harness.plan import GridRequest, plan_grid
-from harness.runner import ExecutionOptions
-from harness.store import ResultStore
+from harness.grid.run_grid import dependency_order, dependency_waves, run_grid
+from harness.pipeline.plan import GridRequest, plan_grid
+from harness.pipeline.runner import ExecutionOptions
+from harness.records.store import ResultStore
 
 
 def _plan(tasks: str, warm: str | None = None, seeds=(1,), adapters="full"):
@@ -70,7 +70,7 @@ def test_a_dependent_starts_from_its_parents_adapter(tmp_path: Path):
     assert cold_record["loss_curve"][0] != child["loss_curve"][0]  # it did not start from scratch
 
     # parallel executors: the dependent waits for its parent's record (a second wave)
-    from harness.executors import ExecutorConfig, run_with_executor
+    from harness.grid.executors import ExecutorConfig, run_with_executor
 
     lines: list[str] = []
     pool = ResultStore(tmp_path / "pool")

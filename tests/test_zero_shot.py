@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from harness.adapter import Adapter
+from harness.pipeline.runner import ExecutionOptions, execute_run
 from harness.registry import ADAPTERS, SUITES
-from harness.runner import ExecutionOptions, execute_run
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import LoadedModel, Suite, TaskData
 

@@ -5,7 +5,7 @@ a ValueError at step 1, ``explode`` multiplies its (finite) loss by 1000 from st
 evaluates its primary metric to NaN and ``hang`` sleeps for ever in its first step (a worker to kill).
 Every task trains on the ``sign`` points, one epoch of 8 steps (``explode``: 4 epochs), evaluated once.
 
-Importing the module registers the suite ``toy-faults`` (a subprocess imports it before ``harness.cli``;
+Importing the module registers the suite ``toy-faults`` (a subprocess imports it before ``harness.cli.main``;
 pool and Ray workers import it by name, as they do any plug-in outside the built-in packages);
 ``unregister`` undoes that, so that no later test sees the suite. ``TOY_FAULTS_MARKERS`` names a folder
 where every run leaves a file when its training starts (``<task>-seed<seed>-<pid>-<ns>``), so a test can
@@ -44,7 +44,7 @@ class FaultyToy(Toy):
         return ["ok"]
 
     def train_config(self, preset, task, model):
-        epochs = 4 if task == "explode" else 1  # past the divergence check's warm-up (harness.loss_log)
+        epochs = 4 if task == "explode" else 1  # past the divergence check's warm-up (harness.pipeline.loss_log)
         # no validation split: the faults fire at fixed steps of the full 32 points
         return dataclasses.replace(super().train_config(preset, task, model), epochs=epochs, eval_each_epoch=False,
                                    validation=None)
@@ -92,7 +92,7 @@ class FaultyToy(Toy):
 
 def unregister() -> None:
     """Forget the suite and this module (a later import registers it again) and the runner's load cache."""
-    from harness import load_cache
+    from harness.pipeline import load as load_cache
 
     SUITES.unregister(NAME)
     sys.modules.pop(__name__, None)

@@ -79,7 +79,7 @@ from harness.aggregate.signal import NO_SIGNAL, task_signal
 from harness.aggregate.wide import SUITE_ORDER, family_label, ordered_suites, units_text, wide_table
 from harness.aggregate.wide_format import VERDICT_MARKS, wide_caption, wide_display, wide_latex, wide_markdown
 from harness.metrics import UNKNOWN_UNIT
-from harness.record import CAP_FIELDS
+from harness.records.record import CAP_FIELDS
 
 __all__ = [
     "NO_SIGNAL", "task_signal", "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate._values import ours_only
 from harness.aggregate.wide import (
     average_unit,
@@ -45,12 +45,12 @@ def compare_to_baseline(table: pd.DataFrame, suite: str, baseline: str = "lora",
                         p_adjust: str = stats.DEFAULT_P_ADJUST, store_root: Any = None) -> pd.DataFrame:
     """Every full-run configuration of ``suite`` against the baseline adapter at the same model and
     preset: per task (and for the average, when both rows have every task) the paired statistics of
-    harness.stats over the seeds both have, on the display scale of the task's unit. The table's
+    harness.aggregate.stats over the seeds both have, on the display scale of the task's unit. The table's
     comparisons are one family: ``p_adjusted`` is their p-value adjusted by ``p_adjust`` (holm, bh,
     none), and the verdict is decided by it (``stats.verdict_rule``); ``p_value`` stays the raw one.
 
     With ``store_root``, a task where both configurations kept the per-example predictions of every
-    shared seed (at least two; harness/predictions.py) is compared by a bootstrap over seeds and test
+    shared seed (at least two; harness/records/predictions.py) is compared by a bootstrap over seeds and test
     items (``stats.item_seed_bootstrap``; its ``interval`` column says so); the others over seeds."""
     stats.check_p_adjust(p_adjust)
     ours = ours_only(table[(table["suite"] == suite) & (~table["limited"])] if len(table) else table)
@@ -109,7 +109,7 @@ def _item_level(result: stats.Comparison, root: Any, suite: str, task: str, x_ro
     display scale; ``result`` (over seeds) otherwise."""
     from dataclasses import replace
 
-    from harness.predictions import METRICS, paired_predictions
+    from harness.records.predictions import METRICS, paired_predictions
 
     metric = METRICS.get(str(unit.get("metric")))
     if metric is None:

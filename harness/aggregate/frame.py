@@ -10,9 +10,9 @@ import pandas as pd
 from harness import metrics as metric_units
 from harness.aggregate._values import canonical, finite_number, section_of
 from harness.aggregate.identity import dedupe_records, identify
+from harness.aggregate.reference_timing import quiet_reference_train_seconds
 from harness.aggregate.regime import is_trial, regime_of
-from harness.record import RunRecord
-from harness.reference_timing import quiet_reference_train_seconds
+from harness.records.record import RunRecord
 from harness.status import Status
 
 FRAME_COLUMNS = (
@@ -43,7 +43,7 @@ def configuration_label(adapter_options: Any) -> str:
 
 
 def flatten_record(record: RunRecord) -> dict[str, Any]:
-    """One leaderboard row's worth of fields from a validated record (see harness/record.py)."""
+    """One leaderboard row's worth of fields from a validated record (see harness/records/record.py)."""
     key, spec = section_of(record, "key"), section_of(record, "spec")
     train, metrics = section_of(spec, "train"), section_of(record, "metrics")
     params, memory = section_of(record, "params"), section_of(record, "memory")
@@ -83,7 +83,7 @@ def flatten_record(record: RunRecord) -> dict[str, Any]:
         "memory_estimated": None if device is None else device != "cuda",
         "memory_fixed_bytes": _fixed_memory_bytes(memory, device),
         "train_seconds": finite_number(timing.get("train_seconds")),
-        # normalised to a quiet reference machine (harness.reference_timing); the raw time stays above
+        # normalised to a quiet reference machine (harness.aggregate.reference_timing); the raw time stays above
         "train_seconds_quiet": quiet[0],
         "train_time_normalised": quiet[1],
         "mean_step_seconds": finite_number(timing.get("mean_step_seconds")),

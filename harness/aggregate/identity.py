@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.aggregate._values import canonical, finite_number, section_of
 from harness.aggregate.regime import regime_of
-from harness.record import CAP_FIELDS, KEY_FIELDS, RunRecord
+from harness.records.record import CAP_FIELDS, KEY_FIELDS, RunRecord
 
 
 def _run_key(record: RunRecord) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate.comparison import verdicts
 from harness.aggregate.formatting import format_count
 from harness.aggregate.wide import family_label

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate._values import (
     any_true,
     estimate_only,
@@ -97,7 +97,7 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
     return row
 
 
-# how completely a record's train time could be normalised (harness.reference_timing), best first
+# how completely a record's train time could be normalised (harness.aggregate.reference_timing), best first
 NORMALISATION_ORDER = ("cpu time + probe", "gpu", "probe", "cpu time", "raw")
 
 

@@ -1,16 +1,16 @@
 """Tuning trials and regimes: which records are leaderboard rows, and how each row's rate and epoch were
-chosen (harness/tuning.py writes the ``tuning`` section; harness/collect.py the ``metrics.protocol``)."""
+chosen (harness/tuning/study.py writes the ``tuning`` section; harness/pipeline/collect.py the ``metrics.protocol``)."""
 
 from __future__ import annotations
 
 from harness.aggregate._values import section_of
-from harness.record import RunRecord
+from harness.records.record import RunRecord
 
 REGIMES = ("tuned", "fixed", "fixed, test-selected")
 
 
 def is_trial(record: RunRecord) -> bool:
-    """A tuning trial (harness/tuning.py): part of a search, never a leaderboard row."""
+    """A tuning trial (harness/tuning/study.py): part of a search, never a leaderboard row."""
     return section_of(record, "tuning").get("role") == "trial"
 
 

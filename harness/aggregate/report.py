@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate.comparison import compare_to_baseline, comparison_caption, comparison_display
 from harness.aggregate.formatting import to_markdown
 from harness.aggregate.paper_format import (
@@ -68,7 +68,7 @@ def suite_file_names(suites: Sequence[str], baseline: str) -> dict[str, dict[str
 
 
 def _with_source(table: pd.DataFrame, sources: dict[tuple[str, str], str], key: str) -> pd.DataFrame:
-    """A ``store`` column (the stores a row's records come from) when the frame had one (harness.stores)."""
+    """A ``store`` column (the stores a row's records come from) when the frame had one (harness.records.stores)."""
     if not sources or table.empty:
         return table
     out = table.copy()
@@ -88,7 +88,7 @@ def build_report(frame: pd.DataFrame, *, baseline: str = "lora", formats: Sequen
     and ``leaderboard.md`` (every suite, GLUE first) and ``leaderboard.csv`` (one row per configuration
     and task, full and limited, with CIs and units). ``display_names``: adapter id -> the name the
     Markdown and LaTeX tables print (``Adapter.display_name``; ids without one are printed as they are)."""
-    from harness.stores import row_sources
+    from harness.records.stores import row_sources
 
     table = leaderboard(frame)
     sources = row_sources(frame)

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from harness.aggregate._values import finite_number, section_of
-from harness.record import RunRecord
+from harness.records.record import RunRecord
 
 
 def loss_curve_frame(record: RunRecord) -> pd.DataFrame:

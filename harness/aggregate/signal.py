@@ -3,7 +3,7 @@
 A task's trivial reference is the run of a configuration that learns nothing task-specific beyond a
 classifier: the head-only run (GLUE, COCO) or the zero-shot base model (the instruction suites), at the
 same model and preset and at the preset's settings. Every other full-run configuration with at least two
-seeds shared with it is compared with it (paired t-test over seeds, ``harness.stats``); the comparisons
+seeds shared with it is compared with it (paired t-test over seeds, ``harness.aggregate.stats``); the comparisons
 of one suite form a family, adjusted as the table's (Holm by default). A task where no configuration is
 distinguishable from the reference (in either direction) is "no signal at this budget": its scores
 are seed noise around what the trivial reference gets, and an average over it dilutes the others.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate._values import ours_only
 
 TRIVIAL_REFERENCES = ("head", "zero-shot")  # in order of preference

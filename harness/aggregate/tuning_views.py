@@ -8,7 +8,7 @@ Sources, all under one results folder:
   ``metrics.score`` the test score read once at the selected epoch, ``metrics.stopped_early`` true
   when the study pruned it, ``timing.total_seconds`` its compute;
 - choice files, ``<results>/tuning/choices/<suite>/<task>/<adapter>/<model>--<preset>.json``: the
-  chosen values and budget of each study (``harness.tuning.write_choice``);
+  chosen values and budget of each study (``harness.tuning.study.write_choice``);
 - leaderboard records with ``tuning.role == "tuned"``: the seeds run at the chosen values.
 
 Frames (scores raw, on the metric's own scale; ``scale`` multiplies them for display):
@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness.record import RunRecord
+from harness.records.record import RunRecord
 from harness.search_space import TRAIN_KEYS
 
-TUNING_DIR = "tuning"  # harness.tuning.TUNING_DIR (not imported: that module needs Optuna for its work)
+TUNING_DIR = "tuning"  # harness.tuning.study.TUNING_DIR (not imported: that module needs Optuna for its work)
 STUDY_KEYS = ["suite", "task", "adapter", "model", "preset"]
 SENSITIVITY_COLUMNS = [*STUDY_KEYS, "method", "study", "trial", "lr", "params", "validation", "test", "state",
                        "status", "compute_seconds", "primary", "unit_label", "scale", "higher_is_better", "run_id"]
@@ -288,7 +288,7 @@ def load_tuning(results: Path, leaderboard_records: Iterable[RunRecord] | None =
     """Every tuning frame of a results folder: ``sensitivity``, ``tuned``, ``expected_max``, ``budget``,
     and ``skipped`` ((path, why) of files that are neither records nor choices). ``leaderboard_records``:
     the folder's records when the caller has loaded them already (else they are read here)."""
-    from harness.store import ResultStore
+    from harness.records.store import ResultStore
 
     results = Path(results)
     trials = ResultStore(results / TUNING_DIR / "trials").load(warn=False)

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness import metrics as metric_units
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate._values import (
     estimate_only,
     first_valid,
@@ -187,7 +187,7 @@ def wide_table(table: pd.DataFrame, suite: str, *, limited: bool = False,
                 # seed-independent part of the CPU estimate (parameters, gradients, optimizer state)
                 cpu_fixed_mib=max_or_nan(conf["memory_fixed_bytes"]) / 2**20,
                 # the whole suite's training time: the seed-mean train time of each task, summed; raw wall
-                # time, and normalised to a quiet reference machine (harness.reference_timing)
+                # time, and normalised to a quiet reference machine (harness.aggregate.reference_timing)
                 train_seconds=sum_or_nan(conf["train_seconds"]),
                 train_seconds_quiet=sum_or_nan(conf["train_seconds_quiet"]),
                 train_time_normalised=",".join(sorted(split_joined(conf["train_time_normalised"]))),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import stats
+from harness.aggregate import stats
 from harness.aggregate.comparison import verdicts
 from harness.aggregate.formatting import format_cell, format_count
 from harness.aggregate.paper_format import paper_latex, paper_markdown, paper_rows, rankable, tie_ranks
