@@ -217,7 +217,7 @@ class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
                 )
             if "mid" in c.levels and c.groups > site.num_layers:
                 raise HarnessError(
-                    f"groups={c.groups} is more than the {site.num_layers} layers of {site.stack}; "
+                    f"groups={c.groups} is more than the {site.num_layers} layers of {site.stack or 'the model'}; "
                     "use --opt groups=N with N <= the number of layers"
                 )
             small = [r for r in c.level_ranks if r > min(site.in_features, site.out_features)]

@@ -166,6 +166,18 @@ class Adapter(Generic[ConfigT]):
     def apply(self, model: nn.Module, ctx: ApplyContext) -> nn.Module:
         raise NotImplementedError
 
+    # ---- where it attaches ---------------------------------------------------------------------------
+    def sites(self, model: nn.Module, head_modules: tuple[str, ...]) -> tuple[TargetSite, ...]:
+        """The modules this adapter attaches to (``ApplyContext.sites``), never inside the head. The
+        default: a low-rank config's ``targets`` (harness.targets.find_sites: inside the transformer blocks,
+        or any named linear module of a model without blocks); no sites for any other config. An adapter
+        that places itself differently overrides this."""
+        if not isinstance(self.config, LowRankConfig):
+            return ()
+        from harness.targets import find_sites
+
+        return tuple(find_sites(model, self.config.targets, exclude=head_modules))
+
     # ---- validation before any model is loaded ------------------------------------------------------
     def check_sites(self, sites: tuple[TargetSite, ...]) -> None:
         """Raise HarnessError when the config cannot fit these modules (e.g. a split that does not

@@ -1,14 +1,18 @@
-"""Resolve ``--targets`` to the modules inside the transformer blocks.
+"""Resolve ``--targets`` to the modules inside the transformer blocks, or in a model without blocks to
+its named linear modules.
 
 A *block stack* is an ``nn.ModuleList`` whose children are all of one class and that holds at least
 one ``nn.Linear`` (``bert.encoder.layer``, ``model.layers``, a CLIP tower's ``resblocks``). Targets
 match module names inside a stack by name or dotted suffix, as peft does; modules outside the stacks
 (pooler, task head, embeddings) never match, because the papers train or freeze those separately.
+A model with no block stack (an MLP, the toy suite's template) has its linear modules outside the head
+as sites, each its own one-layer "stack": a low-rank adapter attaches to any named linear module.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from harness.adapter import TargetSite
@@ -52,64 +56,67 @@ def find_sites(model: nn.Module, targets: tuple[str, ...] | list[str], *, exclud
     ``exclude`` lists module-name prefixes never to touch (the task head). A target that matches
     nothing is an error that lists what the blocks contain.
     """
-    from torch import nn
 
     targets = tuple(targets)
-    stacks = block_stacks(model)
-    if not stacks:
-        raise HarnessError("could not find the transformer blocks (an nn.ModuleList of layers) in the model")
     all_linear = targets == (ALL_LINEAR,)
     if ALL_LINEAR in targets and not all_linear:
         raise HarnessError("'all-linear' cannot be combined with other targets")
+    stacks = block_stacks(model)
+    where = "in the transformer blocks" if stacks else "among the model's linear modules outside its head"
     sites: list[TargetSite] = []
     seen_kinds: set[str] = set()
+    for stack, index, num_layers, rel, module in _candidate_linears(model, stacks):
+        full = f"{stack}.{index}.{rel}" if stack else rel
+        if any(full == e or full.startswith(e + ".") for e in exclude):
+            continue
+        if all_linear:
+            kind = rel
+        else:
+            matched = [t for t in targets if _matches(rel, t)]
+            if not matched:
+                continue
+            kind = max(matched, key=len)
+        seen_kinds.add(kind)
+        sites.append(TargetSite(name=full, stack=stack, layer=index, num_layers=num_layers, kind=kind,
+                                in_features=module.in_features, out_features=module.out_features))
+    if all_linear and not sites:
+        raise HarnessError(f"no linear module {where} for 'all-linear'")
+    if not all_linear:
+        missing = [t for t in targets if t not in seen_kinds]
+        if missing:
+            available = sorted(linear_names_in_blocks(model, exclude=exclude)) or ["(none)"]
+            raise HarnessError(f"target module(s) {', '.join(missing)} not found {where}; "
+                               f"linear modules there: {', '.join(available)}")
+    return sites
+
+
+def _candidate_linears(model: nn.Module, stacks: list[str]) -> Iterator[tuple[str, int, int, str, nn.Linear]]:
+    """(stack, layer, num_layers, name relative to the block, module) of every linear module a target may
+    name: inside the block stacks, or, in a model without any, anywhere (stack "", layer 0 of 1)."""
+    from torch import nn
+
+    if not stacks:
+        for rel, module in model.named_modules():
+            if rel and isinstance(module, nn.Linear):
+                yield "", 0, 1, rel, module
+        return
     for stack in stacks:
         blocks = model.get_submodule(stack)
         for index, block in enumerate(blocks):
             for rel, module in block.named_modules():
-                if not rel or not isinstance(module, nn.Linear):
-                    continue
-                full = f"{stack}.{index}.{rel}"
-                if any(full == e or full.startswith(e + ".") for e in exclude):
-                    continue
-                if all_linear:
-                    kind = rel
-                else:
-                    matched = [t for t in targets if _matches(rel, t)]
-                    if not matched:
-                        continue
-                    kind = max(matched, key=len)
-                seen_kinds.add(kind)
-                sites.append(
-                    TargetSite(
-                        name=full,
-                        stack=stack,
-                        layer=index,
-                        num_layers=len(blocks),
-                        kind=kind,
-                        in_features=module.in_features,
-                        out_features=module.out_features,
-                    )
-                )
-    if not all_linear:
-        missing = [t for t in targets if t not in seen_kinds]
-        if missing:
-            available = sorted(linear_names_in_blocks(model))
-            raise HarnessError(
-                f"target module(s) {', '.join(missing)} not found in the transformer blocks; "
-                f"linear modules there: {', '.join(available)}"
-            )
-    return sites
+                if rel and isinstance(module, nn.Linear):
+                    yield stack, index, len(blocks), rel, module
 
 
-def linear_names_in_blocks(model: nn.Module) -> set[str]:
-    from torch import nn
-
+def linear_names_in_blocks(model: nn.Module, exclude: tuple[str, ...] = ()) -> set[str]:
+    """The names targets can match: the linear modules of the first block of each stack, or in a model
+    without blocks its linear modules outside ``exclude`` (the head)."""
+    stacks = block_stacks(model)
     names: set[str] = set()
-    for stack in block_stacks(model):
-        for rel, module in model.get_submodule(stack)[0].named_modules():
-            if rel and isinstance(module, nn.Linear):
-                names.add(rel)
+    for stack, index, _, rel, _ in _candidate_linears(model, stacks):
+        full = f"{stack}.{index}.{rel}" if stack else rel
+        if index == 0 and not any(full == e or full.startswith(e + ".") for e in exclude):
+            names.add(rel)
     return names
 
 

@@ -105,6 +105,11 @@ class Toy(Suite):
         if model != MODEL:
             raise HarnessError(f"suite 'toy' builds its own model; --model must be {MODEL}, got '{model}'")
 
+    def default_adapter_options(self, model: str) -> dict[str, Any]:
+        # no transformer blocks: a low-rank adapter targets the MLP's hidden layer (4 -> 8) by its name,
+        # at a rank that fits it
+        return {"targets": ("body",), "rank": 4}
+
     def train_config(self, preset: str, task: str, model: str) -> TrainConfig:
         return TRAIN
 

@@ -15,7 +15,7 @@ from adapters._toolkit.peft_tuner import tuner_layers
 from harness.adapter import Adapter, LowRankConfig
 from harness.config import build
 from harness.parameters import module_param_ids
-from harness.pipeline.attach import adapter_sites, attach
+from harness.pipeline.attach import attach
 from harness.pipeline.measure import count_parameters
 from harness.registry import ADAPTERS
 from tests.tiny_models import (
@@ -40,7 +40,7 @@ def apply_adapter(adapter: Adapter, model: nn.Module, total_steps: int = 100, he
                   family: str = "encoder", seed: int = 0) -> tuple[nn.Module, tuple, frozenset[int]]:
     """What the runner does (harness.pipeline.attach): sites, check, apply. Returns (model, sites, head ids)."""
     head_ids = module_param_ids(model, head)
-    sites = adapter_sites(adapter, model, head)
+    sites = adapter.sites(model, head)
     model = attach(adapter, model, family=family, head_modules=head, total_steps=total_steps, seed=seed)
     return model, sites, head_ids
 

@@ -13,7 +13,7 @@ from torch import nn
 from harness.adapter import DeltaComponent
 from harness.config import build
 from harness.pipeline.analysis import analyze_components, subspace_similarity
-from harness.pipeline.attach import adapter_sites, attach
+from harness.pipeline.attach import attach
 from harness.registry import ADAPTERS
 
 
@@ -136,7 +136,7 @@ def test_inter_layer_kl_keeps_the_towers_of_a_dual_encoder_apart():
     model = TinyDualEncoder(layers=2)
     cls = ADAPTERS.get("moslora")
     adapter = cls(build(cls.config_cls, {"rank": 4, "alpha": 8, "targets": "q,v"}, "moslora"))
-    sites = adapter_sites(adapter, model, ())
+    sites = adapter.sites(model, ())
     assert {s.stack for s in sites} == {"visual.transformer.resblocks", "transformer.resblocks"}
     assert len(sites) == 8  # 2 towers x 2 layers x (q, v)
     attach(adapter, model, family="dual_encoder", head_modules=(), total_steps=1)

@@ -51,10 +51,25 @@ def test_toy_runs_are_deterministic_and_its_option_and_caps_reach_the_data():
     assert record["timing"]["steps"] == 6  # 2 epochs of 3 batches
 
 
+def test_low_rank_adapters_attach_to_the_mlp_by_module_name():
+    # the toy MLP has no transformer blocks: its hidden linear layer ("body", 4 -> 8) is the site
+    specs = _specs("lora,sera,vera,dora")
+    check_against_shapes(specs)
+    lora = specs[0]
+    assert lora.adapter_options["targets"] == ["body"] and lora.adapter_options["rank"] == 4
+    record = execute_run(lora, ExecutionOptions(device="cpu", progress=False, cache=False))
+    assert record["status"] == "success", record.get("error")
+    assert record["params"]["adapter_trainable"] == 4 * 4 + 4 * 8  # A (4 x 4) and B (8 x 4) of body only
+    with pytest.raises(HarnessError, match="target module.s. query not found among the model's linear modules "
+                                           "outside its head; linear modules there: body"):
+        check_against_shapes(plan_grid(GridRequest(suite="toy", adapters="lora", tasks="xor", seeds=(3,),
+                                                   preset="cpu", targets="query"), cuda_available=False))
+
+
 def test_what_cannot_run_on_the_toy_is_refused_at_plan_time():
     check_against_shapes(_specs("head,full"))  # the adapters without targets build on its skeleton
-    with pytest.raises(HarnessError, match="could not find the transformer blocks"):
-        check_against_shapes(_specs("lora"))  # no blocks for an adapter with targets
+    with pytest.raises(HarnessError, match="groups=3 is more than the 1 layers of the model"):
+        check_against_shapes(_specs("msplora"))  # one linear layer: no middle level to group
     with pytest.raises(HarnessError, match=f"--model must be {MODEL}"):
         plan_grid(GridRequest(suite="toy", adapters="full", model="minilm-l6", preset="cpu"), cuda_available=False)
     with pytest.raises(HarnessError, match="points must be at least 1"):

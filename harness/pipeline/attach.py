@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.adapter import Adapter, ApplyContext, LowRankConfig, check_rank_fits
+from harness.adapter import Adapter, ApplyContext, check_rank_fits
 from harness.config import build
 from harness.parameters import module_param_ids
 from harness.pipeline.measure import count_parameters
@@ -29,21 +29,11 @@ def build_adapter(name: str, options: dict[str, Any]) -> Adapter:
     return adapter_cls(build_adapter_config(name, options))
 
 
-def adapter_sites(adapter: Adapter, model: Any, head_modules: tuple[str, ...]) -> tuple:
-    """The modules a low-rank adapter targets (its ``targets`` inside the blocks, never the head);
-    adapters without targets get none."""
-    if not isinstance(adapter.config, LowRankConfig):
-        return ()
-    from harness.targets import find_sites
-
-    return tuple(find_sites(model, adapter.config.targets, exclude=head_modules))
-
-
 def attach(adapter: Adapter, model: Any, *, family: str, head_modules: tuple[str, ...], total_steps: int,
            seed: int = 0, task_type: str = "", check_rank: bool = False) -> Any:
     """Find the sites, check them (``check_rank``: also the plan-time rule that a rank fits each
     target's shape), apply the adapter; returns the model the adapter returns."""
-    sites = adapter_sites(adapter, model, head_modules)
+    sites = adapter.sites(model, head_modules)
     if check_rank:
         check_rank_fits(adapter, sites)
     adapter.check_sites(sites)
