@@ -15,7 +15,7 @@ from harness.adapter import Adapter, AdapterConfig, ApplyContext
 from harness.errors import HarnessError
 from harness.parameters import module_param_ids
 from harness.registry import register_adapter
-from harness.targets import block_stacks
+from harness.sites import block_stacks
 
 if TYPE_CHECKING:
     from torch import nn

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from harness.config import to_jsonable
 from harness.errors import HarnessError
+from harness.sites import TargetSite, find_sites
 
 if TYPE_CHECKING:  # torch is imported lazily so that `harness ls` and the app stay light
     import torch
@@ -85,19 +86,6 @@ class UnscaledLowRankConfig(LowRankConfig):
 
 
 ConfigT = TypeVar("ConfigT", bound=AdapterConfig)
-
-
-@dataclass(frozen=True)
-class TargetSite:
-    """One module an adapter attaches to, found inside a stack of transformer blocks."""
-
-    name: str  # full dotted module name in the model given to ``apply``
-    stack: str  # dotted name of the block ModuleList (e.g. "bert.encoder.layer"): towers differ
-    layer: int  # index of the block in its stack
-    num_layers: int  # length of that stack
-    kind: str  # the module type: the matched target name ("query", "v_proj", ...)
-    in_features: int
-    out_features: int
 
 
 @dataclass(frozen=True)
@@ -169,13 +157,11 @@ class Adapter(Generic[ConfigT]):
     # ---- where it attaches ---------------------------------------------------------------------------
     def sites(self, model: nn.Module, head_modules: tuple[str, ...]) -> tuple[TargetSite, ...]:
         """The modules this adapter attaches to (``ApplyContext.sites``), never inside the head. The
-        default: a low-rank config's ``targets`` (harness.targets.find_sites: inside the transformer blocks,
+        default: a low-rank config's ``targets`` (harness.sites.find_sites: inside the transformer blocks,
         or any named linear module of a model without blocks); no sites for any other config. An adapter
         that places itself differently overrides this."""
         if not isinstance(self.config, LowRankConfig):
             return ()
-        from harness.targets import find_sites
-
         return tuple(find_sites(model, self.config.targets, exclude=head_modules))
 
     # ---- validation before any model is loaded ------------------------------------------------------

@@ -183,6 +183,10 @@ class RunSpec:
     # config hash ({"task", "config_hash"}; same suite, adapter and seed). Part of the identity only
     # when set, so the hash of every run without one is what it always was
     warm_start: dict[str, Any] | None = None
+    # what the plan knows about the run and its record copies (the preset's defaults, the caps applied and
+    # those below the preset's: harness.pipeline.plan.preset_annotations), handed over so that running a
+    # run never re-plans it. Never part of the identity, the equality or ``to_dict``
+    annotations: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()
@@ -222,6 +226,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = to_jsonable(self)
+        data.pop("annotations", None)
         if data.get("warm_start") is None:  # records of runs without one look as they always did
             data.pop("warm_start", None)
         return data

@@ -172,7 +172,7 @@ def test_bad_options_are_one_line_errors(options, message):
 
 
 def test_k_larger_than_the_module_is_rejected_before_training():
-    from harness.targets import find_sites
+    from harness.sites import find_sites
 
     sites = tuple(find_sites(tiny_bert(), ("query",), exclude=("classifier",)))
     with pytest.raises(HarnessError, match="k=64 exceeds"):

@@ -11,7 +11,7 @@ import torch
 from adapters.melora import MELoRA, MeloraOptions
 from harness.config import build
 from harness.errors import HarnessError
-from harness.targets import find_sites
+from harness.sites import find_sites
 from tests.adapter_testkit import (
     HEAD,
     HIDDEN,

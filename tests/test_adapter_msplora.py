@@ -190,7 +190,7 @@ def test_bad_options_are_one_line_errors(options, message):
 
 
 def test_check_sites_rejects_more_groups_than_layers_before_training():
-    from harness.targets import find_sites
+    from harness.sites import find_sites
 
     model = tiny_bert(layers=4)
     sites = tuple(find_sites(model, ("query", "value"), exclude=("classifier",)))

@@ -151,7 +151,7 @@ def test_bad_split_is_a_config_error(options, message):
 
 
 def test_split_must_divide_the_module_dimensions_before_training():
-    from harness.targets import find_sites
+    from harness.sites import find_sites
 
     model = tiny_bert(hidden=36, intermediate=72)  # 36 is not divisible by 8
     sites = tuple(find_sites(model, ("query", "value"), exclude=("classifier",)))

@@ -98,7 +98,7 @@ def test_reader_on_the_shared_coco_folder():
 def test_multihead_attention_split_keeps_clip_outputs_and_exposes_q_v_in_both_towers():
     import open_clip
 
-    from harness.targets import find_sites
+    from harness.sites import find_sites
     from suites._shared.vision import SplitMultiheadAttention, split_multihead_attention
 
     torch.manual_seed(0)

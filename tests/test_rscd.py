@@ -127,7 +127,7 @@ def test_missing_rscd_folder_is_a_one_line_error(tmp_path):
 def test_qkv_split_keeps_the_vit_output_and_exposes_q_and_v():
     import timm
 
-    from harness.targets import find_sites
+    from harness.sites import find_sites
     from suites._shared.vision import split_timm_vit_qkv
 
     torch.manual_seed(0)

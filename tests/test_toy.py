@@ -76,3 +76,22 @@ def test_what_cannot_run_on_the_toy_is_refused_at_plan_time():
         from harness.registry import SUITES
 
         SUITES.get("toy")().preflight({"points": "0"}, "cpu", MODEL)
+
+
+def test_the_plan_hands_the_run_its_annotations_and_the_run_never_re_plans(monkeypatch: pytest.MonkeyPatch):
+    from dataclasses import replace
+
+    from harness.pipeline import plan
+
+    spec = _specs("lora")[0]
+    assert spec.annotations is not None and spec.annotations == plan.preset_annotations(replace(spec, annotations=None))
+    assert "annotations" not in spec.to_dict() and spec.config_hash == replace(spec, annotations=None).config_hash
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a planned run re-planned its preset")
+
+    monkeypatch.setattr(plan, "preset_annotations", refuse)
+    monkeypatch.setattr(plan, "adapter_options_for", refuse)
+    record = execute_run(spec, ExecutionOptions(device="cpu", progress=False, cache=False))
+    assert record["status"] == "success", record.get("error")
+    assert record["preset_defaults"] == spec.annotations["preset_defaults"] and record["caps"] == spec.annotations["caps"]

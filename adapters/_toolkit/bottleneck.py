@@ -84,7 +84,7 @@ def _has(names: set[str], target: str) -> bool:
 
 def output_projections(model: nn.Module, options: BottleneckOptions) -> tuple[str, str]:
     """The (attention output, FFN output) projection names for this model."""
-    from harness.targets import linear_names_in_blocks
+    from harness.sites import linear_names_in_blocks
 
     names = linear_names_in_blocks(model)
     for attention, ffn in OUTPUT_PROJECTIONS:
@@ -106,7 +106,7 @@ class BottleneckAdapter(Adapter[BottleneckOptions]):
     positions: ClassVar[tuple[str, ...]] = ("attention", "ffn")
 
     def sites(self, model: nn.Module, head_modules: tuple[str, ...]) -> tuple[TargetSite, ...]:
-        from harness.targets import find_sites
+        from harness.sites import find_sites
 
         attention, ffn = output_projections(model, self.config)
         wanted = {"attention": attention, "ffn": ffn}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from adapters._toolkit.surgery import freeze_all
 from harness.adapter import Adapter, ApplyContext, ConfigT, DeltaComponent, LowRankConfig, TargetSite
-from harness.targets import peft_target_regex
+from harness.sites import peft_target_regex
 
 if TYPE_CHECKING:
     import torch

@@ -18,6 +18,7 @@ from harness.adapter import Adapter
 from harness.config import build, field_types, to_jsonable
 from harness.errors import HarnessError, UnknownNameError, closest
 from harness.pipeline.attach import build_adapter, build_adapter_config, count_on_skeleton
+from harness.records.record import CAP_FIELDS
 from harness.registry import ADAPTERS, SUITES
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import DataSource, Suite
@@ -196,20 +197,14 @@ def plan_grid(request: GridRequest, *, cuda_available: bool, data: DataSource | 
             train = build(TrainConfig, merged, "training")
             train.check_plausible()  # --lr 2e5, --batch-size 10**30: refused here with the range
             suite.check_train_config(task, train)  # --limit on a suite that ignores it, undeclared metrics
+            annotations = None
             for seed in seeds:
-                specs.append(
-                    RunSpec(
-                        suite=suite.name,
-                        task=task,
-                        adapter=adapter_name,
-                        model=model,
-                        preset=preset_name,
-                        seed=seed,
-                        adapter_options=task_config.to_dict(),
-                        train=train,
-                        suite_options=dict(suite_options),
-                    )
-                )
+                spec = RunSpec(suite=suite.name, task=task, adapter=adapter_name, model=model, preset=preset_name,
+                               seed=seed, adapter_options=task_config.to_dict(), train=train,
+                               suite_options=dict(suite_options))
+                # the record's annotations, the same for every seed: computed once, handed to the run
+                annotations = preset_annotations(spec, suite) if annotations is None else annotations
+                specs.append(replace(spec, annotations=annotations))
     if not specs:
         raise HarnessError(f"no adapter in the list applies to suite '{suite.name}'")
     if data is not None:
@@ -336,3 +331,30 @@ def check_against_shapes(specs: list[RunSpec]) -> dict[tuple[str, str], int]:
         adapter = build_adapter(spec.adapter, dict(spec.adapter_options))
         counts[(spec.adapter, spec.config_hash)] = count_on_skeleton(adapter, model, head, suite.family)
     return counts
+
+
+def preset_annotations(spec: RunSpec, suite: Suite | None = None) -> dict[str, Any]:
+    """What the tables need without importing torch or the suites (harness/aggregate/): the preset's
+    training settings and adapter options for this run, so that a row shows what differs from them;
+    the caps applied and those below the preset's (a "limited" run); the suite's default tasks. Never
+    part of the config hash. A plug-in whose defaults cannot be rebuilt gets ``preset_defaults_error``
+    and the tables fall back to comparing records within the store."""
+    try:
+        suite = suite if suite is not None else SUITES.get(spec.suite)()
+        adapter_cls = ADAPTERS.get(spec.adapter)
+        preset_train = build(TrainConfig, {**to_jsonable(suite.train_config(spec.preset, spec.task, spec.model)),
+                                           **adapter_cls.train_overrides_for(spec.preset, spec.suite, spec.model)},
+                             "training")
+        options = adapter_options_for(adapter_cls, suite, spec.preset, spec.model, GridRequest(suite=spec.suite))
+        preset_options = build_adapter_config(spec.adapter, options).to_dict()
+        tasks = suite.default_tasks(spec.preset)
+    except Exception as exc:  # an annotation must never cost a run
+        return {"preset_defaults_error": f"{type(exc).__name__}: {exc}"}
+    applied = {name: getattr(spec.train, name) for name in CAP_FIELDS}
+    preset = {name: getattr(preset_train, name) for name in CAP_FIELDS}
+    below = [n for n in CAP_FIELDS if applied[n] is not None and (preset[n] is None or applied[n] < preset[n])]
+    return {
+        "preset_defaults": {"train": to_jsonable(preset_train), "adapter_options": preset_options,
+                            "suite_tasks": list(tasks)},
+        "caps": {"applied": applied, "preset": preset, "below_preset": below},
+    }

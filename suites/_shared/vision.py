@@ -35,7 +35,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 class SequentialBlocks(nn.ModuleList):
     """A ModuleList that runs its blocks in order: timm keeps ViT blocks in an ``nn.Sequential``, which
-    ``harness.targets.block_stacks`` does not treat as a block stack (it looks for ModuleLists)."""
+    ``harness.sites.block_stacks`` does not treat as a block stack (it looks for ModuleLists)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
