@@ -32,11 +32,10 @@ from harness.records.record import (
     OLDEST_SCHEMA_VERSION,
     REQUIRED_KEYS,
     SCHEMA_VERSION,
-    STATUSES,
     RecordError,
     RunRecord,
 )
-from harness.status import Status
+from harness.status import ALL_STATUSES, Status
 
 # Real records are 6 levels deep; the readers (and Streamlit's st.json, pickling for its cache) recurse.
 MAX_DEPTH = 64
@@ -176,8 +175,8 @@ def check_record(data: Any) -> tuple[RunRecord, list[str]]:
     if not isinstance(data["spec"], Mapping):
         problems.append(f"'spec' is a JSON {_kind(data['spec'])}, not an object")
     status = data["status"]
-    if not isinstance(status, str) or status not in STATUSES:
-        problems.append(f"status {_show(status)} is not one of {', '.join(STATUSES)}")
+    if not isinstance(status, str) or status not in ALL_STATUSES:
+        problems.append(f"status {_show(status)} is not one of {', '.join(ALL_STATUSES)}")
     elif status == Status.SUCCESS and not (isinstance(data.get("metrics"), Mapping) and "score" in data["metrics"]):
         problems.append("a successful record needs metrics.score")
     if problems:

@@ -249,7 +249,6 @@ class RunRecord(_RecordCore, total=False):
 # with a primary metric, its units; version 1 records may lack them (python -m harness records migrate)
 SCHEMA_VERSION = 2
 OLDEST_SCHEMA_VERSION = 1  # the oldest a reader accepts (read as far as it goes, with a warning)
-STATUSES = ALL_STATUSES
 REQUIRED_KEYS: tuple[str, ...] = tuple(_RecordCore.__annotations__)
 KEY_FIELDS: tuple[str, ...] = tuple(RecordKey.__annotations__)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from harness.records.check import NewerSchemaError, is_older_schema, notes_text, read_record_file
 from harness.records.record import SCHEMA_VERSION, RecordError, RunRecord, dumps, record_relpath, sanitize
-from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed and cancelled are rerun)
+from harness.status import DONE_STATUSES  # done for resume; failed and cancelled are rerun
 
 TEMP_PREFIX = ".tmp-"
 TUNING_DIR = "tuning"  # harness.tuning.study.TUNING_DIR: a results folder's tuning studies, trials and choices
