@@ -240,7 +240,7 @@ class RunRecord(_RecordCore, total=False):
     environment: Environment
     precision: Precision
     preset_defaults: PresetDefaults
-    # a plug-in whose preset could not be rebuilt: the tables fall back to comparing records in the store
+    # a plug-in whose preset could not be rebuilt: its row is labelled "preset defaults unknown"
     preset_defaults_error: str
     caps: Caps
 
