@@ -1,14 +1,12 @@
 """Metric declarations with units. Pure Python (no torch): suites, the runner, ``report`` and the app share it.
 
-Each suite declares its metrics once, as ``Suite.metrics`` (a tuple of :class:`MetricSpec`). The five
-built-in suites' declarations are written here, in :data:`BUILTIN_METRICS`, and their classes point to
-them (``metrics = BUILTIN_METRICS["glue"]``), so that the tables can read the units of records written
-before the runner recorded them without importing a suite (suites import torch); a third-party suite
-declares its tuple on its own class. The runner writes the primary metric's unit, display scale and
-direction into every new record (``metrics.unit``, ``metrics.display_scale``,
-``metrics.higher_is_better``, ``metrics.units``), and the tables read them from there first. A metric
-that neither its record nor this table declares is shown on its own scale and labelled
-``unit unknown``: nothing is ever scaled by guessing from its name or its values.
+Each suite declares its metrics once, on its class, as ``Suite.metrics`` (a tuple of
+:class:`MetricSpec`). The runner writes the primary metric's unit, display scale and direction into
+every record (``metrics.unit``, ``metrics.display_scale``, ``metrics.higher_is_better``, ``metrics.units``),
+and the tables read them from there, never from the suites (suites import torch). A metric its record
+does not declare is shown on its own scale and labelled ``unit unknown``: nothing is ever scaled by
+guessing from its name or its values. Numbers that come without a record (the papers' reported tables)
+carry their units beside them (harness/aggregate/paper_units.py).
 """
 
 from __future__ import annotations
@@ -94,79 +92,27 @@ def record_fields(metrics: tuple[MetricSpec, ...], primary: str, suite: str = ""
     return {**spec.to_record(), "units": {m.name: m.unit for m in metrics}}
 
 
-# The built-in suites' declarations (their classes' ``metrics`` point here); also read for records
-# written before the runner recorded units.
-_GLUE = (
-    MetricSpec("accuracy", "fraction", primary=True),
-    MetricSpec("f1", "fraction"),
-    MetricSpec("mcc", "coefficient", primary=True, description="Matthews correlation (CoLA)"),
-    MetricSpec("pearson", "coefficient", primary=True, description="Pearson correlation (STS-B)"),
-    MetricSpec("spearman", "coefficient", description="Spearman correlation (STS-B)"),
-)
-_INSTRUCTEVAL = (
-    MetricSpec("average", "fraction", primary=True, description="mean of the benchmark scores"),
-    MetricSpec("mmlu", "fraction"),
-    MetricSpec("bbh", "fraction"),
-    MetricSpec("drop", "fraction", description="DROP F1"),
-    MetricSpec("drop_em", "fraction"),
-    MetricSpec("humaneval", "fraction", description="pass@1"),
-)
-_MTBENCH = (
-    MetricSpec("overall", "rating_1_10", primary=True, description="mean judge rating over both turns"),
-    MetricSpec("turn1", "rating_1_10"),
-    MetricSpec("turn2", "rating_1_10"),
-    *(MetricSpec(f"category_{c}", "rating_1_10") for c in
-      ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")),
-)
-_COCO = (
-    MetricSpec("rsum", "sum_of_percent", primary=True, description="R@1+R@5+R@10 both directions (0-600)"),
-    *(MetricSpec(f"{d}_r{k}", "percent") for d in ("i2t", "t2i") for k in (1, 5, 10)),
-)
-_RSCD = (
-    MetricSpec("accuracy", "fraction", primary=True),
-    MetricSpec("macro_f1", "fraction"),
-)
-BUILTIN_METRICS: dict[str, tuple[MetricSpec, ...]] = {
-    "glue": _GLUE, "instructeval": _INSTRUCTEVAL, "mt-bench": _MTBENCH, "coco-retrieval": _COCO, "rscd": _RSCD,
-}
+def _metrics_section(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    metrics = record.get("metrics")
+    return metrics if isinstance(metrics, Mapping) else {}
 
 
 def unit_of_record(record: Mapping[str, Any]) -> Unit:
-    """The unit of a record's primary score: the record's own ``metrics.unit``, else the built-in
-    declaration of its suite (records written before units were recorded), else ``unknown``."""
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    unit = metrics.get("unit") if isinstance(metrics, Mapping) else None
-    if isinstance(unit, str) and unit in UNITS:
-        return UNITS[unit]
-    key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
-    primary = metrics.get("primary") if isinstance(metrics, Mapping) else None
-    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
-        if spec.name == primary:
-            return spec.unit_info
-    return UNKNOWN_UNIT
+    """The unit of a record's primary score, as the record states it (``metrics.unit``), else
+    ``unknown`` (a version 1 record not migrated: python -m harness records migrate)."""
+    unit = _metrics_section(record).get("unit")
+    return UNITS[unit] if isinstance(unit, str) and unit in UNITS else UNKNOWN_UNIT
 
 
 def unit_of_metric(record: Mapping[str, Any], name: str) -> Unit:
-    """The unit of any metric of a record (not only the primary): the record's ``metrics.units``, else
-    its suite's built-in declaration, else ``unknown`` (shown unscaled)."""
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    units = metrics.get("units") if isinstance(metrics, Mapping) else None
-    if isinstance(units, Mapping) and units.get(name) in UNITS:
-        return UNITS[units[name]]
-    key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
-    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
-        if spec.name == name:
-            return spec.unit_info
-    return UNKNOWN_UNIT
+    """The unit of any metric of a record (not only the primary), as the record states it
+    (``metrics.units``), else ``unknown`` (shown unscaled)."""
+    units = _metrics_section(record).get("units")
+    unit = units.get(name) if isinstance(units, Mapping) else None
+    return UNITS[unit] if isinstance(unit, str) and unit in UNITS else UNKNOWN_UNIT
 
 
 def higher_is_better_of_record(record: Mapping[str, Any]) -> bool:
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    value = metrics.get("higher_is_better") if isinstance(metrics, Mapping) else None
-    if isinstance(value, bool):
-        return value
-    key = record.get("key") if isinstance(record.get("key"), Mapping) else {}
-    for spec in BUILTIN_METRICS.get(str(key.get("suite")), ()):
-        if isinstance(metrics, Mapping) and spec.name == metrics.get("primary"):
-            return spec.higher_is_better
-    return True
+    """Whether a higher primary score is better, as the record states it; a record that does not say: yes."""
+    value = _metrics_section(record).get("higher_is_better")
+    return value if isinstance(value, bool) else True

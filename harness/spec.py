@@ -10,9 +10,7 @@ from typing import Any
 
 from harness.config import to_jsonable
 from harness.errors import HarnessError
-from harness.status import ALL_STATUSES
 
-RECORD_STATUSES = ALL_STATUSES
 # TrainConfig fields added after records were shipped, with the default at which identity() omits them
 TRAIN_IDENTITY_DEFAULTS: dict[str, Any] = {"precision": "fp32", "compile": False, "validation": None,
                                            "test_each_epoch": True}

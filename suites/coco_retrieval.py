@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import build
 from harness.datafiles import cached, read_json, require_fields
 from harness.errors import HarnessError, UnknownNameError
-from harness.metrics import BUILTIN_METRICS
+from harness.metrics import MetricSpec
 from harness.models import ModelEntry, find_model_entry, hub_offline, register_model, wheel_dir
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -330,7 +330,10 @@ PAPER_TRAIN = TrainConfig(epochs=5, lr=5e-4, batch_size=128, eval_batch_size=256
 @register_suite("coco-retrieval")
 class CocoRetrieval(Suite):
     share_task_data = True  # images and tokenized captions are only read during a run
-    metrics = BUILTIN_METRICS["coco-retrieval"]  # names, units, directions: harness/metrics.py
+    metrics = (  # names, units, directions: harness/metrics.py
+        MetricSpec("rsum", "sum_of_percent", primary=True, description="R@1+R@5+R@10 both directions (0-600)"),
+        *(MetricSpec(f"{d}_r{k}", "percent") for d in ("i2t", "t2i") for k in (1, 5, 10)),
+    )
     description = "COCO image<->text retrieval (recall@1/5/10 both ways, rsum) with a CLIP-style dual encoder"
     family = "dual_encoder"
     tasks = ("coco",)

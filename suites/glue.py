@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness import datafiles
 from harness.batching import compile_pad_multiple, length_grouped_batches, subsample
 from harness.errors import HarnessError
-from harness.metrics import BUILTIN_METRICS
+from harness.metrics import MetricSpec
 from harness.models import find_model_entry, get_model_entry, hub_offline
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -470,7 +470,13 @@ class Glue(Suite):
     share_task_data = True  # tokenized examples are only read during a run
     # LoRA's GLUE protocol (Hu et al., 2021): RTE, MRPC and STS-B start from the MNLI-trained adapter
     warm_start_tasks = {"mnli": ("rte", "mrpc", "stsb")}
-    metrics = BUILTIN_METRICS["glue"]  # names, units, directions: harness/metrics.py
+    metrics = (  # names, units, directions: harness/metrics.py
+        MetricSpec("accuracy", "fraction", primary=True),
+        MetricSpec("f1", "fraction"),
+        MetricSpec("mcc", "coefficient", primary=True, description="Matthews correlation (CoLA)"),
+        MetricSpec("pearson", "coefficient", primary=True, description="Pearson correlation (STS-B)"),
+        MetricSpec("spearman", "coefficient", description="Spearman correlation (STS-B)"),
+    )
 
     def default_tasks(self, preset: str) -> list[str]:
         return list(CORE_TASKS) if preset == "cpu" else list(TASKS)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import build
 from harness.datafiles import cached
 from harness.errors import HarnessError
-from harness.metrics import BUILTIN_METRICS
+from harness.metrics import MetricSpec
 from harness.models import ModelEntry, find_model_entry, hub_offline, register_model
 from harness.registry import register_suite
 from harness.spec import TrainConfig
@@ -342,7 +342,10 @@ PAPER_TRAIN = TrainConfig(epochs=10, lr=5e-4, batch_size=64, eval_batch_size=256
 @register_suite("rscd")
 class Rscd(Suite):
     share_task_data = True  # the images are only read during a run
-    metrics = BUILTIN_METRICS["rscd"]  # names, units, directions: harness/metrics.py
+    metrics = (  # names, units, directions: harness/metrics.py
+        MetricSpec("accuracy", "fraction", primary=True),
+        MetricSpec("macro_f1", "fraction"),
+    )
     description = "RSCD road-surface classification: easy (3) / medium (8) / full (27 classes), 10% of train"
     family = "vision"
     tasks = tuple(MODES)

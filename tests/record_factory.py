@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
+from harness.aggregate.paper_units import PAPER_METRIC_UNITS
+from harness.metrics import UNITS
 from harness.records.record import SCHEMA_VERSION, RunRecord
 from harness.records.store import ResultStore
 
@@ -36,9 +38,12 @@ def make_record(
     analysis: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
     annotations: dict[str, Any] | None = None,
+    annotated: bool = True,
 ) -> RunRecord:
     """``train`` adds training settings to the spec (``{"max_steps": 2}``); ``annotations`` adds the
-    sections new runners write (``preset_defaults``, ``caps``) and ``metrics.unit`` keys."""
+    sections the runner writes (``preset_defaults``, ``caps``) and ``metrics.unit`` keys, over the
+    defaults of ``annotated`` (the preset's: epochs 1, lr 1e-3, rank 8, alpha 16; the built-in suites'
+    units); ``annotated=False``: none, as a version 1 record before the runner wrote them."""
     options = {"rank": 8, "alpha": 16.0} if adapter_options is None else adapter_options
     spec = {"suite": suite, "task": task, "adapter": adapter, "model": model, "preset": preset, "seed": seed,
             "adapter_options": options, "train": {"epochs": 1.0, "lr": 1e-3, "limit": limit, **(train or {})},
@@ -57,7 +62,7 @@ def make_record(
         "environment": {"python": "3.11", "git_commit": "abc123", "git_dirty": git_dirty, "device_name": "x86_64"},
         "timing": {"total_seconds": train_seconds + 1.0},
     }
-    annotations = dict(annotations or {})
+    annotations = {**(default_annotations(suite, primary) if annotated else {}), **(annotations or {})}
     metric_fields = annotations.pop("metrics", {})
     record.update(copy.deepcopy(annotations))
     if status != "success":
@@ -78,6 +83,18 @@ def make_record(
         "analysis": copy.deepcopy(analysis) if analysis is not None else sample_analysis(),
     })
     return cast(RunRecord, record)
+
+
+def default_annotations(suite: str, primary: str) -> dict[str, Any]:
+    """What the runner writes for a factory record: the preset's defaults (those ``make_record`` starts
+    from) and, for a built-in suite, its primary metric's unit."""
+    out: dict[str, Any] = {"preset_defaults": {"train": {"epochs": 1.0, "lr": 1e-3, "limit": None},
+                                               "adapter_options": {"rank": 8, "alpha": 16.0}}}
+    units = PAPER_METRIC_UNITS.get(suite, {})
+    if primary in units:
+        out["metrics"] = {"unit": units[primary], "display_scale": UNITS[units[primary]].display_scale,
+                          "higher_is_better": True, "units": dict(units)}
+    return out
 
 
 def sample_analysis() -> dict[str, Any]:

@@ -7,8 +7,9 @@ import pytest
 
 from harness.grid.run_grid import run_and_record
 from harness.pipeline.runner import ExecutionOptions, RunCancelled
-from harness.records.store import DONE_STATUSES, ResultStore
+from harness.records.store import ResultStore
 from harness.registry import SUITES
+from harness.status import DONE_STATUSES
 from tests.test_zero_shot import SUITE, FakeDualSuite, spec
 
 

@@ -66,7 +66,8 @@ def test_the_test_factory_records_conform_too(validator):
     (lambda r: r.update(status="finished"), "status"),
     (lambda r: r["key"].update(seed="1"), "key.seed"),
     (lambda r: r.pop("spec"), "(record)"),
-    (lambda r: r.update(schema_version=2), "schema_version"),
+    (lambda r: r.update(schema_version=record.SCHEMA_VERSION + 1), "schema_version"),
+    (lambda r: r.update(schema_version=1), "schema_version"),  # a version 1 record: migrate it
     (lambda r: r["spec"]["train"].update(batch_size="16"), "spec.train.batch_size"),
     (lambda r: r["spec"].pop("model"), "spec"),
     (lambda r: r["memory"].update(peak_bytes="1 GB"), "memory.peak_bytes"),

@@ -107,11 +107,16 @@ def aggregate_records(store: Path) -> list[dict]:
     return ResultStore(store).records(warn=False)
 
 
-def test_old_records_limited_by_comparison_within_the_store_new_ones_by_their_caps():
-    full = glue("lora", "rte", (0.6,), seeds=(1,), train={"max_eval_samples": 1000})
-    capped = glue("lora", "rte", (0.5,), seeds=(1,), train={"max_eval_samples": 100})
+def test_limited_by_the_preset_the_record_states_never_by_the_rest_of_the_store():
+    full = glue("lora", "rte", (0.6,), seeds=(1,), train={"max_eval_samples": 1000}, annotations=EVAL_CAP_PRESET)
+    capped = glue("lora", "rte", (0.5,), seeds=(1,), train={"max_eval_samples": 100}, annotations=EVAL_CAP_PRESET)
     frame = aggregate.load_frame([*full, *full_like("head", 1000), *capped])
     assert list(frame.sort_values("score")["limited"]) == [True, False, False]
+    # a record that does not state its preset's defaults (version 1, not migrated): nothing is guessed
+    # from the records beside it; every cap it sets limits it, and its label says what it does not know
+    old = make_record(task="rte", seed=2, score=0.7, train={"max_eval_samples": 1000}, annotated=False)
+    row = aggregate.load_frame([*full, old]).sort_values("score").iloc[-1]
+    assert row["limited"] and row["label"] == "lora r8 · eval cap 1000 · preset defaults unknown"
     # a new record states its caps: believed even when the store alone could not tell
     lone = make_record(task="rte", seed=1, train={"max_steps": 5},
                        annotations={"caps": {"below_preset": ["max_steps"]},
@@ -121,8 +126,12 @@ def test_old_records_limited_by_comparison_within_the_store_new_ones_by_their_ca
     assert row["limited"] and row["limited_by"] == "max_steps" and row["label"] == "lora r8 · max steps 5"
 
 
+EVAL_CAP_PRESET = {"preset_defaults": {"train": {"epochs": 1.0, "lr": 1e-3, "limit": None, "max_eval_samples": 1000},
+                                       "adapter_options": {"rank": 8, "alpha": 16.0}}}
+
+
 def full_like(adapter: str, eval_cap: int) -> list[dict]:
-    return glue(adapter, "rte", (0.55,), seeds=(1,), train={"max_eval_samples": eval_cap})
+    return glue(adapter, "rte", (0.55,), seeds=(1,), train={"max_eval_samples": eval_cap}, annotations=EVAL_CAP_PRESET)
 
 
 def test_paired_comparison_in_the_table_matches_the_hand_worked_example():
@@ -255,15 +264,37 @@ def test_an_undeclared_metric_is_labelled_unknown_and_not_scaled():
     assert aggregate.load_frame([declared]).iloc[0]["scale"] == 100.0
 
 
+BUILTIN_SUITES = ("glue", "instructeval", "mt-bench", "coco-retrieval", "rscd")
+
+
 def test_every_builtin_suite_declares_its_primary_metrics_with_a_unit():
     from harness.registry import SUITES
 
-    for name in metric_units.BUILTIN_METRICS:
+    for name in BUILTIN_SUITES:
         suite = SUITES.get(name)()
-        assert suite.metrics == metric_units.BUILTIN_METRICS[name]
+        assert suite.metrics and all(isinstance(m, metric_units.MetricSpec) for m in suite.metrics)
         for task in suite.tasks:
             spec = suite.metric(suite.primary_metric(task))
             assert spec.unit in metric_units.UNITS and spec.primary
+
+
+def test_the_papers_units_are_the_suites_declarations():
+    """The units the tables use for numbers without a record (harness/aggregate/paper_units.py) are those
+    the suites declare, and every metric of a reported table or a sub-metric column a suite declares is
+    among them (else a reported number would be scaled by its row's own scale, not its unit's)."""
+    from harness.aggregate.paper_format import SUB_METRICS
+    from harness.aggregate.paper_units import PAPER_METRIC_UNITS
+    from harness.registry import SUITES
+
+    declared = {name: {m.name: m.unit for m in SUITES.get(name)().metrics} for name in BUILTIN_SUITES}
+    for suite, units in PAPER_METRIC_UNITS.items():
+        assert all(declared[suite].get(metric) == unit for metric, unit in units.items()), suite
+    used = {(s, m) for s, metrics in SUB_METRICS.items() for m, _header in metrics}
+    for path in (Path(__file__).resolve().parents[1] / "results" / "reference").glob("*.csv"):
+        used |= {(row["suite"], row["metric"]) for row in csv.DictReader(path.open(encoding="utf-8"))}
+    for suite, metric in used:
+        if metric in declared.get(suite, {}):
+            assert PAPER_METRIC_UNITS[suite].get(metric) == declared[suite][metric], (suite, metric)
 
 
 def test_glue_refuses_limit_at_plan_time():

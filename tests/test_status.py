@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from harness import aggregate, spec
-from harness.records import record, store
 from harness.status import ALL_STATUSES, DONE_STATUSES, UNSUCCESSFUL_STATUSES, Status
 
 
@@ -14,11 +12,6 @@ def test_the_vocabulary_and_what_resume_skips():
     assert not Status.FAILED.done and not Status.CANCELLED.done and Status("oom").done
     assert UNSUCCESSFUL_STATUSES == tuple(s for s in ALL_STATUSES if s != "success")
     assert Status.SUCCESS == "success"  # compares equal to the text a record holds
-
-
-def test_every_module_reads_the_one_vocabulary():
-    assert record.STATUSES is ALL_STATUSES and spec.RECORD_STATUSES is ALL_STATUSES
-    assert store.DONE_STATUSES is DONE_STATUSES and aggregate.FAILURE_STATUSES is UNSUCCESSFUL_STATUSES
 
 
 def test_a_specs_key_is_its_records_key():

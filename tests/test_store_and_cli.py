@@ -6,7 +6,7 @@ import pytest
 
 from harness.cli.main import main
 from harness.records.check import validate_record
-from harness.records.record import RecordError
+from harness.records.record import SCHEMA_VERSION, RecordError
 from harness.records.store import ResultStore
 from harness.spec import RunSpec, TrainConfig
 
@@ -15,7 +15,7 @@ def _record(seed=1, status="success"):
     spec = RunSpec(suite="glue", task="rte", adapter="lora", model="minilm-l6", preset="cpu", seed=seed,
                    adapter_options={"rank": 8}, train=TrainConfig())
     return {
-        "schema_version": 1, "run_id": spec.run_id,
+        "schema_version": SCHEMA_VERSION, "run_id": spec.run_id,
         "key": {"suite": "glue", "task": "rte", "adapter": "lora", "config_hash": spec.config_hash, "seed": seed},
         "spec": spec.to_dict(), "status": status, "metrics": {"score": 0.5, "primary": "accuracy"},
     }

@@ -22,6 +22,7 @@ import pytest
 from harness import aggregate
 from harness.cli.main import main
 from harness.records.check import MAX_DEPTH, check_record
+from harness.records.record import SCHEMA_VERSION
 from harness.records.store import UNSAVED_DIR, ResultStore, StoreWarning
 from tests.record_factory import make_record
 
@@ -491,7 +492,7 @@ def test_a_newer_schema_record_is_never_overwritten(force, fake_suite, tmp_path:
     results = tmp_path / "results"
     path = _record_path(results)
     path.parent.mkdir(parents=True)
-    newer = {**make_record(seed=1), "schema_version": 2, "something": "new"}
+    newer = {**make_record(seed=1), "schema_version": SCHEMA_VERSION + 1, "something": "new"}
     path.write_text(json.dumps(newer))
     before = path.read_bytes()
     extra = ["--force"] if force else []
@@ -504,7 +505,8 @@ def test_a_newer_schema_record_is_never_overwritten(force, fake_suite, tmp_path:
     assert "planned 2, already done 1, ran 1 (success=1)" in captured.out
     assert path.read_bytes() == before
     report = ResultStore(results).load(warn=False)
-    assert [why for p, why in report.skipped] == ["schema_version 2 is newer than this harness's 1"]
+    assert [why for p, why in report.skipped] == [
+        f"schema_version {SCHEMA_VERSION + 1} is newer than this harness's {SCHEMA_VERSION}"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -59,7 +59,6 @@ from harness.aggregate.identity import dedupe_records, identify
 from harness.aggregate.ranking import (
     AVERAGE_COLUMNS,
     AVERAGE_KEYS,
-    FAILURE_STATUSES,
     GROUP_KEYS,
     LEADERBOARD_COLUMNS,
     leaderboard,
@@ -82,7 +81,7 @@ from harness.metrics import UNKNOWN_UNIT
 from harness.records.record import CAP_FIELDS
 
 __all__ = [
-    "NO_SIGNAL", "task_signal", "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS", "FAILURE_STATUSES",
+    "NO_SIGNAL", "task_signal", "AVERAGE_COLUMNS", "AVERAGE_KEYS", "CAP_FIELDS", "COMPARISON_COLUMNS",
     "FRAME_COLUMNS", "GROUP_KEYS", "LEADERBOARD_COLUMNS", "REFERENCE_COLUMNS", "REFERENCE_SCALES",
     "REPORT_FORMATS", "SUITE_ORDER", "UNKNOWN_UNIT", "VERDICT_MARKS", "analysis_matrices", "baseline_rows",
     "build_report", "compare_to_baseline", "comparison_caption", "comparison_display",

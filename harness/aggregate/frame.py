@@ -114,12 +114,11 @@ def tuning_fields(record: RunRecord) -> dict[str, Any]:
 def _sub_scores(record: RunRecord, metrics: Mapping[str, Any]) -> dict[str, float]:
     """The record's other declared metrics at the suite's selection (best dev epoch or final), on their
     display scale: MMLU / BBH / DROP / HumanEval, R@k both ways, MT-Bench per turn (the report's
-    sub-metric columns). A metric neither the record nor its suite declares is left out."""
+    sub-metric columns). A metric the record does not declare (``metrics.units``) is left out."""
     chosen = metrics.get("best") if isinstance(metrics.get("best"), Mapping) else metrics.get("final")
     chosen = chosen if isinstance(chosen, Mapping) else {}
     units = metrics.get("units") if isinstance(metrics.get("units"), Mapping) else {}
-    suite = str(section_of(record, "key").get("suite"))
-    declared = {spec.name for spec in metric_units.BUILTIN_METRICS.get(suite, ())} | {str(k) for k in units}
+    declared = {str(k) for k in units}
     out = {}
     for name, value in chosen.items():
         number = finite_number(value)

@@ -67,36 +67,13 @@ def _score_of(record: RunRecord) -> Any:
     return metrics.get("score")
 
 
-def _mode(values: list[Any], tie_break: Any = None) -> Any:
-    """The most common value (compared as JSON); ties go to ``tie_break`` when it is among them, else
-    to the least restrictive cap (None), else the first in JSON order."""
-    counts: dict[str, int] = {}
-    first: dict[str, Any] = {}
-    for v in values:
-        c = canonical(v)
-        counts[c] = counts.get(c, 0) + 1
-        first.setdefault(c, v)
-    best = max(counts.values())
-    tied = sorted(c for c, n in counts.items() if n == best)
-    for preferred in (tie_break, None):
-        if canonical(preferred) in tied:
-            return first[canonical(preferred)]
-    return first[tied[0]]
-
-
-def _inferred_defaults(records: list[RunRecord], group_keys: tuple[str, ...], section: str
-                       ) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Per group, the value of every field of ``spec[section]`` held by most records of the group."""
-    sections: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for r in records:
-        spec = section_of(r, "spec")
-        sections.setdefault(tuple(str(spec.get(k)) for k in group_keys), []).append(section_of(spec, section))
-    out: dict[tuple[str, ...], dict[str, list[Any]]] = {}
-    for group, items in sections.items():
-        names = sorted({n for item in items for n in item})
-        # a field a record lacks counts as unset (None), so that one record's cap is not taken as the default
-        out[group] = {n: [item.get(n) for item in items] for n in names}
-    return out
+def _recorded_defaults(record: RunRecord) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The preset's training settings (None when the record does not state them) and adapter options
+    for this run, as the runner recorded them (``preset_defaults``)."""
+    recorded = section_of(record, "preset_defaults")
+    train = dict(recorded["train"]) if isinstance(recorded.get("train"), Mapping) else None
+    options = dict(recorded["adapter_options"]) if isinstance(recorded.get("adapter_options"), Mapping) else {}
+    return train, options
 
 
 def _below(value: Any, default: Any) -> bool:
@@ -137,35 +114,20 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
     makes another row on every task. Two configurations are never averaged together: within a row and
     task every record has the same config hash.
 
-    The preset's defaults come from the record (``preset_defaults``, written by the runner) or, for
-    records written before it, from the store: per (suite, task, model, preset, adapter) the value of
-    each training setting held by most records (ties: the value most records of the task hold over all
-    adapters, else no cap). Adapter options are compared the same way per (suite, model, preset,
-    adapter) for the label. Limited: a cap (max_train_samples, max_eval_samples, max_steps, limit)
-    below the preset's; new records state it in ``caps.below_preset``.
+    The preset's defaults come from the record (``preset_defaults``, written by the runner; records of
+    schema version 1 get them from ``python -m harness records migrate``). A record that does not state
+    them (not migrated, or a plug-in whose preset could not be rebuilt: ``preset_defaults_error``) has
+    every training setting in its row key, is labelled ``preset defaults unknown`` and counts as limited
+    by any cap it sets: nothing is guessed from the other records of the store. Limited: a cap
+    (max_train_samples, max_eval_samples, max_steps, limit) below the preset's; records state it in
+    ``caps.below_preset``.
     """
-    per_adapter = _inferred_defaults(records, ("suite", "task", "model", "preset", "adapter"), "train")
-    per_task = _inferred_defaults(records, ("suite", "task", "model", "preset"), "train")
-    options = _inferred_defaults(records, ("suite", "model", "preset", "adapter"), "adapter_options")
     out = []
     for r in records:
         spec = section_of(r, "spec")
         train = dict(section_of(spec, "train"))
-        recorded = section_of(r, "preset_defaults")
-        if isinstance(recorded.get("train"), Mapping):
-            train_defaults = dict(recorded["train"])
-        else:
-            g_a = tuple(str(spec.get(k)) for k in ("suite", "task", "model", "preset", "adapter"))
-            g_t = g_a[:4]
-            train_defaults = {}
-            for name, values in per_adapter.get(g_a, {}).items():
-                task_mode = _mode(per_task.get(g_t, {}).get(name, values))
-                train_defaults[name] = _mode(values, tie_break=task_mode)
-        if isinstance(recorded.get("adapter_options"), Mapping):
-            option_defaults = dict(recorded["adapter_options"])
-        else:
-            g_o = tuple(str(spec.get(k)) for k in ("suite", "model", "preset", "adapter"))
-            option_defaults = {n: _mode(v) for n, v in options.get(g_o, {}).items()}
+        recorded_train, option_defaults = _recorded_defaults(r)
+        train_defaults = recorded_train if recorded_train is not None else {}
         tuning = section_of(r, "tuning")
         tuned = tuning.get("role") == "tuned"
         # a tuned row's rates differ per task by design: the row is "tuned", the values are per task
@@ -195,7 +157,11 @@ def identify(records: list[RunRecord]) -> list[dict[str, Any]]:
             parts[0] += " " + _label_part("rank", adapter_options["rank"])
         parts += [_label_part(k, v) for k, v in sorted(adapter_options.items())
                   if k != "rank" and k not in tuned_keys and k in option_defaults and canonical(v) != canonical(option_defaults[k])]
-        parts += [_label_part(k, v) for k, v in train_diff.items()]
+        if recorded_train is not None:
+            parts += [_label_part(k, v) for k, v in train_diff.items()]
+        else:  # every setting is in the row key; the label names the caps and what it does not know
+            parts += [_label_part(c, train.get(c)) for c in limited_by if c in train]
+            parts.append("preset defaults unknown")
         if regime == "tuned":
             parts.append("tuned")
         elif regime == "fixed":

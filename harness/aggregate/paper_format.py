@@ -32,6 +32,7 @@ from harness import metrics as metric_units
 from harness.aggregate import stats
 from harness.aggregate.comparison import verdicts
 from harness.aggregate.formatting import format_count
+from harness.aggregate.paper_units import paper_unit
 from harness.aggregate.wide import family_label
 from harness.untrusted import latex_text, markdown_text
 
@@ -285,10 +286,8 @@ def paper_rows(wide: pd.DataFrame, comparison: pd.DataFrame | None = None, *, ta
 
 
 def _unit_label(suite: str, metric: str) -> str:
-    for spec in metric_units.BUILTIN_METRICS.get(suite, ()):
-        if spec.name == metric:
-            return spec.unit_info.label
-    return metric_units.UNKNOWN_UNIT.label
+    unit = paper_unit(suite, metric)
+    return (unit or metric_units.UNKNOWN_UNIT).label
 
 
 def _why_unranked(row: Mapping[str, Any]) -> str:

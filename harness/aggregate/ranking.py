@@ -24,12 +24,11 @@ GROUP_KEYS = ("suite", "task", "model", "preset", "adapter", "configuration", "c
 # The same adapter configuration has a different config_hash per task (the task is part of the spec),
 # so the suite average groups by the row key (identify()), which leaves the task and its preset values out.
 AVERAGE_KEYS = ("suite", "model", "preset", "adapter", "row_key", "label", "limited", "regime")
-FAILURE_STATUSES = UNSUCCESSFUL_STATUSES
 LEADERBOARD_COLUMNS = (
     *GROUP_KEYS, "primary", "score_mean", "score_std", "score_ci_low", "score_ci_high", "seed_scores",
     "unit", "unit_label", "unit_family", "scale", "higher_is_better", "limited_by", "suite_tasks", "n_seeds",
     "n_runs",
-    *(f"n_{s}" for s in FAILURE_STATUSES), "statuses", "params_adapter", "params_head",
+    *(f"n_{s}" for s in UNSUCCESSFUL_STATUSES), "statuses", "params_adapter", "params_head",
     "peak_memory_bytes", "estimate_memory_bytes", "memory_estimated", "memory_fixed_bytes", "train_seconds",
     "train_seconds_quiet", "train_time_normalised", "mean_step_seconds", "git_dirty", "source",
 )
@@ -41,7 +40,7 @@ AVERAGE_COLUMNS = (
 
 def n_failed_runs(rows: pd.DataFrame) -> int:
     """Runs of these leaderboard rows that ended without a score, every unsuccessful status together."""
-    return int(sum(rows[f"n_{s}"].sum() for s in FAILURE_STATUSES))
+    return int(sum(rows[f"n_{s}"].sum() for s in UNSUCCESSFUL_STATUSES))
 
 
 def _status_summary(statuses: pd.Series) -> str:
@@ -76,7 +75,7 @@ def _summarise_group(group: pd.DataFrame) -> dict[str, Any]:
         "tuning_budget": first_valid(group["tuning_budget"]) if "tuning_budget" in group else None,
         "tuning_seconds": first_valid(group["tuning_seconds"]) if "tuning_seconds" in group else None,
     }
-    for status in FAILURE_STATUSES:
+    for status in UNSUCCESSFUL_STATUSES:
         row[f"n_{status}"] = int((group["status"] == status).sum())
     source = ok if len(ok) else group
     row.update(

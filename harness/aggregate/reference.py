@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import metrics as metric_units
+from harness.aggregate.paper_units import paper_unit
 
 REFERENCE_COLUMNS = (
     "paper", "table", "model", "suite", "task", "adapter", "method", "metric", "value", "scale",
@@ -39,12 +39,10 @@ def _reference_row_problems(row: Mapping[str, Any]) -> list[str]:
 
 def _reference_score(suite: str, metric: str, value: float, scale: str) -> float:
     """A printed number on the scale our records store: divided by the display scale of the metric's
-    declared unit (accuracy 94.7 -> 0.947, MCC 63.4 -> 0.634, rsum and MT-Bench ratings as printed);
-    a metric no suite declares (MNLI-mismatched) by the row's own ``scale``."""
-    for spec in metric_units.BUILTIN_METRICS.get(suite, ()):
-        if spec.name == metric:
-            return value / spec.display_scale
-    return value / REFERENCE_SCALES[scale]
+    declared unit (harness/aggregate/paper_units.py: accuracy 94.7 -> 0.947, MCC 63.4 -> 0.634, rsum and
+    MT-Bench ratings as printed); a metric none declares (MNLI-mismatched) by the row's own ``scale``."""
+    unit = paper_unit(suite, metric)
+    return value / (unit.display_scale if unit is not None else REFERENCE_SCALES[scale])
 
 
 def load_reference(folder: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness run|ls|params|report|reproduce|analyze``.
+"""Command line: ``python -m harness run|tune|ls|params|report|reproduce|analyze|records``.
 
 Every user error (unknown name, bad option, missing data) is one line on stderr and exit code 2,
 raised before any model is loaded. The parser is ``harness.cli.parser``; each command lives in its own
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             command = {"report": cmd_report, "reproduce": cmd_reproduce, "analyze": cmd_analyze}[args.command]
             return command(args)
+        if args.command == "records":
+            from harness.cli.records import cmd_records
+
+            return cmd_records(args)
     except HarnessError as exc:
         from harness.untrusted import terminal_text
 

@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _reproduce_parser(sub)
 
+    records = sub.add_parser("records", help="maintain a result store's records (migrate: to the current layout)")
+    records_sub = records.add_subparsers(dest="records_command", required=True, parser_class=_Parser)
+    migrate = records_sub.add_parser("migrate", help="bring every record under DIR (and its tuning trials) to "
+                                                     "the current schema version, once; values never change")
+    migrate.add_argument("dir", metavar="DIR", help="a results folder (e.g. results or runs)")
+
     analyze = sub.add_parser("analyze", help="SVD analyses across runs (subspace similarity)",
                              description=ANALYZE_DESCRIPTION)
     add_analyze_arguments(analyze)

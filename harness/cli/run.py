@@ -313,7 +313,8 @@ def _cuda_available() -> bool:
 
 def plan_state(status: str | None, force: bool) -> str:
     """What the next invocation does with a run, given its recorded status (None: no record)."""
-    from harness.records.store import DONE_STATUSES, NEWER_SCHEMA
+    from harness.records.store import NEWER_SCHEMA
+    from harness.status import DONE_STATUSES
 
     if status is None:
         return "pending"
@@ -325,7 +326,7 @@ def plan_state(status: str | None, force: bool) -> str:
 
 
 def _plan_table(specs: list[Any], counts: dict[tuple[str, str], int], store: Any, force: bool) -> str:
-    from harness.records.store import DONE_STATUSES
+    from harness.status import DONE_STATUSES
 
     lines = [f"{len(specs)} runs planned"]
     header = f"{'suite':<10} {'task':<8} {'adapter':<10} {'seed':>5} {'params':>12}  {'config':<12} state"

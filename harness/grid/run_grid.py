@@ -14,11 +14,11 @@ from typing import Any
 
 from harness.pipeline import runner
 from harness.pipeline.runner import ExecutionOptions, RunCancelled
-from harness.records.store import DONE_STATUSES, NEWER_SCHEMA, ResultStore
+from harness.records.store import NEWER_SCHEMA, ResultStore
 from harness.redact import redact
 from harness.signals import deferred
 from harness.spec import RunSpec
-from harness.status import Status
+from harness.status import DONE_STATUSES, Status
 
 
 @dataclass

@@ -12,7 +12,7 @@ from harness.spec import RunSpec
 
 
 def _done_runs(specs: tuple[RunSpec, ...], store: Any) -> int:
-    from harness.records.store import DONE_STATUSES
+    from harness.status import DONE_STATUSES
 
     return sum(store.status(s.key) in DONE_STATUSES for s in specs)
 

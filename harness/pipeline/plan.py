@@ -338,7 +338,7 @@ def preset_annotations(spec: RunSpec, suite: Suite | None = None) -> dict[str, A
     training settings and adapter options for this run, so that a row shows what differs from them;
     the caps applied and those below the preset's (a "limited" run); the suite's default tasks. Never
     part of the config hash. A plug-in whose defaults cannot be rebuilt gets ``preset_defaults_error``
-    and the tables fall back to comparing records within the store."""
+    and the tables label its row "preset defaults unknown" (harness/aggregate/identity.py)."""
     try:
         suite = suite if suite is not None else SUITES.get(spec.suite)()
         adapter_cls = ADAPTERS.get(spec.adapter)

@@ -8,7 +8,9 @@ app, resume, the dry run) goes through, so that one bad file cannot crash them o
   ``MAX_DEPTH``, larger than ``MAX_RECORD_BYTES``, not an object, a required field missing or of the
   wrong type) raises ``RecordError`` and is skipped by the store with one warning;
 - a record of a newer ``schema_version`` raises ``NewerSchemaError`` (a RecordError): it is skipped by
-  readers and never overwritten by a grid;
+  readers and never overwritten by a grid; one of an older version the harness wrote (down to
+  ``OLDEST_SCHEMA_VERSION``) is read as far as it goes (``is_older_schema``; the store warns once per
+  read and ``python -m harness records migrate`` brings it to the current layout);
 - a usable record with bad values in the fields the readers use (a number that is a string, a bool,
   NaN, infinity or out of range; a text field that is not text; a section that is not an object) is
   kept, with each such value replaced by None (missing, so it is never counted) and a note per value.
@@ -25,8 +27,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.records.record import KEY_FIELDS, REQUIRED_KEYS, SCHEMA_VERSION, STATUSES, RecordError, RunRecord
-from harness.status import Status
+from harness.records.record import (
+    KEY_FIELDS,
+    OLDEST_SCHEMA_VERSION,
+    REQUIRED_KEYS,
+    SCHEMA_VERSION,
+    RecordError,
+    RunRecord,
+)
+from harness.status import ALL_STATUSES, Status
 
 # Real records are 6 levels deep; the readers (and Streamlit's st.json, pickling for its cache) recurse.
 MAX_DEPTH = 64
@@ -62,6 +71,12 @@ class NewerSchemaError(RecordError):
     def __init__(self, version: int):
         super().__init__(f"schema_version {version} is newer than this harness's {SCHEMA_VERSION}")
         self.version = version
+
+
+def is_older_schema(record: Any) -> bool:
+    """Whether a checked record is of an older schema version than this harness writes (migrate it)."""
+    version = record.get("schema_version") if isinstance(record, Mapping) else None
+    return _is_int(version) and version < SCHEMA_VERSION
 
 
 def parse_json_text(text: str) -> Any:
@@ -143,7 +158,7 @@ def check_record(data: Any) -> tuple[RunRecord, list[str]]:
         raise RecordError(f"schema_version {_show(version)} is not an integer")
     if version > SCHEMA_VERSION:
         raise NewerSchemaError(version)
-    if version != SCHEMA_VERSION:
+    if version < OLDEST_SCHEMA_VERSION:
         problems.append(f"schema_version {version} is not {SCHEMA_VERSION}")
     if not _is_text(data["run_id"]):
         problems.append(f"run_id {_show(data['run_id'])} is not a non-empty string")
@@ -160,8 +175,8 @@ def check_record(data: Any) -> tuple[RunRecord, list[str]]:
     if not isinstance(data["spec"], Mapping):
         problems.append(f"'spec' is a JSON {_kind(data['spec'])}, not an object")
     status = data["status"]
-    if not isinstance(status, str) or status not in STATUSES:
-        problems.append(f"status {_show(status)} is not one of {', '.join(STATUSES)}")
+    if not isinstance(status, str) or status not in ALL_STATUSES:
+        problems.append(f"status {_show(status)} is not one of {', '.join(ALL_STATUSES)}")
     elif status == Status.SUCCESS and not (isinstance(data.get("metrics"), Mapping) and "score" in data["metrics"]):
         problems.append("a successful record needs metrics.score")
     if problems:

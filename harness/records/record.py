@@ -1,6 +1,6 @@
 """The run record: one JSON object per (suite, task, adapter, config, seed). Pure Python, no torch.
 
-The layout (schema version 1) is the types below: ``RunRecord`` and its sections as TypedDicts, which
+The layout (schema version 2) is the types below: ``RunRecord`` and its sections as TypedDicts, which
 the readers (harness.aggregate, harness.records.store, harness.records.check, the app) annotate with.
 ``harness/records/schema.py`` generates the JSON Schema shipped as ``docs/record.schema.json`` from
 them, for tools outside the harness. In short::
@@ -12,12 +12,15 @@ them, for tools outside the harness. In short::
     analysis{components[...], ...}, model_info{...}, data_info{...}, environment{...},
     started_at, finished_at (ISO 8601, UTC)
 
-Written by newer runners (additive: readers must not require them; records without them are read as
-described in harness/aggregate/identity.py ``identify``): ``preset_defaults`` (or
-``preset_defaults_error``), ``caps``, ``precision``, ``metrics.unit``/``display_scale``/
-``higher_is_better``/``units`` (units: harness/metrics.py). Every object is open (a reader must accept
-keys it does not know); a field is required only where every runner wrote it. Reading and checking a
-file is harness/records/check.py.
+The preset annotations (what the tables read instead of importing the suites): ``preset_defaults`` (or
+``preset_defaults_error`` for a plug-in whose preset could not be rebuilt), ``caps``, and with a
+primary metric ``metrics.unit``/``display_scale``/``higher_is_better``/``units`` (units:
+harness/metrics.py). Schema version 2 records carry them all; version 1 records written before the
+runner added them do not: ``python -m harness records migrate DIR`` (harness/records/migrate.py) fills
+them in from the suite and preset definitions, and the store warns once per read while any is left.
+``precision`` is written by newer runners only. Every object is open (a reader must accept keys it
+does not know); a field is required only where every runner wrote it. Reading and checking a file is
+harness/records/check.py.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ class Metrics(TypedDict, total=False):
     final: MetricValues
     per_epoch: list[MetricValues]
     variants: dict[str, MetricValues]
-    unit: str | None  # harness/metrics.py; records before the units lack these four
+    unit: str | None  # harness/metrics.py; version 1 records may lack these four
     unit_error: str
     display_scale: float
     higher_is_better: bool
@@ -237,13 +240,15 @@ class RunRecord(_RecordCore, total=False):
     environment: Environment
     precision: Precision
     preset_defaults: PresetDefaults
-    # a plug-in whose preset could not be rebuilt: the tables fall back to comparing records in the store
+    # a plug-in whose preset could not be rebuilt: its row is labelled "preset defaults unknown"
     preset_defaults_error: str
     caps: Caps
 
 
-SCHEMA_VERSION = 1
-STATUSES = ALL_STATUSES
+# 2: every record carries its preset annotations (preset_defaults or preset_defaults_error, caps) and,
+# with a primary metric, its units; version 1 records may lack them (python -m harness records migrate)
+SCHEMA_VERSION = 2
+OLDEST_SCHEMA_VERSION = 1  # the oldest a reader accepts (read as far as it goes, with a warning)
 REQUIRED_KEYS: tuple[str, ...] = tuple(_RecordCore.__annotations__)
 KEY_FIELDS: tuple[str, ...] = tuple(RecordKey.__annotations__)
 

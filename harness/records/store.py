@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.records.check import NewerSchemaError, notes_text, read_record_file
-from harness.records.record import RecordError, RunRecord, dumps, record_relpath, sanitize
-from harness.status import DONE_STATUSES  # noqa: F401  (done for resume; failed and cancelled are rerun)
+from harness.records.check import NewerSchemaError, is_older_schema, notes_text, read_record_file
+from harness.records.record import SCHEMA_VERSION, RecordError, RunRecord, dumps, record_relpath, sanitize
+from harness.status import DONE_STATUSES  # done for resume; failed and cancelled are rerun
 
 TEMP_PREFIX = ".tmp-"
 TUNING_DIR = "tuning"  # harness.tuning.study.TUNING_DIR: a results folder's tuning studies, trials and choices
@@ -65,13 +65,21 @@ class LoadReport:
     records: list[RunRecord] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): files that are not records
     cleaned: list[tuple[str, str]] = field(default_factory=list)  # (path, which values were set to None)
+    older: list[str] = field(default_factory=list)  # records of an older schema version (read as far as they go)
+    root: str = ""
 
     @property
     def warnings(self) -> list[str]:
-        """One line per file that was skipped or had values dropped, in path order."""
+        """One line per file that was skipped or had values dropped, in path order; then one line for
+        all the records of an older schema version."""
         lines = [(p, f"skipped {p}: {why}") for p, why in self.skipped]
         lines += [(p, f"{p}: values ignored (read as missing): {why}") for p, why in self.cleaned]
-        return [line for _, line in sorted(lines)]
+        return [line for _, line in sorted(lines)] + ([self.older_warning] if self.older else [])
+
+    @property
+    def older_warning(self) -> str:
+        return (f"{len(self.older)} records in {self.root or 'the store'} are of an older schema version than "
+                f"{SCHEMA_VERSION} (read as far as they go): python -m harness records migrate {self.root or 'DIR'}")
 
 
 class ResultStore:
@@ -114,20 +122,7 @@ class ResultStore:
     def write(self, record: RunRecord) -> Path:
         path = self.path_for(record["key"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = dumps(sanitize(record))
-        # the writer's pid and host in the name let clean_stale_temps tell a dead writer from a live one
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}@", suffix=".json", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; a record is an ordinary file
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with _suppress():
-                os.unlink(tmp)
-            raise
+        write_text_atomically(path, dumps(sanitize(record)))
         return path
 
     def iter_paths(self) -> Iterator[Path]:
@@ -167,7 +162,7 @@ class ResultStore:
         return removed
 
     def load(self, *, warn: bool = True) -> LoadReport:
-        report = LoadReport()
+        report = LoadReport(root=str(self.root))
         for path in self.iter_paths():
             try:
                 record, notes = read_record_file(path)
@@ -177,11 +172,15 @@ class ResultStore:
                     warnings.warn(f"skipped {path}: {exc}", StoreWarning, stacklevel=2)
                 continue
             report.records.append(record)
+            if is_older_schema(record):
+                report.older.append(str(path))
             if notes:
                 report.cleaned.append((str(path), notes_text(notes)))
                 if warn:
                     warnings.warn(f"{path}: values ignored (read as missing): {notes_text(notes)}", StoreWarning,
                                   stacklevel=2)
+        if report.older and warn:  # one warning per read, not one per record
+            warnings.warn(report.older_warning, StoreWarning, stacklevel=2)
         return report
 
     def records(self, *, warn: bool = True) -> list[RunRecord]:
@@ -232,6 +231,24 @@ class ResultStore:
                 continue
             return target
         return None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file in its folder, fsynced, then renamed over it: a
+    reader or a killed writer never sees a partial record."""
+    # the writer's pid and host in the name let clean_stale_temps tell a dead writer from a live one
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}@", suffix=".json", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; a record is an ordinary file
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
 
 
 def _path_problem(path: Path) -> str | None:

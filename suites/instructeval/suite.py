@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import coerce
 from harness.datafiles import cached, fail, read_checked, read_json, require_fields
 from harness.errors import HarnessError
-from harness.metrics import BUILTIN_METRICS
+from harness.metrics import MetricSpec
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
@@ -313,7 +313,14 @@ def _humaneval_rows(path: Path) -> list[dict[str, Any]]:
 @register_suite("instructeval")
 class InstructEval(InstructionTuningSuite):
     share_task_data = True  # the tokenized Alpaca examples and the eval plan are only read during a run
-    metrics = BUILTIN_METRICS["instructeval"]  # names, units, directions: harness/metrics.py
+    metrics = (  # names, units, directions: harness/metrics.py
+        MetricSpec("average", "fraction", primary=True, description="mean of the benchmark scores"),
+        MetricSpec("mmlu", "fraction"),
+        MetricSpec("bbh", "fraction"),
+        MetricSpec("drop", "fraction", description="DROP F1"),
+        MetricSpec("drop_em", "fraction"),
+        MetricSpec("humaneval", "fraction", description="pass@1"),
+    )
     honours_limit = True  # --limit N scores N examples per lm-eval task
     description = "Alpaca instruction tuning, evaluated on INSTRUCTEVAL (MMLU 5-shot, BBH 3-shot, DROP 3-shot, HumanEval pass@1) with lm-eval"
 

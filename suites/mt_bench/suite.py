@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import build
 from harness.errors import HarnessError
-from harness.metrics import BUILTIN_METRICS
+from harness.metrics import MetricSpec
 from harness.models import find_model_entry, wheel_dir
 from harness.redact import has_secret
 from harness.registry import register_suite
@@ -311,7 +311,13 @@ class MTBenchPlan:
 
 @register_suite("mt-bench")
 class MTBench(InstructionTuningSuite):
-    metrics = BUILTIN_METRICS["mt-bench"]  # names, units, directions: harness/metrics.py
+    metrics = (  # names, units, directions: harness/metrics.py
+        MetricSpec("overall", "rating_1_10", primary=True, description="mean judge rating over both turns"),
+        MetricSpec("turn1", "rating_1_10"),
+        MetricSpec("turn2", "rating_1_10"),
+        *(MetricSpec(f"category_{c}", "rating_1_10") for c in
+          ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")),
+    )
     honours_limit = True  # --limit N judges N questions, round-robin over categories
     description = "Alpaca instruction tuning, evaluated on MT-Bench (80 two-turn questions, LLM-judge scores 1-10, FastChat formats)"
 
