@@ -184,7 +184,7 @@ class RunSpec:
     # what the plan knows about the run and its record copies (the preset's defaults, the caps applied and
     # those below the preset's: harness.pipeline.plan.preset_annotations), handed over so that running a
     # run never re-plans it. Never part of the identity, the equality or ``to_dict``
-    annotations: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    annotations: dict[str, Any] | None = field(default=None, compare=False, repr=False, metadata={"recorded": False})
 
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()

@@ -64,8 +64,10 @@ def _object(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     """The object schema of a TypedDict or a dataclass."""
     hints = typing.get_type_hints(cls, include_extras=True)
     if dataclasses.is_dataclass(cls):
-        names = [f.name for f in dataclasses.fields(cls)]
-        required = [f.name for f in dataclasses.fields(cls)
+        # a field the record never holds (RunSpec.annotations: copied into the record's own sections)
+        recorded = [f for f in dataclasses.fields(cls) if f.metadata.get("recorded", True)]
+        names = [f.name for f in recorded]
+        required = [f.name for f in recorded
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     else:
         names = list(cls.__annotations__)
