@@ -94,7 +94,6 @@ def schedule_steps(total_steps: int, tinit_ratio: float, tfinal_ratio: float) ->
 class AdaLoRA(PeftAdapter[AdaLoraOptions]):
     display_name = "AdaLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "AdaLoRA via peft: SVD-form LoRA whose ranks are pruned by importance to a budget"
-    config_cls = AdaLoraOptions
     component = "adalora"
     # Budget: the seeds' tables put AdaLoRA at LoRA's budget (r=8 on query,value for RoBERTa, Hu et al.
     # 2021 Table 9), i.e. target rank 8 from the paper's initial budget of 1.5x the final one (Zhang et

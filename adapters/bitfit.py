@@ -50,10 +50,9 @@ def block_biases(
 
 
 @register_adapter("bitfit")
-class BitFit(Adapter):
+class BitFit(Adapter[BitfitOptions]):
     display_name = "BitFit"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "BitFit: only the bias terms inside the transformer blocks train"
-    config_cls = BitfitOptions
     # LLaMA-style causal LMs have no biases; the seeds run BitFit on encoders only.
     families = ("encoder", "vision", "dual_encoder")
 

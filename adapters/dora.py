@@ -32,7 +32,6 @@ class DoRA(PeftLoraAdapter[DoraOptions]):
     description = "DoRA via peft: LoRA direction plus a trained per-output magnitude vector"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
-    config_cls = DoraOptions
     lora_options = {"use_dora": True}
     component = "dora"
     # The seeds' tables (MSPLoRA Tables 1-2, SeRA Tables 1-2) compare DoRA at the LoRA row's budget, i.e.

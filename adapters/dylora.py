@@ -97,7 +97,6 @@ class DyloraLinear(LowRankLinear):
 class DyLoRA(LowRankAdapter[DyloraOptions, DyloraLinear]):
     display_name = "DyLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "DyLoRA: rank sampled per step with nested truncation; evaluated at several ranks"
-    config_cls = DyloraOptions
     wrapper_cls = DyloraLinear
     # Rank 8 on the query/value projections (the suite's per-model targets), as LoRA's RoBERTa row;
     # evaluated at 8 and (variants) 4, 2, 1.

@@ -72,7 +72,6 @@ class Lily(PeftAdapter[LilyOptions]):
     description = (
         "Lily via peft: A shared by neighbouring layers, B's shared by all layers, mixed by a router"
     )
-    config_cls = LilyOptions
     # Lily's row in the seeds' tables could not be read offline when this was written
     # (results/reference/README.md). These follow peft's documented recommendation for Lily (rank about
     # 2x the LoRA rank it replaces, stride_a and num_b about L/4) at LoRA's RoBERTa targets (Hu et al.

@@ -22,7 +22,6 @@ class LoRA(PeftLoraAdapter[LoraOptions]):
     description = "LoRA via peft: low-rank B·A added to the target linear layers"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
-    config_cls = LoraOptions
     # LoRA's own RoBERTa GLUE setting (Hu et al. 2021, Table 9), which MSPLoRA and SeRA compare against.
     paper_options = {
         "glue": {"rank": 8, "alpha": 8},  # targets come from the suite (query,value / query_proj,value_proj)

@@ -263,7 +263,6 @@ class LoRA2(LowRankAdapter[Lora2Options, Lora2Linear]):
     description = "LoRA²: P·Λ·Q with P, Q products of two rank-k LoRAs, orthogonality regularisers, AdaLoRA-style pruning"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
-    config_cls = Lora2Options
     wrapper_cls = Lora2Linear
     # The authors' DeBERTaV3-base scripts (run_debertav3_*.sh): r = 8, alpha 16, reg 0.1, beta 0.85,
     # mask interval 100, target rank 2 (SST-2) or 3 (MNLI), all of q, k, v, attention output,

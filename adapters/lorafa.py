@@ -55,7 +55,6 @@ class _LoraFactorsView:
 class LoraFA(PeftLoraAdapter[LoraFaOptions]):
     display_name = "LoRA-FA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "LoRA-FA via peft: LoRA with frozen random A, B trained by peft's LoRA-FA optimiser"
-    config_cls = LoraFaOptions
     # The seeds compare LoRA-FA at LoRA's budget: LoRA's RoBERTa GLUE setting (Hu et al. 2021, Table 9:
     # r=8 on query,value) and the seeds' LoRA instruction setting (adapters/lora.py). Its own row in the
     # seeds' tables could not be read offline when this was written (results/reference/README.md).

@@ -59,7 +59,6 @@ class MeloraLinear(LowRankLinear):
 class MELoRA(LowRankAdapter[MeloraOptions, MeloraLinear]):
     display_name = "MELoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MELoRA: `split` mini-LoRAs on slices of input/output (block-diagonal), total rank r"
-    config_cls = MeloraOptions
     wrapper_cls = MeloraLinear
     # The setting, matched to LoRA r=8 on the query/value projections (targets come from the
     # suite's per-model default): 8 rank-1 blocks, 1/8 of LoRA's parameters.

@@ -49,7 +49,6 @@ class MosloraLinear(LowRankLinear):
 class MoSLoRA(LowRankAdapter[MosloraOptions, MosloraLinear]):
     display_name = "MoSLoRA"  # in the report's tables (harness.adapter.Adapter.display_name)
     description = "MoSLoRA: LoRA with a trainable r x r subspace mixer between A and B"
-    config_cls = MosloraOptions
     wrapper_cls = MosloraLinear
     # Rank 8 on the query/value projections (from the suite's per-model targets), as LoRA's RoBERTa row.
     paper_options = {"glue": {"rank": 8, "alpha": 8}}

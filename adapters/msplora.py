@@ -191,7 +191,6 @@ class MSPLoRA(LowRankAdapter[MSPLoraOptions, MSPLoRALinear]):
     description = "MSPLoRA: shared global + depth-group + per-layer low-rank pairs (ranks r, r/2, r/4)"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
-    config_cls = MSPLoraOptions
     wrapper_cls = MSPLoRALinear
     # The paper's settings (authors' glue_finetune.sh / llama_finetune.sh); the level ranks are the default
     # halving from ``rank``, so a --rank given on the command line moves all three: ranks 8/4/2 on query,value of

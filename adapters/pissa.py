@@ -52,7 +52,6 @@ class PiSSA(PeftLoraAdapter[PissaOptions]):
     description = "PiSSA via peft: LoRA initialised from the principal singular vectors, W frozen as residual"
     # LoRA's RoBERTa-base GLUE rates are 4e-4 and 5e-4 (Hu et al. 2021, Table 9)
     search_space = {"lr": LogUniform(1e-4, 1e-2, prior=5e-4)}
-    config_cls = PissaOptions
     component = "pissa"
     # As DoRA: the seeds' tables compare PiSSA at the LoRA row's budget (LoRA's RoBERTa GLUE setting,
     # Hu et al. 2021 Table 9, r=8 on query,value; the seeds' LoRA instruction setting). PiSSA's own

@@ -99,7 +99,6 @@ class SeRA(LowRankAdapter[SeraOptions, SeRALinear]):
     # SeRA trains small square matrices between frozen random projections, like VeRA's vectors: rates
     # of VeRA's order (measured here: 4e-3 to 1e-2 beat LoRA's 1e-3 on SST-2 and STS-B)
     search_space = {"lr": LogUniform(1e-3, 1e-1, prior=4e-3)}
-    config_cls = SeraOptions
     wrapper_cls = SeRALinear
     # SeRA's GLUE setting: RoBERTa-large, query and value, r = 8 (and r = 16 with --rank 16), split = r.
     paper_options = {

@@ -53,7 +53,6 @@ class VeRA(PeftAdapter[VeraOptions]):
     # VeRA trains vectors only and needs far larger rates than LoRA: 4e-3 to 1e-2 for RoBERTa-base on
     # GLUE (Kopiczko et al. 2024, Table 8); the SeRA paper ran it at those, not at LoRA's
     search_space = {"lr": LogUniform(1e-3, 1e-1, prior=4e-3)}
-    config_cls = VeraOptions
     component = "vera"
     rank_bounded_by_shape = False  # r is the shared projections' width, routinely above the hidden size
     # VeRA's own GLUE setting: r=1024 for RoBERTa-base and r=256 for RoBERTa-large, on query,value

@@ -24,7 +24,7 @@ if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, 
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app import views  # noqa: E402
+from app import run_detail, views  # noqa: E402
 from harness import aggregate  # noqa: E402
 from harness.records.record import RunRecord  # noqa: E402
 from harness.records.store import ResultStore  # noqa: E402
@@ -190,7 +190,7 @@ def main() -> None:
     with tab_pareto:
         views.render_pareto(table, reference)
     with tab_detail:
-        views.render_run_detail([r for r in records if r["run_id"] in shown])
+        run_detail.render_run_detail([r for r in records if r["run_id"] in shown])
     with tab_reported:
         views.render_reported(reference, reference_skipped)
     with tab_export:
@@ -205,4 +205,6 @@ def main() -> None:
         render_tuning(chosen[0], records)
 
 
-main()
+# `streamlit run app/leaderboard.py` runs this file as __main__; importing it (the tests) runs nothing
+if __name__ == "__main__":
+    main()

@@ -67,11 +67,12 @@ def harness_loop(spec, data_dir: Path, device: str) -> tuple[float, int]:
 
 def bare_loop(spec, data_dir: Path, device_name: str) -> tuple[float, int, int, int]:
     """(seconds, steps, padded tokens, linear weights in the encoder): the same work, nothing else."""
+    from harness.batching import length_grouped_batches
     from harness.pipeline.attach import attach, build_adapter
     from harness.pipeline.runner import resolve_device
     from harness.pipeline.train import lr_lambda, seed_everything
     from harness.suite import DataSource, RunContext
-    from suites.glue import Glue, collate, length_grouped_batches
+    from suites.glue import Glue, collate
 
     device = resolve_device(device_name)
     suite = Glue()

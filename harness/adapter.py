@@ -1,7 +1,8 @@
 """The adapter plug-in contract.
 
 An adapter is a class registered with ``@register_adapter("name")`` that has a typed frozen config
-(``config_cls``) and an ``apply`` method that turns a pretrained model into the model to train: it adds
+(the type argument of its base, ``class LoRA(PeftLoraAdapter[LoraOptions])``, becomes ``config_cls``) and
+an ``apply`` method that turns a pretrained model into the model to train: it adds
 its own trainable tensors and freezes what must stay frozen. Everything else is an optional hook that the
 training loop calls; the defaults do the right thing for a plain additive adapter.
 
@@ -112,9 +113,18 @@ class DeltaComponent:
 
 
 class Adapter(Generic[ConfigT]):
-    """Base class of every adapter plug-in. Subclass as ``Adapter[MyOptions]``, set ``config_cls =
-    MyOptions`` (the class the registry builds from options), implement ``apply``; ``self.config`` is
-    then typed ``MyOptions`` in every method."""
+    """Base class of every adapter plug-in. Subclass as ``Adapter[MyOptions]`` (or a toolkit base such as
+    ``PeftLoraAdapter[MyOptions]``) and implement ``apply``: ``MyOptions`` becomes ``config_cls``, the class
+    the registry builds from options (``__init_subclass__``; setting ``config_cls`` yourself still works),
+    and ``self.config`` is typed ``MyOptions`` in every method. The registry checks all this when the
+    class is registered (harness.registry)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_cls" not in vars(cls):
+            config = config_type_argument(cls)
+            if config is not None:
+                cls.config_cls = config
 
     name: ClassVar[str] = ""
     # the method's name in papers and in the report's tables ("LoRA²", "Adapterᴴ"); the registry sets it to
@@ -218,8 +228,8 @@ class Adapter(Generic[ConfigT]):
     # ---- persistence ------------------------------------------------------------------------------
     def adapter_state_dict(self, model: nn.Module, head_param_ids: frozenset[int] = frozenset()) -> dict[str, torch.Tensor]:
         """The adapter's own tensors, each shared tensor once (first name wins). Default: every
-        trainable parameter that is not a head parameter, plus buffers the adapter registered as
-        ``persistent_adapter_buffers``."""
+        trainable parameter that is not a head parameter. An adapter with frozen tensors of its own that a
+        reload needs (VeRA's shared random projections) overrides this to add them (adapters/vera.py)."""
         from harness.parameters import unique_named_parameters
 
         out: dict[str, torch.Tensor] = {}
@@ -285,3 +295,13 @@ def check_rank_fits(adapter: Adapter[Any], sites: tuple[TargetSite, ...]) -> Non
                 f"rank {config.rank} of adapter '{adapter.name}' is larger than min(in, out) = {limit} of target "
                 f"module {site.name} ({site.out_features} x {site.in_features}); use --rank {limit} or less"
             )
+
+
+def config_type_argument(cls: type) -> type[AdapterConfig] | None:
+    """The config class a subclass names as its base's type argument (``Adapter[MyOptions]``,
+    ``LowRankAdapter[MyOptions, MyLinear]``: the first argument that is an AdapterConfig), or None."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        for arg in getattr(base, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, AdapterConfig):
+                return arg
+    return None

@@ -3,13 +3,18 @@
 Built-in plug-ins live in the top-level ``adapters`` and ``suites`` packages and are discovered by
 importing every module there; third-party packages register through the entry-point groups
 ``harness.adapters`` and ``harness.suites`` (the entry point loads a module or an object whose import
-registers it). Registration is by decorator; a duplicate name is an error.
+registers it). Registration is by decorator; a duplicate name is an error, and so is a class that does
+not keep the contract (an adapter that is no ``harness.adapter.Adapter`` or whose config is no frozen
+``AdapterConfig`` dataclass, a suite that is no ``harness.suite.Suite``): checked when the class is
+registered, at import, as lm-evaluation-harness's registry does, not when a run first builds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
@@ -22,6 +27,7 @@ if TYPE_CHECKING:  # annotations only: importing the contracts here would import
     from harness.suite import Suite
 
 T = TypeVar("T")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 class DuplicateNameError(HarnessError):
@@ -31,18 +37,23 @@ class DuplicateNameError(HarnessError):
 class Registry(Generic[T]):
     """A name -> class mapping filled by the ``register`` decorator."""
 
-    def __init__(self, kind: str, builtin_package: str, entry_point_group: str):
+    def __init__(self, kind: str, builtin_package: str, entry_point_group: str,
+                 check: Callable[[str, object], None] | None = None):
         self.kind = kind
+        self.check = check  # raises a one-line HarnessError for an object that breaks the contract
         self.builtin_package = builtin_package
         self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
         self._discovered = False
 
     def register(self, name: str) -> Callable[[T], T]:
-        if not name or name != name.strip().lower() or " " in name:
-            raise ValueError(f"{self.kind} names are lowercase without spaces, got {name!r}")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise HarnessError(f"{self.kind} name {name!r} is not valid: lower-case letters, digits, '.', '_' and '-', "
+                               "starting with a letter or a digit (e.g. 'my-lora')")
 
         def decorator(obj: T) -> T:
+            if self.check is not None:
+                self.check(name, obj)
             existing = self._items.get(name)
             if existing is not None and existing is not obj:
                 where = getattr(existing, "__module__", "?")
@@ -78,7 +89,10 @@ class Registry(Generic[T]):
                 warnings.warn(f"could not load {self.kind} plug-in {ep.name!r}: {exc}", stacklevel=2)
                 continue
             if ep.name not in self._items and isinstance(loaded, type):
-                self.register(ep.name)(loaded)
+                try:
+                    self.register(ep.name)(loaded)
+                except HarnessError as exc:  # the contract broken: said in one line, the others still load
+                    warnings.warn(f"could not register {self.kind} plug-in {ep.name!r}: {exc}", stacklevel=2)
 
     def get(self, name: str) -> T:
         self.discover()
@@ -114,8 +128,38 @@ class Registry(Generic[T]):
         return out
 
 
-ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "adapters", "harness.adapters")
-SUITES: Registry[type[Suite]] = Registry("suite", "suites", "harness.suites")
+def check_adapter(name: str, obj: object) -> None:
+    """An adapter is a subclass of harness.adapter.Adapter whose config class (its base's type argument, or
+    ``config_cls``) is a frozen dataclass deriving from AdapterConfig."""
+    from harness.adapter import Adapter, AdapterConfig
+
+    if not (isinstance(obj, type) and issubclass(obj, Adapter)):
+        raise HarnessError(f"adapter '{name}': {_what(obj)} is not a subclass of harness.adapter.Adapter "
+                           "(write: class MyAdapter(Adapter[MyOptions]))")
+    config = obj.config_cls
+    params = getattr(config, "__dataclass_params__", None)
+    if not (isinstance(config, type) and issubclass(config, AdapterConfig) and dataclasses.is_dataclass(config)
+            and params is not None and params.frozen):
+        raise HarnessError(f"adapter '{name}' ({_what(obj)}): its config {_what(config)} is not a frozen dataclass "
+                           "deriving from harness.adapter.AdapterConfig (name it as the type argument: "
+                           "Adapter[MyOptions], with @dataclass(frozen=True) class MyOptions(AdapterConfig))")
+
+
+def check_suite(name: str, obj: object) -> None:
+    from harness.suite import Suite
+
+    if not (isinstance(obj, type) and issubclass(obj, Suite)):
+        raise HarnessError(f"suite '{name}': {_what(obj)} is not a subclass of harness.suite.Suite")
+
+
+def _what(obj: object) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__module__}.{obj.__qualname__}"
+    return f"{type(obj).__name__} {obj!r}"[:120]
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "adapters", "harness.adapters", check=check_adapter)
+SUITES: Registry[type[Suite]] = Registry("suite", "suites", "harness.suites", check=check_suite)
 
 register_adapter = ADAPTERS.register
 register_suite = SUITES.register

@@ -10,5 +10,4 @@ from harness.adapter import LowRankConfig
 
 class RsLoRA(PeftLoraAdapter[LowRankConfig]):
     description = "rsLoRA via peft: LoRA with the rank-stabilised scaling alpha / sqrt(r)"
-    config_cls = LowRankConfig
     lora_options = {"use_rslora": True}

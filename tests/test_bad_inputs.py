@@ -425,7 +425,7 @@ def _suite_option_types() -> dict[str, dict[str, type]]:
     from suites._shared.instruct import InstructionTuningSuite
     from suites.coco_retrieval import CocoOptions
     from suites.instructeval.suite import EvalOptions
-    from suites.mt_bench.suite import MTBenchOptions
+    from suites.mt_bench.options import MTBenchOptions
     from suites.rscd import RscdOptions
     from suites.toy import ToyOptions
 

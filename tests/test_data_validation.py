@@ -18,6 +18,7 @@ from harness.errors import HarnessError
 from harness.suite import DataSource
 from suites import glue
 from suites.glue import TASKS, Glue, offline_splits
+from suites.glue import data as glue_data
 
 ROWS = 12  # lines copied from the real files (header included)
 
@@ -138,7 +139,7 @@ def test_each_file_is_read_once_per_process(shared_data: Path, monkeypatch):
         reads.append(Path(path).name)
         return original(path)
 
-    monkeypatch.setattr(glue, "read_tsv_lines", counting)
+    monkeypatch.setattr(glue_data, "read_tsv_lines", counting)
     for _ in range(3):  # the plan-time check, then two runs' load_data
         Glue().check_data("rte", DataSource(shared_data))
         offline_splits(TASKS["rte"], shared_data / "glue")

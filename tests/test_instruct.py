@@ -13,13 +13,11 @@ from harness.batching import length_grouped_batches
 from harness.errors import HarnessError
 from harness.models import get_model_entry, meta_model
 from harness.suite import DataSource
+from suites._shared.alpaca import AlpacaExample, encode_example, format_prompt
 from suites._shared.instruct import (
     IGNORE_INDEX,
-    AlpacaExample,
     InstructionTuningSuite,
     collate,
-    encode_example,
-    format_prompt,
     load_alpaca,
     read_alpaca_file,
 )

@@ -13,7 +13,8 @@ from harness.errors import HarnessError
 from harness.registry import SUITES
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, TaskData
-from suites._shared.instruct import format_prompt, smollm2_dir
+from suites._shared.alpaca import format_prompt
+from suites._shared.instruct import smollm2_dir
 from suites.mt_bench.answers import (
     QUESTION_FILE,
     GenerationSettings,
@@ -30,7 +31,7 @@ from suites.mt_bench.answers import (
 )
 from suites.mt_bench.judges import HFJudge, JudgeUnreachableError, OpenAIJudge
 from suites.mt_bench.judging import JudgmentCache
-from suites.mt_bench.suite import MTBenchOptions, make_judge, resolve_judge_options
+from suites.mt_bench.options import MTBenchOptions, make_judge, resolve_judge_options
 from tests.test_mtbench_judge import FakeJudgeServer, dead_url
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

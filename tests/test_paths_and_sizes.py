@@ -155,7 +155,7 @@ def test_a_large_training_file_is_checked_with_bounded_memory(tmp_path: Path, sh
     from harness.suite import DataSource
     from suites import glue
 
-    monkeypatch.setattr(glue, "STREAM_CHECK_BYTES", 2**20)  # the real threshold is 64 MiB: the same code path
+    monkeypatch.setattr(glue.data, "STREAM_CHECK_BYTES", 2**20)  # the real threshold is 64 MiB: the same code path
     train = _big_rte(tmp_path, shared_data, 40)
     size = train.stat().st_size
     datafiles.clear_cache()

@@ -122,7 +122,7 @@ def test_no_secret_in_the_spec_or_the_hash_from_any_source(source: str, monkeypa
     import os
 
     from harness.spec import RunSpec
-    from suites.mt_bench.suite import MTBenchOptions, endpoint_url
+    from suites.mt_bench.options import MTBenchOptions, endpoint_url
 
     if source == "suite-opt":
         spec = _plan(monkeypatch, {"judge": "openai", "judge_base_url": SECRET_URL}, {})

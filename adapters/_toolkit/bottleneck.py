@@ -102,7 +102,6 @@ def output_projections(model: nn.Module, options: BottleneckOptions) -> tuple[st
 class BottleneckAdapter(Adapter[BottleneckOptions]):
     """Bottleneck adapters on the outputs of the projections named by ``positions`` ("attention", "ffn")."""
 
-    config_cls: ClassVar[type[AdapterConfig]] = BottleneckOptions
     positions: ClassVar[tuple[str, ...]] = ("attention", "ffn")
 
     def sites(self, model: nn.Module, head_modules: tuple[str, ...]) -> tuple[TargetSite, ...]:

