@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.grid.executor import Executor, Layout, Wave, register_executor
 from harness.grid.run_grid import (
     GridOutcome,
     RunResult,
@@ -289,3 +290,32 @@ def _restore_handlers(handlers: dict) -> None:
     for sig, handler in handlers.items():
         if handler is not None:  # None: set from C, cannot be restored from Python
             signal.signal(sig, handler)
+
+
+@register_executor("ray")
+class RayExecutor(Executor):
+    """Every run one Ray task asking for the resources it needs, on a local instance or a cluster."""
+
+    def check(self) -> None:
+        c = self.config
+        if c.workers != 1:
+            raise HarnessError("--workers applies to --executor local; Ray runs as many runs at once as the "
+                               "cluster has resources for")
+        if c.data_url and c.shared_disk:
+            raise HarnessError("--ray-data-url applies with --no-shared-disk (with a shared disk, --data-dir)")
+        if c.address is not None and not c.address.strip():
+            raise HarnessError("--address is empty; use 'auto', host:port or ray://host:10001")
+
+    def layout(self, options: ExecutionOptions, device: str, cuda: bool) -> Layout:
+        return Layout(device, f"executor ray ({redact(self.config.address) or 'a local instance'})", 1,
+                      None if cuda else options.threads or 1)
+
+    def check_runs(self, pending: list[RunSpec]) -> None:
+        if not self.config.shared_disk and any(s.warm_start for s in pending):
+            raise HarnessError("--warm-start needs the parent runs' adapter files where the dependent runs train: "
+                               "use a shared disk (leave out --no-shared-disk)")
+
+    def run(self, wave: Wave) -> None:
+        c = self.config
+        run_ray(wave.pending, wave.root, wave.options, c.address, wave.modules, wave.outcome, wave.echo, wave.report,
+                shared_disk=c.shared_disk, data_url=c.data_url, runs_per_gpu=c.runs_per_gpu)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.grid.executor import Executor, Layout, Wave, register_executor
 from harness.grid.run_grid import GridOutcome, RunResult, record_lost, run_and_record
 from harness.pipeline.runner import ExecutionOptions
 from harness.plugins import import_plugins
@@ -224,3 +225,28 @@ def _submit(executor: Any, specs: list[RunSpec], root: Path, options: ExecutionO
         for spec in specs:
             submitted.append((executor.submit(SlurmRun(), spec, str(root), options, modules), spec))
     return dict(submitted)
+
+
+@register_executor("slurm")
+class SlurmExecutor(Executor):
+    """The runs of a grid as one Slurm job array through submitit (one run per array task)."""
+
+    def check(self) -> None:
+        c = self.config
+        if c.workers != 1:
+            raise HarnessError("--workers applies to --executor local; on Slurm every run is a job of the array "
+                               "(--slurm-array-parallelism caps how many run at once)")
+        if not c.shared_disk or c.data_url:
+            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
+        if c.address is not None:
+            raise HarnessError("--address applies to --executor ray")
+
+    def layout(self, options: ExecutionOptions, device: str, cuda: bool) -> Layout:
+        slurm = self.config.slurm or SlurmOptions()
+        return Layout("cuda" if slurm.gpus_per_task else device,
+                      f"executor slurm (a job array, up to {slurm.array_parallelism} at once)",
+                      slurm.array_parallelism, None if slurm.gpus_per_task else options.threads or 1)
+
+    def run(self, wave: Wave) -> None:
+        run_slurm(wave.pending, wave.root, wave.options, self.config.slurm or SlurmOptions(), wave.modules,
+                  wave.outcome, wave.echo, wave.report)

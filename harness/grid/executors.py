@@ -1,4 +1,4 @@
-"""Executors: where the runs of a grid execute. No scheduler of our own.
+"""Executors: where the runs of a grid execute (the interface: harness/grid/executor.py). No scheduler of our own.
 
 - ``local`` with one worker (the default): ``grid.run_grid``, every run in this process.
 - ``local`` with N workers: N spawned worker processes (``_Pool``), one run at a time each; a worker
@@ -6,6 +6,8 @@
   With CUDA every worker sees one GPU (``CUDA_VISIBLE_DEVICES``); on the CPU every worker gets
   cores // N torch threads.
 - ``ray``: every run is one Ray task (``harness.grid.executor_ray``).
+- ``slurm``: one job array per grid, through submitit (``harness.grid.executor_slurm``).
+- any executor a third party registers through the entry-point group ``harness.executors``.
 
 Whoever executes a run writes its record, through the store's atomic write, into a results folder
 that every worker sees (a shared filesystem on a cluster); the driver only prints a line per finished
@@ -23,6 +25,8 @@ from typing import Any
 
 from harness import signals
 from harness.errors import HarnessError
+from harness.grid import executor_ray, executor_slurm  # noqa: F401  (register ray and slurm)
+from harness.grid.executor import EXECUTORS, Executor, Layout, Wave, register_executor
 from harness.grid.run_grid import (
     GridOutcome,
     RunResult,
@@ -39,7 +43,7 @@ from harness.plugins import plugin_modules
 from harness.records.store import ResultStore
 from harness.spec import RunSpec
 
-EXECUTORS = ("local", "ray", "slurm")
+ENTRY_POINT_GROUP = "harness.executors"
 # After a stop signal, how long pool workers get to write their runs' cancelled records and exit before
 # they are killed (SLURM waits 30 s between SIGTERM and SIGKILL, docker stop 10 s)
 STOP_GRACE_SECONDS = float(os.environ.get("HARNESS_STOP_GRACE_SECONDS", "20"))
@@ -58,30 +62,50 @@ class ExecutorConfig:
     runs_per_gpu: int = 1  # local workers and ray: K runs share one GPU
 
     def __post_init__(self) -> None:
-        if self.kind not in EXECUTORS:
-            raise HarnessError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
+        executor_class(self.kind)  # a name no executor registered: the valid ones, in one line
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise HarnessError(f"--workers must be a positive integer, got {self.workers!r}")
-        if self.kind == "ray" and self.workers != 1:
-            raise HarnessError("--workers applies to --executor local; Ray runs as many runs at once as the "
-                               "cluster has resources for")
-        if self.kind == "slurm" and self.workers != 1:
-            raise HarnessError("--workers applies to --executor local; on Slurm every run is a job of the array "
-                               "(--slurm-array-parallelism caps how many run at once)")
         if isinstance(self.runs_per_gpu, bool) or not isinstance(self.runs_per_gpu, int) or self.runs_per_gpu < 1:
             raise HarnessError(f"--runs-per-gpu must be a positive integer, got {self.runs_per_gpu!r}")
-        if self.kind != "ray" and (not self.shared_disk or self.data_url):
-            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
-        if self.data_url and self.shared_disk:
-            raise HarnessError("--ray-data-url applies with --no-shared-disk (with a shared disk, --data-dir)")
-        if self.address is not None and self.kind != "ray":
-            raise HarnessError("--address applies to --executor ray")
-        if self.address is not None and not self.address.strip():
-            raise HarnessError("--address is empty; use 'auto', host:port or ray://host:10001")
+        self.executor().check()  # the options that do not apply to this executor
+
+    def executor(self) -> Executor:
+        return executor_class(self.kind)(self)
 
     @property
     def parallel(self) -> bool:
-        return self.kind in ("ray", "slurm") or self.workers > 1
+        return self.executor().parallel
+
+
+def executor_names() -> tuple[str, ...]:
+    _discover()
+    return tuple(sorted(EXECUTORS))
+
+
+def executor_class(name: str) -> type[Executor]:
+    _discover()
+    if name not in EXECUTORS:
+        raise HarnessError(f"--executor must be one of {', '.join(sorted(EXECUTORS))}, got {name!r}")
+    return EXECUTORS[name]
+
+
+_discovered: list[bool] = []
+
+
+def _discover() -> None:
+    """Third parties' executors, once (the built-in ones registered when this module was imported)."""
+    if _discovered:
+        return
+    _discovered.append(True)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()  # its module's @register_executor registers it
+        except Exception as exc:  # a broken third-party executor must not break the harness
+            import warnings
+
+            warnings.warn(f"could not load executor plug-in {ep.name!r}: {exc}", stacklevel=2)
 
 
 def run_with_executor(
@@ -116,31 +140,14 @@ def _run_with_executor(executor: ExecutorConfig, specs: list[RunSpec], store: Re
     root = store.root.resolve()
     modules = plugin_modules(pending)
     report = _reporter(outcome, echo, on_result)
-    if executor.kind == "ray" and not executor.shared_disk and any(s.warm_start for s in pending):
-        raise HarnessError("--warm-start needs the parent runs' adapter files where the dependent runs train: "
-                           "use a shared disk (leave out --no-shared-disk)")
+    runner = executor.executor()
+    runner.check_runs(pending)
     waves = dependency_waves(pending)
     for number, wave in enumerate(waves):
         if number:  # warm-started runs, once the runs they start from are recorded
             echo(f"{len(wave)} warm-started run(s) now that the runs they start from are recorded")
-        _dispatch(executor, wave, root, options, modules, outcome, echo, report)
+        runner.run(Wave(wave, root, options, modules, outcome, echo, report))
     return outcome
-
-
-def _dispatch(executor: ExecutorConfig, pending: list[RunSpec], root: Path, options: ExecutionOptions,
-              modules: tuple[str, ...], outcome: GridOutcome, echo: Callable[[str], None],
-              report: Callable[[RunResult], None]) -> None:
-    if executor.kind == "ray":
-        from harness.grid.executor_ray import run_ray
-
-        run_ray(pending, root, options, executor.address, modules, outcome, echo, report,
-                shared_disk=executor.shared_disk, data_url=executor.data_url, runs_per_gpu=executor.runs_per_gpu)
-    elif executor.kind == "slurm":
-        from harness.grid.executor_slurm import SlurmOptions, run_slurm
-
-        run_slurm(pending, root, options, executor.slurm or SlurmOptions(), modules, outcome, echo, report)
-    else:
-        _run_pool(pending, root, options, executor.workers, modules, outcome, echo, report)
 
 
 def _reporter(outcome: GridOutcome, echo: Callable[[str], None],
@@ -194,44 +201,46 @@ def auto_worker_count(pending: int, options: ExecutionOptions) -> tuple[int, str
     return min(workers, pending), why
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How a grid runs, for its header and its estimate: ``parallel`` runs at once, each with
-    ``threads`` torch threads (None on a GPU, where threads do not set the speed)."""
-
-    device: str
-    text: str
-    parallel: int
-    threads: int | None
-
-
 def layout_line(executor: ExecutorConfig, options: ExecutionOptions) -> Layout:
-    """The grid header's device and layout, and the runs at once with their threads. CPU workers run
-    at once too: each at the speed a record run in the same layout shows (the estimate prefers those)."""
+    """The grid header's device and layout, and the runs at once with their threads (the executor's own)."""
     cuda = _uses_cuda(options.device)
     device = options.device if options.device != "auto" else ("cuda" if cuda else "cpu")
-    if executor.kind == "ray":
-        from harness.redact import redact
+    return executor.executor().layout(options, device, cuda)
 
-        return Layout(device, f"executor ray ({redact(executor.address) or 'a local instance'})", 1,
-                      None if cuda else options.threads or 1)
-    if executor.kind == "slurm":
-        slurm = executor.slurm
-        gpus = getattr(slurm, "gpus_per_task", 0)
-        parallel = getattr(slurm, "array_parallelism", 1)
-        return Layout("cuda" if gpus else device, f"executor slurm (a job array, up to {parallel} at once)",
-                      parallel, None if gpus else options.threads or 1)
-    if executor.workers > 1:
-        plan = worker_plan(executor.workers, options, options.runs_per_gpu)
-        each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
-        return Layout(device, f"{executor.workers} worker processes, {each}", executor.workers,
-                      None if cuda else plan.threads)
-    if cuda:
-        return Layout(device, "1 process", 1, None)
-    import torch
 
-    threads = options.threads or torch.get_num_threads()
-    return Layout(device, f"1 process x {threads} torch threads", 1, threads)
+@register_executor("local")
+class LocalExecutor(Executor):
+    """In this process (one worker: ``run_grid``), or N spawned worker processes, one run at a time each."""
+
+    def check(self) -> None:
+        c = self.config
+        if not c.shared_disk or c.data_url:
+            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
+        if c.address is not None:
+            raise HarnessError("--address applies to --executor ray")
+
+    @property
+    def parallel(self) -> bool:
+        return self.config.workers > 1
+
+    def layout(self, options: ExecutionOptions, device: str, cuda: bool) -> Layout:
+        # CPU workers run at once too: each at the speed a record run in the same layout shows (the
+        # estimate prefers those)
+        workers = self.config.workers
+        if workers > 1:
+            plan = worker_plan(workers, options, options.runs_per_gpu)
+            each = f"GPUs {','.join(plan.gpus)}" if plan.gpus else f"{plan.threads} torch thread(s) each"
+            return Layout(device, f"{workers} worker processes, {each}", workers, None if cuda else plan.threads)
+        if cuda:
+            return Layout(device, "1 process", 1, None)
+        import torch
+
+        threads = options.threads or torch.get_num_threads()
+        return Layout(device, f"1 process x {threads} torch threads", 1, threads)
+
+    def run(self, wave: Wave) -> None:
+        _run_pool(wave.pending, wave.root, wave.options, self.config.workers, wave.modules, wave.outcome,
+                  wave.echo, wave.report)
 
 
 # ---------------------------------------------------------------------------------------------------

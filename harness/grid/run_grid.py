@@ -27,7 +27,6 @@ class GridOutcome:
     skipped: int = 0
     ran: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
     lost: int = 0  # dispatched runs that came back without a record (a worker or node died)
     unsaved: int = 0  # runs whose record could not be written at its path (kept elsewhere, see RunResult)
 
@@ -218,9 +217,8 @@ def run_grid(
     pending, outcome.skipped = split_pending(specs, store, force)
     options = with_kept_parents(specs, options)
     for spec in pending:
-        result, record = run_and_record(spec, store, options)
+        result, _ = run_and_record(spec, store, options)
         outcome.count(result.status, result.unsaved)
-        outcome.records.append(record)
         if on_result is not None:
             on_result(result)
         else:
