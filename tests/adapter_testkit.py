@@ -142,21 +142,13 @@ def adapted(name: str, seed: int = 0, total_steps: int = 100, **options: Any):
 
 
 class PeftChecks:
-    """The checks of every peft-backed method, at its ``small`` size: a module subclasses it as
-    ``class TestDoRA(PeftChecks, PeftZeroInitCheck, PeftMergeCheck)`` with ``name`` and
+    """The checks of the peft-backed methods at their ``small`` size that the registry-wide contract tests
+    (tests/test_contract.py: registration, preset options, gradients, state round trip, merge) do not make:
+    a module subclasses it as ``class TestDoRA(PeftChecks, PeftZeroInitCheck)`` with ``name`` and
     ``tiny_bert_count`` (the adapter's parameters on the 4-layer BERT, by the method's formula)."""
 
     name: ClassVar[str]
     tiny_bert_count: ClassVar[int]
-
-    def test_registered_and_every_preset_option_set_builds(self):
-        cls = ADAPTERS.get(self.name)
-        assert cls.name == self.name and cls.description
-        tables = list(cls.paper_options.items()) + list(cls.cpu_options.items())
-        assert "glue" in cls.paper_options
-        for key, options in tables:
-            config = build(cls.config_cls, options, f"{self.name} preset {key}")
-            assert isinstance(config, cls.config_cls)
 
     def test_counts_on_tiny_bert_match_the_formulas(self):
         _, model, _, head_ids = adapted(self.name)
@@ -171,32 +163,6 @@ class PeftChecks:
         assert adapter_count(model, head_ids) > 0
         torch.testing.assert_close(logits(model, ids), before, rtol=0, atol=1e-5)
 
-    def test_only_adapter_tensors_get_gradients(self):
-        _, model, _, head_ids = adapted(self.name)
-        randomise(adapter_params(model, head_ids), std=0.1)
-        assert_only_adapter_gets_gradients(model, head_ids, token_batch())
-
-    def test_save_load_round_trip(self, tmp_path):
-        from safetensors.torch import load_file, save_file
-
-        ids = token_batch()
-        options = {"prng_key": 11} if self.name == "vera" else {}
-        adapter, model, _, head_ids = adapted(self.name, seed=0, **options)
-        randomise(adapter_params(model, head_ids), std=0.1)
-        expected = logits(model, ids)
-        state = adapter.adapter_state_dict(model, head_ids)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "a.safetensors"))
-        # the same pretrained model with the adapter initialised from another random state (VeRA: other
-        # projections, LoRA-FA: another frozen A): whatever the result depends on must come from the file
-        fresh = small(self.name, **({"prng_key": 12} if self.name == "vera" else {}))
-        base = tiny_bert(PEFT_LAYERS, HIDDEN, INTERMEDIATE, seed=0)
-        torch.manual_seed(1234)
-        other, _, _ = apply_adapter(fresh, base)
-        assert not torch.allclose(logits(other, ids), expected)
-        fresh.load_adapter_state_dict(other, load_file(str(tmp_path / "a.safetensors")))
-        torch.testing.assert_close(logits(other, ids), expected, rtol=0, atol=1e-6)
-
-
 class PeftZeroInitCheck:
     """For the methods whose adapter starts at zero (not PiSSA: its adapter holds W's principal part)."""
 
@@ -208,24 +174,6 @@ class PeftZeroInitCheck:
         before = logits(base, ids)
         _, model, _, _ = adapted(self.name, seed=0)
         torch.testing.assert_close(logits(model, ids), before, rtol=0, atol=1e-6)
-
-
-class PeftMergeCheck:
-    """For the methods with a fixed dW (not Lily: its update depends on the input)."""
-
-    name: ClassVar[str]
-
-    def test_merge_unmerge_agree(self):
-        ids = token_batch()
-        adapter, model, _, head_ids = adapted(self.name)
-        randomise(adapter_params(model, head_ids), std=0.1)
-        expected = logits(model, ids)
-        adapter.merge(model)
-        assert all(layer.merged for _, layer in tuner_layers(model))
-        torch.testing.assert_close(logits(model, ids), expected, rtol=1e-4, atol=1e-5)
-        adapter.unmerge(model)
-        assert not any(layer.merged for _, layer in tuner_layers(model))
-        torch.testing.assert_close(logits(model, ids), expected, rtol=1e-4, atol=1e-5)
 
 
 # ---- the plain-torch methods on a 2-layer BERT (tests/tiny_models.two_layer_bert) ---------------------------
@@ -248,9 +196,6 @@ class WrapperChecks(MakesAdapter):
     name: ClassVar[str]
     paper_count: ClassVar[int]
 
-    def test_registered(self):
-        assert ADAPTERS.get(self.name) is type(self.make_adapter())
-
     def test_paper_preset_counts_on_meta_roberta_base(self):
         cls = ADAPTERS.get(self.name)
         options = {"targets": "query,value"} if issubclass(cls.config_cls, LowRankConfig) else {}
@@ -259,27 +204,6 @@ class WrapperChecks(MakesAdapter):
         model, head_ids = adapt(adapter, meta_catalogue_model("roberta-base"), head=())
         assert adapter_count(model, head_ids) == self.paper_count
         assert all(p.is_meta for p in adapter_params(model, head_ids))
-
-    def test_adapter_state_round_trips_through_safetensors(self, tmp_path):
-        from safetensors.torch import load_file, save_file
-
-        x = two_layer_ids()
-        adapter = self.make_adapter()
-        model, head_ids = adapt(adapter, two_layer_bert(), seed=0)
-        randomise(adapter_params(model, head_ids), seed=7, std=0.3)
-        expected = model(input_ids=x).logits
-        state = {k: v.contiguous() for k, v in adapter.adapter_state_dict(model, head_ids).items()}
-        assert sum(v.numel() for v in state.values()) == adapter_count(model, head_ids)
-        save_file(state, str(tmp_path / "adapter.safetensors"))
-
-        fresh_adapter = self.make_adapter()
-        fresh, fresh_head = adapt(fresh_adapter, two_layer_bert(), seed=1)
-        fresh.load_state_dict(model.state_dict())  # same head and backbone; only the adapter is re-loaded
-        randomise(adapter_params(fresh, fresh_head), seed=7, std=0.05)
-        assert not torch.allclose(fresh(input_ids=x).logits, expected)
-        fresh_adapter.load_adapter_state_dict(fresh, load_file(str(tmp_path / "adapter.safetensors")))
-        torch.testing.assert_close(fresh(input_ids=x).logits, expected)
-
 
 class StartsUnchangedCheck(MakesAdapter):
     """For the methods whose update starts at zero (not BitFit: it trains existing biases)."""

@@ -17,7 +17,6 @@ from tests.adapter_testkit import (
     PEFT_LAYERS,
     D,
     PeftChecks,
-    PeftMergeCheck,
     PeftZeroInitCheck,
     adapted,
     adapter_count,
@@ -32,7 +31,7 @@ from tests.adapter_testkit import (
 from tests.tiny_models import token_batch
 
 
-class TestAdaLoRA(PeftChecks, PeftZeroInitCheck, PeftMergeCheck):
+class TestAdaLoRA(PeftChecks, PeftZeroInitCheck):
     name = "adalora"
     tiny_bert_count = 2 * PEFT_LAYERS * 6 * (2 * HIDDEN + 1)  # init rank ceil(1.5 * 4) = 6
 

@@ -17,7 +17,6 @@ from tests.adapter_testkit import (
     PEFT_LAYERS,
     D,
     PeftChecks,
-    PeftMergeCheck,
     PeftZeroInitCheck,
     adapted,
     adapter_count,
@@ -31,7 +30,7 @@ from tests.adapter_testkit import (
 from tests.tiny_models import tiny_llama
 
 
-class TestDoRA(PeftChecks, PeftZeroInitCheck, PeftMergeCheck):
+class TestDoRA(PeftChecks, PeftZeroInitCheck):
     name = "dora"
     tiny_bert_count = 2 * PEFT_LAYERS * (4 * 2 * HIDDEN + HIDDEN)
 

@@ -16,7 +16,6 @@ from tests.adapter_testkit import (
     PEFT_LAYERS,
     D,
     PeftChecks,
-    PeftMergeCheck,
     PeftZeroInitCheck,
     adapted,
     adapter_count,
@@ -28,7 +27,7 @@ from tests.adapter_testkit import (
 from tests.tiny_models import token_batch
 
 
-class TestLoraFA(PeftChecks, PeftZeroInitCheck, PeftMergeCheck):
+class TestLoraFA(PeftChecks, PeftZeroInitCheck):
     name = "lorafa"
     tiny_bert_count = 2 * PEFT_LAYERS * 4 * HIDDEN
 

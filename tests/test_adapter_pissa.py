@@ -19,7 +19,6 @@ from tests.adapter_testkit import (
     PEFT_LAYERS,
     D,
     PeftChecks,
-    PeftMergeCheck,
     adapted,
     adapter_params,
     logits,
@@ -30,7 +29,7 @@ from tests.adapter_testkit import (
 from tests.tiny_models import tiny_bert, token_batch
 
 
-class TestPiSSA(PeftChecks, PeftMergeCheck):  # not zero-init: the adapter holds W's principal part
+class TestPiSSA(PeftChecks):  # not zero-init: the adapter holds W's principal part
     name = "pissa"
     tiny_bert_count = 2 * PEFT_LAYERS * 4 * 2 * HIDDEN
 
