@@ -22,6 +22,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.pipeline.loss_log import UNDEFINED_METRIC, DivergedError
 from harness.pipeline.run_record import _now, base_record
+from harness.pipeline.trained import TrainedRun
 from harness.redact import redact
 from harness.registry import SUITES
 from harness.signals import signal_name
@@ -119,11 +120,11 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
         if suite is None:  # it could not be instantiated: fail here, with the reason in the record
             suite = SUITES.get(spec.suite)()
         run = TrainingRun(spec, suite, options, device, work_dir, record_path)
-        run.run()
-        record.update(collect_sections(run))
+        trained = run.run()
+        record.update(collect_sections(trained))
         undefined_metric(record)  # raises DivergedError: a run without a defined score is no success
         record["status"] = Status.SUCCESS.value
-        _keep_predictions(run, record, record_path)
+        _keep_predictions(trained, record, record_path)
     except DivergedError as exc:
         record["status"] = Status.DIVERGED.value
         record["error"] = {"type": "DivergedError", "message": str(exc), "step": exc.step, "traceback": None,
@@ -174,7 +175,7 @@ def undefined_metric(record: dict[str, Any]) -> None:
                             f"({metrics.get('selection', '?')}): the predictions give it no value")
 
 
-def _keep_predictions(run: Any, record: dict[str, Any], record_path: Path | None) -> None:
+def _keep_predictions(run: TrainedRun, record: dict[str, Any], record_path: Path | None) -> None:
     """The per-example predictions of the epoch the record reports, beside the record
     (harness/records/predictions.py); nothing without a store or when the suite left none."""
     if record_path is None:
@@ -183,9 +184,10 @@ def _keep_predictions(run: Any, record: dict[str, Any], record_path: Path | None
 
     metrics = record.get("metrics") or {}
     final = metrics.get("selection") == "final"
-    chosen = getattr(run, "final_predictions" if final else "best_predictions", None)
+    scores = run.scores
+    chosen = scores.final_predictions if final else scores.best_predictions
     if chosen:
-        epoch = (run.per_epoch[-1].get("epoch") if run.per_epoch else None) if final else metrics.get("best_epoch")
+        epoch = (scores.per_epoch[-1].get("epoch") if scores.per_epoch else None) if final else metrics.get("best_epoch")
         write_predictions(record_path, chosen, epoch)
 
 

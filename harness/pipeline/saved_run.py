@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.pipeline.trained import TrainedRun
 
 RUN_FILE = "harness_run.json"
 
@@ -41,8 +44,8 @@ def _head_state(model: Any, head_modules: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def save_run_folder(run: Any, folder: Path, adapter_state: dict[str, Any]) -> Path:
-    """Write the folder of a trained run (``harness.pipeline.train.TrainingRun``) after its final evaluation."""
+def save_run_folder(run: TrainedRun, folder: Path, adapter_state: dict[str, Any]) -> Path:
+    """Write the folder of a trained run (``harness.pipeline.trained.TrainedRun``) after its final evaluation."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def save_run_folder(run: Any, folder: Path, adapter_state: dict[str, Any]) -> Pa
         "family": run.loaded.family,
         "head_modules": list(head_modules),
         "task_type": run.loaded.task_type,
-        "total_steps": int(getattr(run, "total_steps", 1) or 1),
+        "total_steps": int(run.total_steps or 1),
         "num_labels": getattr(getattr(run.model, "config", None), "num_labels", None),
         "peft": peft_saved,
         "load_with": ("PeftModel.from_pretrained(base, folder) or harness.load_saved_run(folder)" if peft_saved

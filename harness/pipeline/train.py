@@ -1,6 +1,7 @@
 """Training one run, in the order it happens: setup (seed, precision, load), attach the adapter, the
-optimiser, the loop (with the per-epoch evaluations). ``harness.pipeline.collect`` then adds the adapter's extra
-evaluations and analyses and turns the trained run into the record's result sections.
+optimiser, the loop (with the per-epoch evaluations: ``harness.pipeline.train_eval``). ``run()`` returns the
+trained run as a frozen ``harness.pipeline.trained.TrainedRun``, which ``harness.pipeline.collect`` turns into
+the record's result sections (with the adapter's extra evaluations and analyses).
 
 ``TrainingRun`` holds what the run has established so far; when the run fails part way its
 ``sections_so_far`` (model and data info, parameter counts, the loss curve) still enter the record
@@ -21,15 +22,7 @@ from harness.errors import HarnessError
 from harness.parameters import module_param_ids
 from harness.pipeline import checkpoint as ckpt
 from harness.pipeline.attach import attach, build_adapter
-from harness.pipeline.evaluation import (
-    autocast_for,
-    better,
-    compile_for_run,
-    evaluate,
-    merged_for_eval,
-    resolve_precision,
-    sync_device,
-)
+from harness.pipeline.evaluation import autocast_for, compile_for_run, resolve_precision, sync_device
 from harness.pipeline.load import load_for_run
 from harness.pipeline.loss_log import LOSS_SYNC_STEPS, DivergedError, LossLog, loss_points
 from harness.pipeline.measure import (
@@ -41,6 +34,7 @@ from harness.pipeline.measure import (
     count_parameters,
 )
 from harness.pipeline.train_checkpoint import CheckpointingRun
+from harness.pipeline.train_eval import EvaluatingRun
 from harness.pipeline.train_setup import (  # noqa: F401  (re-exported: harness.pipeline.train is where callers look)
     lr_lambda,
     planned_steps,
@@ -49,6 +43,7 @@ from harness.pipeline.train_setup import (  # noqa: F401  (re-exported: harness.
     silence_library_bars,
     trainable_state,
 )
+from harness.pipeline.trained import EpochScores, TrainedRun, TrainTiming
 from harness.spec import RunSpec, TrainConfig
 from harness.suite import RunContext, Suite
 
@@ -59,8 +54,8 @@ def epoch_hook_for(options: Any, spec: RunSpec) -> Callable[[int, float | None],
     return link.report if link is not None else None
 
 
-class TrainingRun(CheckpointingRun):
-    """One run from its spec to the record's result sections: ``run()`` calls the phases in order."""
+class TrainingRun(CheckpointingRun, EvaluatingRun):
+    """One run from its spec to the trained run: ``run()`` calls the phases in order and returns ``result()``."""
 
     def __init__(self, spec: RunSpec, suite: Suite, options: Any, device: Any, work_dir: Path,
                  record_path: Path | None):
@@ -86,13 +81,45 @@ class TrainingRun(CheckpointingRun):
         """What a failed run still records: the sections established before it failed."""
         return dict(self.sections)
 
-    def run(self) -> None:
+    def run(self) -> TrainedRun:
         """Setup, attach, optimiser, loop; ``harness.pipeline.collect`` then turns the trained run into the
         record's sections."""
         self.setup()
         self.attach()
         self.build_optimizer()
         self.loop()
+        return self.result()
+
+    def result(self) -> TrainedRun:
+        """The trained run as one frozen value (after ``loop``). The memory figures are read here, when
+        the loop has ended and before the adapter's extra evaluations, as the record always measured them."""
+        memory = self.memory.report(self.model, self.optimizer)
+        cuda_steps = self.step_memory.report()
+        if cuda_steps:  # accelerator figures in their own keys, never mixed with the CPU estimate
+            memory["cuda_train_steps"] = cuda_steps
+        spec, options, sections = self.spec, self.options, self.sections
+        scores = EpochScores(
+            primary=self.primary, per_epoch=self.per_epoch, best=self.best, best_epoch=self.best_epoch,
+            validation_primary=self.val_primary, validation_per_epoch=self.val_per_epoch,
+            validation_best=self.val_best, test_best=self.test_best, test_best_epoch=self.test_best_epoch,
+            test_reads=self.test_reads, stopped_early=self.stopped_early,
+            best_predictions=self.best_predictions, final_predictions=self.final_predictions)
+        timing = TrainTiming(
+            load_seconds=self.load_seconds, load_cached=self.cache_hits, train_seconds=self.train_seconds,
+            eval_seconds=self.eval_seconds, eval_per_epoch=self.eval_per_epoch,
+            validation_seconds=self.validation_seconds, eval_merged=self.merged_eval, steps=self.step,
+            epochs=self.epoch, samples=self.samples, mean_step_seconds=self.timer.mean_step_seconds,
+            phases=dict(self.phases.seconds), checkpoints_saved=self.checkpoints_saved,
+            resumed_from=self.resumed_from)
+        # the parents of warm-started runs keep their adapter file even without --save-adapters
+        keep = options.save_adapters or spec.run_id in getattr(options, "keep_adapters", frozenset())
+        return TrainedRun(
+            spec=spec, suite=self.suite, work_dir=self.work_dir, record_path=self.record_path,
+            keep_adapter=bool(keep), adapter=self.adapter, model=self.model, loaded=self.loaded, data=self.data,
+            ctx=self.ctx, head_ids=self.head_ids, counts=self.counts, total_steps=self.total_steps,
+            precision=self.precision, compile_info=self.compile_info, memory=memory, scores=scores,
+            timing=timing, model_info=sections["model_info"], data_info=sections["data_info"],
+            loss_curve=sections["loss_curve"], warm_start=sections.get("warm_start"))
 
     # ---- setup: the run's context, seed, precision, the load ---------------------------------------
     def setup(self) -> None:
@@ -312,77 +339,3 @@ class TrainingRun(CheckpointingRun):
         loss_log = self.loss_log
         if loss_log.last is not None and (not loss_log.on_device or self.step % LOSS_SYNC_STEPS == 0):
             self.bar.set_postfix(loss=f"{loss_log.last:.4f}")
-
-    def _evaluate_epoch(self, merge: bool) -> None:
-        """Score the model after an epoch (merged into the base weights where that is exact), or once
-        as it came (``merge`` False: an evaluation-only run, epoch 0).
-
-        With a validation split the epoch is selected on it; the test split is scored every epoch only
-        when ``test_each_epoch`` asks for it (so the record keeps the papers' best-test-epoch score as
-        a labelled variant), else once after training, at the selected epoch (``_test_selected``)."""
-        if merge:
-            sync_device(self.device)
-            self.step_memory.before_eval()
-        t_eval = time.perf_counter()
-        validating = self.data.validation is not None
-        read_test = not validating or self.train.test_each_epoch or not merge
-        args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
-        merged = merged_for_eval(self.adapter, self.model) if merge else contextlib.nullcontext(False)
-        with merged as was_merged, self.amp():
-            if merge:
-                self.merged_eval = was_merged
-            t_val = time.perf_counter()
-            val_metrics = evaluate(*args, split="validation") if validating else None
-            self.ctx.predictions.clear()  # the side channel keeps the test split's predictions only
-            self.validation_seconds += time.perf_counter() - t_val if validating else 0.0
-            metrics = evaluate(*args) if read_test else None
-        if metrics is not None:
-            self.test_reads += 1
-        self.eval_per_epoch.append(time.perf_counter() - t_eval)
-        self.eval_seconds += self.eval_per_epoch[-1]
-        point = {"epoch": self.epoch, "step": self.step}
-        predictions = dict(self.ctx.predictions) or None  # the test split's (harness/records/predictions.py)
-        self.ctx.predictions.clear()
-        if metrics is not None:
-            self.per_epoch.append({**point, **metrics})
-            self.final_predictions = predictions
-            if self.test_best is None or better(metrics.get(self.primary), self.test_best.get(self.primary)):
-                self.test_best, self.test_best_epoch = metrics, self.epoch
-        if val_metrics is None:  # the papers' protocol: the best test epoch
-            if not merge:
-                self.best, self.best_epoch = metrics, 0
-                self.best_predictions = predictions
-            elif self.best is None or better(metrics.get(self.primary), self.best.get(self.primary)):
-                self.best, self.best_epoch = metrics, self.epoch
-                self.best_predictions = predictions
-            return
-        self.val_per_epoch.append({**point, **val_metrics})
-        if self.val_best is None or better(val_metrics.get(self.val_primary), self.val_best.get(self.val_primary)):
-            self.val_best, self.best_epoch = val_metrics, self.epoch
-            self.best = metrics  # None until _test_selected scores the selected state
-            self.best_predictions = predictions
-            if metrics is None:
-                self.selected_state = trainable_state(self.model)
-        if self.epoch_hook is not None and self.epoch_hook(self.epoch, val_metrics.get(self.val_primary)):
-            self.stopped_early = True
-
-    def _test_selected(self) -> None:
-        """The one test evaluation of a run that did not score the test split every epoch: the
-        validation-selected state, restored if training went on past it."""
-        if self.best is not None or self.val_best is None or self.stopped_early:
-            return
-        if self.selected_state is not None and self.best_epoch != self.epoch:
-            restore_trainable_state(self.model, self.selected_state)
-        self.selected_state = None
-        t_eval = time.perf_counter()
-        args = (self.suite, self.forward_model, self.data, self.loaded, self.train, self.ctx)
-        with merged_for_eval(self.adapter, self.model), self.amp():
-            self.best = evaluate(*args)
-        self.best_predictions = dict(self.ctx.predictions) or None
-        self.final_predictions = self.best_predictions
-        self.ctx.predictions.clear()
-        self.test_reads += 1
-        self.eval_seconds += time.perf_counter() - t_eval
-        self.test_best, self.test_best_epoch = None, None  # one test score: no best-test-epoch variant
-
-
