@@ -115,3 +115,22 @@ def test_the_cpu_model_is_read_from_cpuinfo_and_missing_files_fall_back(tmp_path
     assert cpu_model(tmp_path / "absent") == "i386"
     monkeypatch.setattr(platform, "processor", lambda: "")
     assert cpu_model(tmp_path / "absent") is None
+
+
+def test_a_cancelled_run_never_measures_a_probe_in_the_stop_grace_period(monkeypatch):
+    # a stopped run is recorded within SLURM's 30 s (the pool's 20 s): measuring the probe there cost the
+    # cancelled records of two workers on a loaded machine (tests/test_signals.py)
+    import torch
+
+    from harness.pipeline.environment import environment_info
+
+    def never(threads: int) -> dict:
+        raise AssertionError("the probe was measured")
+
+    monkeypatch.setattr(speed_probe, "_measure_at", never)
+    monkeypatch.setattr(speed_probe, "_MEASURED", set())
+    assert "speed_probe" not in environment_info(torch.device("cpu"), probe=False)
+    measured = {"workload": speed_probe.WORKLOAD, "threads": torch.get_num_threads(), "seconds_per_step": 0.1}
+    monkeypatch.setattr(speed_probe, "_measure_at", lambda threads: measured)
+    monkeypatch.setattr(speed_probe, "_MEASURED", {torch.get_num_threads()})  # measured earlier in the process
+    assert environment_info(torch.device("cpu"), probe=False)["speed_probe"] == measured

@@ -58,7 +58,9 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return platform.processor() or None
 
 
-def environment_info(device: Any = None) -> dict[str, Any]:
+def environment_info(device: Any = None, *, probe: bool = True) -> dict[str, Any]:
+    """The run's environment. ``probe=False`` (a cancelled run, recorded inside a stop's grace period:
+    SLURM gives 30 s) never spends seconds measuring the speed probe; it keeps one measured already."""
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -87,7 +89,7 @@ def environment_info(device: Any = None) -> dict[str, Any]:
     if device is None or getattr(device, "type", None) == "cpu":
         from harness import speed_probe
 
-        probe = speed_probe.measure()  # once per process: the machine's speed, for the estimator
-        if probe is not None:
-            info["speed_probe"] = probe
+        measured = speed_probe.measure() if probe else speed_probe.measured()  # once per process
+        if measured is not None:
+            info["speed_probe"] = measured
     return info

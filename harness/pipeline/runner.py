@@ -154,7 +154,8 @@ def execute_run(spec: RunSpec, options: ExecutionOptions, record_path: Path | No
                 record.setdefault(key, value)
         record["finished_at"] = _now()
         t_env = time.perf_counter()
-        record["environment"] = environment_info(device)
+        # a cancelled run is recorded inside the stop's grace period: no seconds on a fresh speed probe
+        record["environment"] = environment_info(device, probe=record["status"] != Status.CANCELLED.value)
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)
         if device.type == "cuda":
