@@ -99,3 +99,11 @@ def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
         return cls
 
     return decorator
+
+
+def refuse_ray_options(config: Any) -> None:
+    """The options only the Ray executor reads, refused by the others."""
+    if not config.shared_disk or config.data_url:
+        raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
+    if config.address is not None:
+        raise HarnessError("--address applies to --executor ray")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.grid.executor import Executor, Layout, Wave, register_executor
+from harness.grid.executor import Executor, Layout, Wave, refuse_ray_options, register_executor
 from harness.grid.run_grid import GridOutcome, RunResult, record_lost, run_and_record
 from harness.pipeline.runner import ExecutionOptions
 from harness.plugins import import_plugins
@@ -236,10 +236,7 @@ class SlurmExecutor(Executor):
         if c.workers != 1:
             raise HarnessError("--workers applies to --executor local; on Slurm every run is a job of the array "
                                "(--slurm-array-parallelism caps how many run at once)")
-        if not c.shared_disk or c.data_url:
-            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
-        if c.address is not None:
-            raise HarnessError("--address applies to --executor ray")
+        refuse_ray_options(c)
 
     def layout(self, options: ExecutionOptions, device: str, cuda: bool) -> Layout:
         slurm = self.config.slurm or SlurmOptions()

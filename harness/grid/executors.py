@@ -26,7 +26,7 @@ from typing import Any
 from harness import signals
 from harness.errors import HarnessError
 from harness.grid import executor_ray, executor_slurm  # noqa: F401  (register ray and slurm)
-from harness.grid.executor import EXECUTORS, Executor, Layout, Wave, register_executor
+from harness.grid.executor import EXECUTORS, Executor, Layout, Wave, refuse_ray_options, register_executor
 from harness.grid.run_grid import (
     GridOutcome,
     RunResult,
@@ -213,11 +213,7 @@ class LocalExecutor(Executor):
     """In this process (one worker: ``run_grid``), or N spawned worker processes, one run at a time each."""
 
     def check(self) -> None:
-        c = self.config
-        if not c.shared_disk or c.data_url:
-            raise HarnessError("--no-shared-disk and --ray-data-url apply to --executor ray")
-        if c.address is not None:
-            raise HarnessError("--address applies to --executor ray")
+        refuse_ray_options(self.config)
 
     @property
     def parallel(self) -> bool:
