@@ -25,6 +25,18 @@ RESULTS = ROOT / "results"
 ADDED = ("preset_defaults", "preset_defaults_error", "caps")
 
 
+def record_files(root: Path) -> list[Path]:
+    """Every run record under a results folder: the store's and the tuning trials', not the choice files
+    (results/tuning/choices: what a study chose, no run)."""
+    choices = root / "tuning" / "choices"
+    return sorted(p for p in root.rglob("*.json") if not p.is_relative_to(choices))
+
+
+def store_files(root: Path) -> list[Path]:
+    """The records the store reads (it never reads results/tuning)."""
+    return [p for p in record_files(root) if not p.is_relative_to(root / "tuning")]
+
+
 def as_version_1(record: dict[str, Any]) -> dict[str, Any]:
     """A record as a runner before the annotations wrote it: version 1, no preset annotations, no units."""
     old = {k: copy.deepcopy(v) for k, v in record.items() if k not in ADDED}
@@ -38,7 +50,7 @@ def as_version_1(record: dict[str, Any]) -> dict[str, Any]:
 def old_store(tmp_path_factory) -> Path:
     """Every shipped record, as version 1 without its annotations (what 44 of them were before migrating)."""
     root = tmp_path_factory.mktemp("old")
-    for path in RESULTS.rglob("*.json"):
+    for path in record_files(RESULTS):
         target = root / path.relative_to(RESULTS)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(as_version_1(json.loads(path.read_text(encoding="utf-8"))), indent=1) + "\n")
@@ -46,11 +58,11 @@ def old_store(tmp_path_factory) -> Path:
 
 
 def test_every_shipped_record_is_current():
-    files = sorted(RESULTS.rglob("*.json"))
+    files = record_files(RESULTS)
     assert files and all(json.loads(p.read_text())["schema_version"] == SCHEMA_VERSION for p in files)
     with warnings.catch_warnings():
         warnings.simplefilter("error", StoreWarning)  # no "older schema" warning from the shipped store
-        assert len(ResultStore(RESULTS).records()) == len(files)
+        assert len(ResultStore(RESULTS).records()) == len(store_files(RESULTS))
 
 
 def test_migrating_every_shipped_record_keeps_its_identity_and_values(old_store, tmp_path):

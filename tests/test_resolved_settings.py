@@ -27,7 +27,23 @@ def test_every_subcommand_has_a_help(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: harness {command}") and "options:" in out
+    nested = _subcommands_of(command)
+    if nested:  # a command group (records): its help lists its subcommands, and each has a help of its own
+        assert all(name in out for name in nested), out
+        for name in nested:
+            with pytest.raises(SystemExit) as done:
+                main([command, name, "--help"])
+            assert done.value.code == 0
+            inner = capsys.readouterr().out
+            assert inner.startswith(f"usage: harness {command} {name}") and "options:" in inner
+        return
     assert len([line for line in out.splitlines() if line.strip().startswith("-")]) >= 2, out
+
+
+def _subcommands_of(command: str) -> tuple[str, ...]:
+    parser = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    groups = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return tuple(groups[0].choices) if groups else ()
 
 
 def test_analyze_help_names_its_arguments(capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,17 +148,24 @@ def test_shipped_records_are_found_again_by_their_config_hash():
         spec = record.get("spec")
         if not isinstance(spec, dict):
             continue
-        key = json.dumps([spec[k] for k in ("suite", "task", "adapter", "model", "preset", "suite_options")],
+        role = (record.get("tuning") or {}).get("role")  # a tuning trial, a run at tuned values, or neither
+        key = json.dumps([spec[k] for k in ("suite", "task", "adapter", "model", "preset", "suite_options")] + [role],
                          sort_keys=True)
         if key not in planned:
-            # the shipped records predate the validation split: the papers' protocol (issue 32)
+            # the fixed-rate shipped records predate the validation split: the papers' protocol (issue 32)
             protocol = "validation" not in spec.get("train", {})
             request = GridRequest(suite=spec["suite"], adapters=[spec["adapter"]], tasks=spec["task"], seeds=(1,),
                                   preset=spec["preset"], model=spec["model"], suite_options=spec["suite_options"],
-                                  papers_protocol=protocol)
-            planned[key] = plan_grid(request, cuda_available=False)[0].config_hash
-        if planned[key] != record["key"]["config_hash"]:  # a paper-table row's own options
-            assert record["key"]["config_hash"] in _paper_table_hashes(spec["preset"]), path
+                                  papers_protocol=protocol, tuned_from=root if role == "tuned" else None)
+            planned[key] = plan_grid(request, cuda_available=False)[0]
+        base = planned[key]
+        if role == "trial":  # the study's base run with the trial's learning rate
+            assert record["tuning"]["study"].endswith("/" + base.config_hash), path
+            # a trial never reads the test split before its study ends (harness/tuning/study.py)
+            trial = replace(base, train=replace(base.train, lr=spec["train"]["lr"], test_each_epoch=False))
+            assert trial.config_hash == record["key"]["config_hash"], path
+        elif base.config_hash != record["key"]["config_hash"]:  # a paper-table row's own options
+            assert role is None and record["key"]["config_hash"] in _paper_table_hashes(spec["preset"]), path
         checked += 1
     assert checked >= 91
 
