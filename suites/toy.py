@@ -107,8 +107,8 @@ class Toy(Suite):
 
     def default_adapter_options(self, model: str) -> dict[str, Any]:
         # no transformer blocks: a low-rank adapter targets the MLP's hidden layer (4 -> 8) by its name,
-        # at a rank that fits it
-        return {"targets": ("body",), "rank": 4}
+        # at a rank that fits it (and MELoRA's and SeRA's blocks at a count that divides 4, 8 and the rank)
+        return {"targets": ("body",), "rank": 4, "split": 2}
 
     def train_config(self, preset: str, task: str, model: str) -> TrainConfig:
         return TRAIN

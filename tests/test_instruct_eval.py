@@ -236,7 +236,7 @@ def test_end_to_end_on_a_tiny_llama(tiny_llama_dir, tmp_path):
 def test_no_progress_silences_every_lm_eval_bar_and_restores_them(capsys: pytest.CaptureFixture[str]):
     import importlib
 
-    from suites.instructeval.suite import LM_EVAL_BAR_MODULES, lm_eval_bars
+    from suites.instructeval.lm_eval_run import LM_EVAL_BAR_MODULES, lm_eval_bars
 
     modules = [importlib.import_module(name) for name in LM_EVAL_BAR_MODULES]
     originals = [m.tqdm for m in modules]

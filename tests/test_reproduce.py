@@ -117,8 +117,13 @@ def write_reproduction_tables(records, out):
 
 
 def _record(spec, value):
+    # the units the runner writes into every record (harness.metrics.record_fields): the tables scale by them
+    from harness.metrics import record_fields
+    from harness.registry import SUITES
+
+    units = record_fields(SUITES.get(spec.suite).metrics, "accuracy", spec.suite)
     return {"key": {"suite": spec.suite, "config_hash": spec.config_hash}, "spec": spec.to_dict(), "status": "success",
-            "metrics": {"best": {"accuracy": value}, "final": {"accuracy": value}}}
+            "metrics": {**units, "primary": "accuracy", "best": {"accuracy": value}, "final": {"accuracy": value}}}
 
 
 def test_report_puts_reproduced_beside_reported(tmp_path):

@@ -440,7 +440,8 @@ def test_a_non_root_harness_gets_a_user_namespace_sandbox(shared_folder, outside
         (shared_folder / package).mkdir()
         (shared_folder / package / "__init__.py").write_text("")
     shutil.copy(Path(sandbox.__file__).parents[2] / "harness" / "errors.py", shared_folder / "harness")
-    shutil.copy(sandbox.__file__, shared_folder / "suites" / "instructeval")
+    for module in ("sandbox.py", "sandbox_programs.py"):  # the sandbox and the programs it runs inside
+        shutil.copy(Path(sandbox.__file__).with_name(module), shared_folder / "suites" / "instructeval")
     (shared_folder / "run.py").write_text(NON_ROOT_SCRIPT)
     for path in (shared_folder, *shared_folder.rglob("*")):
         path.chmod(0o755)
